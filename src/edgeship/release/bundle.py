@@ -1,0 +1,135 @@
+"""Build a release from files: validate each component, store its blob, write the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.errors import UsageError, ValidationError
+from edgeship.release.inspect import inspect_component
+from edgeship.release.manifest import (
+    MEDIA_TYPES,
+    Component,
+    ComponentKind,
+    HealthSuite,
+    Manifest,
+    Requirements,
+    check_name,
+    parse_version,
+)
+from edgeship.store.local import LocalBlobStore
+from edgeship.units import parse_size
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    kind: ComponentKind
+    path: Path
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> ComponentSpec:
+        """'[NAME:]KIND=PATH', e.g. 'model/gguf=./tiny.gguf' or 'llm:model/gguf=./tiny.gguf'."""
+        left, sep, path = text.partition("=")
+        if not sep or not path:
+            raise UsageError(f"component {text!r} not understood", hint="write KIND=PATH or NAME:KIND=PATH, e.g. model/gguf=./model.gguf")
+        name, _, kind_text = left.rpartition(":")
+        try:
+            kind = ComponentKind(kind_text)
+        except ValueError as exc:
+            kinds = ", ".join(k.value for k in ComponentKind)
+            raise UsageError(f"unknown component kind {kind_text!r}", hint=f"use one of {kinds}") from exc
+        p = Path(path)
+        return cls(kind, p, name or _default_name(p))
+
+
+def _default_name(path: Path) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.name.lower()).strip("-._")
+    return cleaned or "component"
+
+
+def parse_requirements(text: str | None) -> Requirements:
+    """'ram=2GiB,arch=aarch64|x86_64,accelerator=cuda' -> Requirements."""
+    if not text:
+        return Requirements()
+    fields: dict[str, object] = {}
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not value:
+            raise UsageError(f"requirement {item!r} not understood", hint="write e.g. ram=2GiB,arch=aarch64,accelerator=cuda")
+        if key == "ram":
+            fields["min_ram"] = parse_size(value)
+        elif key in ("arch", "accelerator"):
+            fields[key] = tuple(v for v in value.split("|") if v)
+        else:
+            raise UsageError(f"unknown requirement {key!r}", hint="known: ram, arch, accelerator")
+    return Requirements(**fields)
+
+
+ProgressHook = Callable[[str, int], None]
+
+
+def build_release(
+    name: str,
+    version: str,
+    specs: Sequence[ComponentSpec],
+    store: LocalBlobStore,
+    *,
+    requirements: Requirements | None = None,
+    health: HealthSuite | None = None,
+    notes: str = "",
+    on_component: ProgressHook | None = None,
+) -> Manifest:
+    """Validate and store every component, then return the (not yet signed) manifest."""
+    if not specs:
+        raise UsageError("a release needs at least one --component")
+    parse_version(version)
+    try:
+        check_name(name, "release name")
+        for s in specs:
+            check_name(s.name, "component name")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    for label, values in (("name", [s.name for s in specs]), ("file name", [s.path.name for s in specs])):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise UsageError(f"two components share the {label} {', '.join(dupes)}", hint="name them with NAME:KIND=PATH")
+    # Validate everything before storing anything: a bad third file should not leave blobs behind.
+    metas = [inspect_component(s.kind, s.path) for s in specs]
+    components = []
+    for spec, meta in zip(specs, metas, strict=True):
+        digest, size = store.put_file(spec.path)
+        if on_component:
+            on_component(spec.name, size)
+        components.append(
+            Component(
+                name=spec.name,
+                kind=spec.kind,
+                path=spec.path.name,
+                digest=str(digest),
+                size=size,
+                media_type=MEDIA_TYPES[spec.kind],
+                meta=meta,
+            )
+        )
+    try:
+        return Manifest(
+            name=name,
+            version=version,
+            components=tuple(components),
+            requirements=requirements or Requirements(),
+            health=health or HealthSuite(),
+            notes=notes,
+            created=Manifest.now(),
+        )
+    except ValueError as exc:
+        raise ValidationError(f"release {name}@{version} is not valid: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        e = errors()[0]
+        return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+    return str(exc)

@@ -1,0 +1,211 @@
+"""The release manifest: what a release is made of, in canonical JSON.
+
+A release ID is the sha256 of the manifest's canonical bytes, so two operators who
+build the same release get the same ID, and any edit to a manifest changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import semver
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edgeship.errors import UsageError, ValidationError
+
+MANIFEST_FORMAT = "edgeship-manifest/1"
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Release and component names end up in URLs and file names: keep them boring.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class ComponentKind(str, Enum):
+    GGUF = "model/gguf"
+    ONNX = "model/onnx"
+    SAFETENSORS = "model/safetensors"
+    CONFIG = "config"
+    FILE = "file"
+
+    @property
+    def is_model(self) -> bool:
+        return self.value.startswith("model/")
+
+
+MEDIA_TYPES: dict[ComponentKind, str] = {
+    ComponentKind.GGUF: "application/vnd.gguf",
+    ComponentKind.ONNX: "application/vnd.onnx",
+    ComponentKind.SAFETENSORS: "application/vnd.safetensors",
+    ComponentKind.CONFIG: "application/json",
+    ComponentKind.FILE: "application/octet-stream",
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Component(_Frozen):
+    name: str
+    kind: ComponentKind
+    path: str = Field(description="file name inside the installed release directory")
+    digest: str = Field(description='"sha256:<hex>" of the file')
+    size: int = Field(ge=0)
+    media_type: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "component name")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        # Installed as releases/<id>/<path>: a path that leaves that directory is an attack.
+        if not v or "/" in v or "\\" in v or v in {".", ".."} or v.startswith("."):
+            raise ValueError(f"component path {v!r} must be a plain file name")
+        return v
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        if not DIGEST_RE.match(v):
+            raise ValueError(f"digest {v!r} is not 'sha256:' followed by 64 lowercase hex digits")
+        return v
+
+    @property
+    def hexdigest(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+
+class Requirements(_Frozen):
+    """What a device must have to run the release; None means "any"."""
+
+    min_ram: int | None = Field(default=None, ge=0, description="bytes")
+    arch: tuple[str, ...] = ()
+    accelerator: tuple[str, ...] = ()
+
+    def unmet_by(self, ram: int | None, arch: str | None, accelerator: str | None) -> list[str]:
+        """Reasons a device with these facts cannot run the release (empty: it can)."""
+        reasons = []
+        if self.min_ram is not None and (ram is None or ram < self.min_ram):
+            reasons.append(f"needs {self.min_ram} bytes of RAM, device has {ram}")
+        if self.arch and arch not in self.arch:
+            reasons.append(f"needs arch {'|'.join(self.arch)}, device is {arch}")
+        if self.accelerator and accelerator not in self.accelerator:
+            reasons.append(f"needs accelerator {'|'.join(self.accelerator)}, device has {accelerator}")
+        return reasons
+
+
+class HealthSuite(_Frozen):
+    """The trial a device runs after switching; later issues add inference checks."""
+
+    command: str | None = Field(default=None, description="shell command run in the release dir")
+    timeout_s: float = Field(default=60.0, gt=0)
+    checks: tuple[dict[str, Any], ...] = ()
+
+
+class Manifest(_Frozen):
+    format: str = MANIFEST_FORMAT
+    name: str
+    version: str
+    components: tuple[Component, ...]
+    requirements: Requirements = Requirements()
+    health: HealthSuite = HealthSuite()
+    notes: str = ""
+    created: str = Field(description="RFC 3339 UTC time the release was built")
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if v != MANIFEST_FORMAT:
+            raise ValueError(f"unsupported manifest format {v!r}; this edgeship reads {MANIFEST_FORMAT}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "release name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        try:
+            parse_version(v)
+        except UsageError as exc:
+            raise ValueError(exc.message) from exc
+        return v
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, v: tuple[Component, ...]) -> tuple[Component, ...]:
+        if not v:
+            raise ValueError("a release needs at least one component")
+        for field in ("name", "path"):
+            seen = [getattr(c, field) for c in v]
+            dupes = sorted({s for s in seen if seen.count(s) > 1})
+            if dupes:
+                raise ValueError(f"duplicate component {field}s: {', '.join(dupes)}")
+        return v
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+    @property
+    def release_id(self) -> str:
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValueError as exc:
+            raise ValidationError(f"invalid release manifest: {exc}") from exc
+
+    @staticmethod
+    def now() -> str:
+        return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: the same object always hashes the same."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def check_name(value: str, what: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 chars of lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def parse_version(text: str) -> semver.Version:
+    try:
+        return semver.Version.parse(text)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"version {text!r} is not a semantic version", hint="use MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1"
+        ) from exc
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """Split "NAME[@VERSION]"."""
+    name, _, version = ref.partition("@")
+    try:
+        check_name(name, "release name")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if version:
+        parse_version(version)
+    return name, version or None

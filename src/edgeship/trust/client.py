@@ -1,0 +1,157 @@
+"""Device-side verification on python-tuf's ngclient: nothing is used before it is verified.
+
+The agent reuses this: it refreshes metadata, downloads a release's manifest and blobs
+through the fetcher, and gets either verified files or a TrustError saying which attack
+or fault was detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuf.api import exceptions as tuf_errors
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+from edgeship.errors import NotFoundError, ServerError, TrustError
+from edgeship.release.manifest import Component, Manifest
+from edgeship.store.digest import Digest
+from edgeship.trust import targets as names
+from edgeship.trust.fetcher import fetcher_for
+
+
+@dataclass
+class VerifiedRelease:
+    manifest: Manifest
+    release_id: str
+    files: dict[str, Path] = field(default_factory=dict)  # component name -> verified file
+
+
+def repo_url(repo: str) -> str:
+    """A repository given as a URL or a local directory, as a base URL ending in '/'."""
+    if "://" not in repo:
+        repo = Path(repo).resolve().as_uri()
+    return repo.rstrip("/") + "/"
+
+
+@contextmanager
+def tuf_failures(what: str) -> Iterator[None]:
+    """Translate python-tuf's exceptions into edgeship errors that name the attack or fault."""
+    try:
+        yield
+    except tuf_errors.ExpiredMetadataError as exc:
+        raise TrustError(
+            f"{what}: repository metadata has expired ({exc})",
+            hint="the repository is stale or a freeze attack is under way; ask the operator to re-sign",
+        ) from exc
+    except tuf_errors.BadVersionNumberError as exc:
+        raise TrustError(
+            f"{what}: repository offers older metadata than this client already trusts ({exc})",
+            hint="a rollback attack or a restored old backup; do not install anything from it",
+        ) from exc
+    except tuf_errors.UnsignedMetadataError as exc:
+        raise TrustError(
+            f"{what}: metadata is not signed by a trusted key ({exc})",
+            hint="someone without the operator's keys produced it; if keys were rotated, the client needs the new root",
+        ) from exc
+    except tuf_errors.LengthOrHashMismatchError as exc:
+        raise TrustError(
+            f"{what}: downloaded bytes do not match their signed hash or length ({exc})",
+            hint="the copy in the repository is corrupt or was tampered with; re-publish it",
+        ) from exc
+    except tuf_errors.DownloadLengthMismatchError as exc:
+        raise TrustError(
+            f"{what}: the server sent more bytes than were signed ({exc})",
+            hint="endless-data attack or a corrupt repository; the download was stopped",
+        ) from exc
+    except tuf_errors.DownloadHTTPError as exc:
+        if exc.status_code == 404:
+            raise NotFoundError(f"{what}: not found in the repository ({exc})") from exc
+        raise ServerError(f"{what}: the repository answered HTTP {exc.status_code}") from exc
+    except tuf_errors.DownloadError as exc:
+        raise ServerError(f"{what}: cannot download ({exc.__cause__ or exc})", hint="check the repository URL and the network") from exc
+    except tuf_errors.RepositoryError as exc:
+        raise TrustError(f"{what}: repository metadata rejected ({exc})") from exc
+
+
+class ReleaseVerifier:
+    """Verifies releases of one repository, keeping trusted metadata in ``metadata_dir``."""
+
+    def __init__(
+        self,
+        repo: str,
+        metadata_dir: Path,
+        trusted_root: bytes | None = None,
+        fetcher: FetcherInterface | None = None,
+        *,
+        ca: str | None = None,
+    ) -> None:
+        self.url = repo_url(repo)
+        self.metadata_dir = Path(metadata_dir)
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        # Trust on first use only: once a root is cached, it alone decides what comes next.
+        bootstrap = None if (self.metadata_dir / "root.json").exists() else trusted_root
+        if bootstrap is None and not (self.metadata_dir / "root.json").exists():
+            raise TrustError(
+                "no trusted root for this repository",
+                hint="pass --root with the operator's root.json (e.g. <workspace>/repository/metadata/1.root.json)",
+            )
+        self._updater = Updater(
+            metadata_dir=str(self.metadata_dir),
+            metadata_base_url=self.url + "metadata/",
+            target_base_url=self.url,
+            fetcher=fetcher or fetcher_for(self.url, ca=ca),
+            config=UpdaterConfig(prefix_targets_with_hash=False),
+            bootstrap=bootstrap,
+        )
+        self._refreshed = False
+
+    def refresh(self) -> None:
+        with tuf_failures("refreshing trusted metadata"):
+            self._updater.refresh()
+        self._refreshed = True
+
+    def _download(self, target_path: str, dest: Path, what: str) -> Path:
+        if not self._refreshed:
+            self.refresh()
+        with tuf_failures(what):
+            info = self._updater.get_targetinfo(target_path)
+            if info is None:
+                raise NotFoundError(f"{what}: no signed target {target_path} in the repository")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            return Path(self._updater.download_target(info, str(dest)))
+
+    def manifest(self, name: str, version: str, workdir: Path) -> Manifest:
+        path = self._download(names.manifest_path(name, version), workdir / f"{name}@{version}.json", f"release {name}@{version}")
+        data = path.read_bytes()
+        manifest = Manifest.from_bytes(data)
+        # The hash already matched what targets signed; this catches a targets entry that
+        # (through operator error or key compromise) names one release's bytes as another's.
+        if (manifest.name, manifest.version) != (name, version):
+            raise TrustError(f"signed manifest for {name}@{version} describes {manifest.ref}", hint="do not install it")
+        if hashlib.sha256(data).hexdigest() != manifest.release_id:
+            raise TrustError(f"manifest of {name}@{version} is not in canonical form", hint="re-push the release")
+        return manifest
+
+    def component(self, component: Component, dest: Path) -> Path:
+        digest = Digest(component.hexdigest)
+        path = names.blob_path(digest)
+        with tuf_failures(f"component {component.name}"):
+            info = self._updater.get_targetinfo(path)
+        if info is None or info.hashes.get("sha256") != digest.hex or info.length != component.size:
+            raise TrustError(f"component {component.name} ({component.digest}) is not signed by the repository")
+        return self._download(path, dest, f"component {component.name}")
+
+    def verify_release(self, name: str, version: str, workdir: Path) -> VerifiedRelease:
+        """Download and check a release's manifest and every component into ``workdir``."""
+        manifest = self.manifest(name, version, workdir)
+        result = VerifiedRelease(manifest, manifest.release_id)
+        for c in manifest.components:
+            result.files[c.name] = self.component(c, workdir / "components" / c.path)
+        return result
+
+
+__all__ = ["ReleaseVerifier", "VerifiedRelease", "repo_url", "tuf_failures"]

@@ -1,0 +1,260 @@
+"""The operator's TUF repository: signs and writes root, targets, snapshot and timestamp.
+
+Files live under ``<repo>/metadata/`` with consistent snapshots (``N.root.json``,
+``N.targets.json``, ``N.snapshot.json``, ``timestamp.json``); targets live under
+``<repo>/`` at their target path. New versioned files are written first and
+``timestamp.json`` last, so a client never sees a half-published repository.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import (
+    MetaFile,
+    Metadata,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from edgeship.errors import TrustError
+from edgeship.store.fsutil import write_atomic
+from edgeship.trust import keys as keyfiles
+
+ROLES = ("root", "targets", "snapshot", "timestamp")
+ONLINE_ROLES = ("snapshot", "timestamp")  # the only keys an update server may hold
+_VERSIONED = re.compile(r"^(\d+)\.(root|targets|snapshot)\.json$")
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """How long each role's metadata stays valid after signing, in days."""
+
+    root: float = 365.0
+    targets: float = 90.0
+    snapshot: float = 7.0
+    timestamp: float = 1.0
+
+    def of(self, role: str) -> timedelta:
+        return timedelta(days=getattr(self, role))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class KeyRing:
+    """Private keys by role, loaded on first use (so an encrypted key is unlocked only when needed)."""
+
+    def __init__(self, directory: Path, passphrase: keyfiles.PassphraseSource = keyfiles.passphrase_from_env) -> None:
+        self.directory = directory
+        self._passphrase = passphrase
+        self._signers: dict[str, Signer] = {}
+
+    def path(self, role: str) -> Path:
+        return self.directory / f"{role}.pem"
+
+    def has(self, role: str) -> bool:
+        return self.path(role).is_file()
+
+    def signer(self, role: str) -> Signer:
+        if role not in self._signers:
+            if not self.has(role):
+                raise TrustError(
+                    f"the {role} key is not in {self.directory}",
+                    hint=f"sign {role} metadata where its key lives (the operator workspace holds root and targets)",
+                )
+            self._signers[role] = keyfiles.signer(keyfiles.load(self.path(role), self._passphrase))
+        return self._signers[role]
+
+    def stage(self, role: str, private: Ed25519PrivateKey, passphrase: bytes | None) -> None:
+        """Save a new key beside the current one, before any metadata names it."""
+        keyfiles.save(self.path(role).with_suffix(".pem.new"), private, passphrase)
+
+    def commit(self, role: str) -> Path:
+        """Make the staged key current; the old file moves to ``retired/``. Returns the retired path."""
+        current = self.path(role)
+        retired = self.directory / "retired" / f"{role}-{_now():%Y%m%dT%H%M%SZ}.pem"
+        retired.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if current.exists():
+            current.replace(retired)
+        current.with_suffix(".pem.new").replace(current)
+        self._signers.pop(role, None)
+        return retired
+
+
+class Repository:
+    """Reads and signs the metadata of one TUF repository directory."""
+
+    def __init__(self, path: Path, keyring: KeyRing, expiry: Expiry | None = None) -> None:
+        self.path = Path(path)
+        self.metadata_dir = self.path / "metadata"
+        self.keyring = keyring
+        self.expiry = expiry or Expiry()
+
+    # -- creation -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: Path, keyring: KeyRing, public_keys: dict[str, keyfiles.SSlibKey], expiry: Expiry | None = None
+    ) -> Repository:
+        repo = cls(path, keyring, expiry)
+        repo.metadata_dir.mkdir(parents=True, exist_ok=True)
+        root = Root(expires=_now() + repo.expiry.of("root"), consistent_snapshot=True)
+        for role in ROLES:
+            root.add_key(public_keys[role], role)
+        repo._write_root(Metadata(root), [keyring.signer("root")])
+        targets = Metadata(Targets(expires=_now() + repo.expiry.of("targets")))
+        repo._sign_and_write(targets, "targets")
+        repo._publish_snapshot()
+        return repo
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _latest(self, role: str) -> int:
+        versions = [int(m.group(1)) for p in self.metadata_dir.glob(f"*.{role}.json") if (m := _VERSIONED.match(p.name))]
+        if not versions:
+            raise TrustError(f"no {role} metadata in {self.metadata_dir}", hint="is this an edgeship repository? run `edgeship init`")
+        return max(versions)
+
+    def load(self, role: str) -> Metadata:
+        name = "timestamp.json" if role == "timestamp" else f"{self._latest(role)}.{role}.json"
+        if not (self.metadata_dir / name).is_file():
+            raise TrustError(f"no {role} metadata in {self.metadata_dir}", hint="is this an edgeship repository? run `edgeship init`")
+        try:
+            return Metadata.from_file(str(self.metadata_dir / name))
+        except (OSError, ValueError) as exc:
+            raise TrustError(f"cannot read {role} metadata {name}: {exc}") from exc
+
+    def root(self) -> Metadata[Root]:
+        return self.load("root")
+
+    def targets(self) -> Metadata[Targets]:
+        return self.load("targets")
+
+    def root_bytes(self, version: int = 1) -> bytes:
+        return (self.metadata_dir / f"{version}.root.json").read_bytes()
+
+    def signature_status(self, role: str) -> str:
+        """'valid until <time>', 'EXPIRED at <time>' or 'INVALID: <why>' for one role."""
+        root = self.root()
+        md = self.load(role)
+        try:
+            root.verify_delegate(role, md)
+        except UnsignedMetadataError as exc:
+            return f"INVALID: {exc}"
+        expires = md.signed.expires
+        if md.signed.is_expired(_now()):
+            return f"EXPIRED at {expires:%Y-%m-%d %H:%M}Z"
+        return f"valid until {expires:%Y-%m-%d %H:%M}Z"
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def add_targets(self, files: Iterable[TargetFile]) -> int:
+        """Sign a new targets version naming ``files`` (on top of the existing ones); returns it."""
+        targets = self.targets()
+        for f in files:
+            targets.signed.targets[f.path] = f
+        targets.signed.version += 1
+        self._sign_and_write(targets, "targets")
+        self._publish_snapshot()
+        return targets.signed.version
+
+    def refresh_timestamp(self) -> None:
+        """Re-sign the timestamp with a fresh expiry (the online job against freeze attacks)."""
+        snapshot_name = f"{self._latest('snapshot')}.snapshot.json"
+        self._publish_timestamp(self.load("snapshot").signed.version, (self.metadata_dir / snapshot_name).read_bytes())
+
+    def _publish_snapshot(self) -> None:
+        try:
+            snapshot = self.load("snapshot")
+            snapshot.signed.version += 1
+        except TrustError:  # first publication
+            snapshot = Metadata(Snapshot())
+        targets_version = self._latest("targets")
+        data = (self.metadata_dir / f"{targets_version}.targets.json").read_bytes()
+        snapshot.signed.meta["targets.json"] = MetaFile.from_data(targets_version, data, ["sha256"])
+        raw = self._sign_and_write(snapshot, "snapshot")
+        self._publish_timestamp(snapshot.signed.version, raw)
+
+    def _publish_timestamp(self, snapshot_version: int, snapshot_bytes: bytes) -> None:
+        try:
+            timestamp = self.load("timestamp")
+            timestamp.signed.version += 1
+        except TrustError:
+            timestamp = Metadata(Timestamp())
+        timestamp.signed.snapshot_meta = MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"])
+        self._sign_and_write(timestamp, "timestamp")
+
+    def _sign_and_write(self, md: Metadata, role: str, *, expires: datetime | None = None) -> bytes:
+        md.signed.expires = expires or (_now() + self.expiry.of(role))
+        md.signatures.clear()
+        md.sign(self.keyring.signer(role))
+        raw = md.to_bytes(JSONSerializer(compact=False))
+        name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
+        write_atomic(self.metadata_dir / name, raw)
+        return raw
+
+    def _write_root(self, md: Metadata[Root], signers: list[Signer]) -> None:
+        md.signatures.clear()
+        for s in signers:
+            md.sign(s, append=True)
+        raw = md.to_bytes(JSONSerializer(compact=False))
+        write_atomic(self.metadata_dir / f"{md.signed.version}.root.json", raw)
+        write_atomic(self.metadata_dir / "root.json", raw)
+
+    def resign_expiring(self, role: str, expires: datetime) -> None:
+        """Re-sign one role with an explicit expiry (tests use it to stage a freeze attack)."""
+        md = self.load(role)
+        md.signed.version += 1
+        self._sign_and_write(md, role, expires=expires)
+        if role == "targets":
+            self._publish_snapshot()
+        elif role == "snapshot":
+            self.refresh_timestamp()
+
+    # -- key rotation ---------------------------------------------------------------------
+
+    def rotate(self, role: str, passphrase: bytes | None, new_key: Callable[[], Ed25519PrivateKey] = keyfiles.generate) -> str:
+        """Replace ``role``'s key: new root version signed by old and new root keys. Returns the new key ID."""
+        if role not in ROLES:
+            raise TrustError(f"unknown role {role!r}", hint=f"choose one of {', '.join(ROLES)}")
+        root = self.root()
+        old_root_signer = self.keyring.signer("root")
+        private = new_key()
+        public = keyfiles.public_key(private)
+        for keyid in list(root.signed.roles[role].keyids):
+            root.signed.revoke_key(keyid, role)
+        root.signed.add_key(public, role)
+        root.signed.version += 1
+        root.signed.expires = _now() + self.expiry.of("root")
+        new_signers: list[Signer] = [keyfiles.signer(private)] if role == "root" else [old_root_signer]
+        # A client that trusts root N accepts N+1 only if N's root keys signed it too.
+        if role == "root":
+            new_signers.append(old_root_signer)
+        # Stage the key first: losing it after the new root names it would orphan the role.
+        self.keyring.stage(role, private, passphrase)
+        self._write_root(root, new_signers)
+        self.keyring.commit(role)
+        # Metadata signed by the retired key no longer verifies: re-sign it with the new one.
+        if role == "targets":
+            self.add_targets([])
+        elif role == "snapshot":
+            self._publish_snapshot()
+        elif role == "timestamp":
+            self.refresh_timestamp()
+        return public.keyid
+
+
+__all__ = ["Expiry", "KeyRing", "ONLINE_ROLES", "ROLES", "Repository"]

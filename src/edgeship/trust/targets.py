@@ -1,0 +1,52 @@
+"""How releases and blobs are named as TUF targets.
+
+Blobs are content-addressed and manifests are immutable once signed, so target paths
+need no hash prefix: clients fetch them with ``prefix_targets_with_hash=False``.
+"""
+
+from __future__ import annotations
+
+from tuf.api.metadata import TargetFile
+
+from edgeship.release.manifest import Manifest
+from edgeship.store.digest import Digest
+
+RELEASES_DIR = "releases"
+BLOBS_DIR = "blobs"
+
+
+def manifest_path(name: str, version: str) -> str:
+    return f"{RELEASES_DIR}/{name}/{version}.json"
+
+
+def blob_path(digest: Digest) -> str:
+    return f"{BLOBS_DIR}/sha256/{digest.hex}"
+
+
+def release_targets(manifest: Manifest, manifest_bytes: bytes) -> list[TargetFile]:
+    """The targets that sign one release: its manifest and every component blob."""
+    files = [
+        TargetFile.from_data(
+            manifest_path(manifest.name, manifest.version),
+            manifest_bytes,
+            ["sha256"],
+        )
+    ]
+    files[0].unrecognized_fields["custom"] = {
+        "edgeship": {"kind": "release", "name": manifest.name, "version": manifest.version, "release_id": manifest.release_id}
+    }
+    for c in manifest.components:
+        files.append(
+            TargetFile(c.size, {"sha256": c.hexdigest}, blob_path(Digest(c.hexdigest)), {"custom": {"edgeship": {"kind": "blob"}}})
+        )
+    return files
+
+
+def release_entries(targets: dict[str, TargetFile]) -> list[dict]:
+    """The edgeship release records among a targets role's files."""
+    out = []
+    for path, tf in targets.items():
+        info = tf.custom.get("edgeship", {}) if isinstance(tf.custom, dict) else {}
+        if info.get("kind") == "release":
+            out.append({**info, "path": path, "length": tf.length})
+    return out

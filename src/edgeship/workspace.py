@@ -1,0 +1,163 @@
+"""The operator workspace: config, offline signing keys, and the signed release repository.
+
+    <workspace>/
+      edgeship.toml                    settings (see WorkspaceConfig)
+      keys/{root,targets,snapshot,timestamp}.pem   private, 0600; keys/retired/
+      repository/                      what a server or a directory serves to devices
+        metadata/                      TUF: N.root.json, N.targets.json, N.snapshot.json, timestamp.json
+        releases/<name>/<version>.json canonical manifests
+        blobs/sha256/<hex>             content-addressed component files
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from edgeship.errors import ConflictError, NotFoundError, WorkspaceError
+from edgeship.release.manifest import Manifest, parse_version
+from edgeship.store.fsutil import write_atomic
+from edgeship.store.local import LocalBlobStore
+from edgeship.trust import keys as keyfiles
+from edgeship.trust.repository import ROLES, Expiry, KeyRing, Repository
+from edgeship.trust.targets import manifest_path, release_entries, release_targets
+
+CONFIG_FILE = "edgeship.toml"
+WORKSPACE_ENV = "EDGESHIP_WORKSPACE"
+
+
+@dataclass
+class WorkspaceConfig:
+    encrypted_keys: bool = False
+    expiry: Expiry = field(default_factory=Expiry)
+    server_url: str = ""
+
+    def to_toml(self) -> str:
+        doc = {
+            "workspace": {"format": 1},
+            "keys": {"encrypted": self.encrypted_keys},
+            "expiry_days": asdict(self.expiry),
+            "server": {"url": self.server_url},
+        }
+        header = "# edgeship operator workspace. Keep keys/ private and backed up offline.\n"
+        return header + tomli_w.dumps(doc)
+
+    @classmethod
+    def from_toml(cls, text: str) -> WorkspaceConfig:
+        doc = tomllib.loads(text)
+        return cls(
+            encrypted_keys=bool(doc.get("keys", {}).get("encrypted", False)),
+            expiry=Expiry(**doc.get("expiry_days", {})),
+            server_url=str(doc.get("server", {}).get("url", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    name: str
+    version: str
+    release_id: str
+    manifest_path: str
+    manifest_size: int
+
+
+class Workspace:
+    def __init__(self, root: Path, config: WorkspaceConfig, passphrase: keyfiles.PassphraseSource = keyfiles.passphrase_from_env) -> None:
+        self.root = root
+        self.config = config
+        self.keyring = KeyRing(root / "keys", passphrase)
+        self.repo_dir = root / "repository"
+        self.store = LocalBlobStore(self.repo_dir / "blobs")
+
+    # -- finding and creating -------------------------------------------------------------
+
+    @classmethod
+    def find(cls, explicit: Path | None = None) -> Workspace:
+        """The workspace named, or in $EDGESHIP_WORKSPACE, or the nearest one above the cwd."""
+        if explicit is None and os.environ.get(WORKSPACE_ENV):
+            explicit = Path(os.environ[WORKSPACE_ENV])
+        candidates = [explicit] if explicit else [Path.cwd(), *Path.cwd().parents]
+        for d in candidates:
+            if (d / CONFIG_FILE).is_file():
+                return cls.open(d)
+        where = str(explicit) if explicit else "this directory or any parent"
+        raise WorkspaceError(f"no edgeship workspace in {where}", hint="run `edgeship init DIR`, or pass --workspace / set EDGESHIP_WORKSPACE")
+
+    @classmethod
+    def open(cls, root: Path) -> Workspace:
+        try:
+            config = WorkspaceConfig.from_toml((root / CONFIG_FILE).read_text())
+        except (OSError, tomllib.TOMLDecodeError, TypeError) as exc:
+            raise WorkspaceError(f"cannot read {root / CONFIG_FILE}: {exc}", hint="fix or restore the file") from exc
+        return cls(root.resolve(), config)
+
+    @classmethod
+    def init(cls, root: Path, passphrase: bytes | None, expiry: Expiry | None = None) -> Workspace:
+        root = root.resolve()
+        if (root / CONFIG_FILE).exists() or (root / "keys").exists():
+            raise ConflictError(
+                f"{root} is already an edgeship workspace",
+                hint="use it as it is, or pick another directory; init never overwrites keys",
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        config = WorkspaceConfig(encrypted_keys=passphrase is not None, expiry=expiry or Expiry())
+        ws = cls(root, config, passphrase=lambda _p: passphrase)
+        public = {}
+        for role in ROLES:
+            private = keyfiles.generate()
+            keyfiles.save(ws.keyring.path(role), private, passphrase)
+            public[role] = keyfiles.public_key(private)
+        Repository.create(ws.repo_dir, ws.keyring, public, config.expiry)
+        # The config is written last: its presence marks a complete workspace.
+        write_atomic(root / CONFIG_FILE, config.to_toml().encode())
+        return ws
+
+    # -- releases -------------------------------------------------------------------------
+
+    def repository(self) -> Repository:
+        return Repository(self.repo_dir, self.keyring, self.config.expiry)
+
+    def releases(self, name: str | None = None) -> list[ReleaseRecord]:
+        """Signed releases, oldest version first per name."""
+        entries = release_entries(self.repository().targets().signed.targets)
+        records = [
+            ReleaseRecord(e["name"], e["version"], e["release_id"], e["path"], e["length"])
+            for e in entries
+            if name is None or e["name"] == name
+        ]
+        return sorted(records, key=lambda r: (r.name, parse_version(r.version)))
+
+    def find_release(self, name: str, version: str | None = None) -> ReleaseRecord:
+        records = self.releases(name)
+        if not records:
+            known = sorted({r.name for r in self.releases()})
+            raise NotFoundError(
+                f"no release named {name!r}",
+                hint=f"known releases: {', '.join(known)}" if known else "push one with `edgeship release push`",
+            )
+        if version is None:
+            return records[-1]
+        for r in records:
+            if r.version == version:
+                return r
+        raise NotFoundError(f"{name} has no version {version}", hint=f"versions: {', '.join(r.version for r in records)}")
+
+    def load_manifest(self, record: ReleaseRecord) -> Manifest:
+        return Manifest.from_bytes((self.repo_dir / record.manifest_path).read_bytes())
+
+    def publish(self, manifest: Manifest) -> str:
+        """Sign a built release into the repository; returns its release ID."""
+        existing = self.releases(manifest.name)
+        if existing and parse_version(manifest.version) <= parse_version(existing[-1].version):
+            raise ConflictError(
+                f"{manifest.name}@{manifest.version} is not newer than the latest {existing[-1].version}",
+                hint="releases only move forward; bump the version (rolling back is `edgeship rollout` business)",
+            )
+        data = manifest.canonical_bytes()
+        write_atomic(self.repo_dir / manifest_path(manifest.name, manifest.version), data)
+        self.repository().add_targets(release_targets(manifest, data))
+        return manifest.release_id
