@@ -1,0 +1,50 @@
+"""Rollout engine: pure logic shared by the server and the fleet simulator (no I/O, no clock)."""
+
+from edgeship.rollout.cohort import cohort_value
+from edgeship.rollout.engine import (
+    Assignment,
+    AssignmentReason,
+    Decision,
+    RolloutEvent,
+    StageCount,
+    abort,
+    decide,
+    pause,
+    place,
+    promote,
+    resume,
+)
+from edgeship.rollout.health import HealthMargins, HealthMetrics
+from edgeship.rollout.model import DeviceFacts, DeviceState, DeviceView, Rollout, RolloutState, RolloutStatus
+from edgeship.rollout.policy import OnFail, RolloutPolicy, Stage
+from edgeship.rollout.selector import Selector
+from edgeship.rollout.window import MaintenanceWindow, next_switch_time
+
+__all__ = [
+    "Assignment",
+    "AssignmentReason",
+    "Decision",
+    "DeviceFacts",
+    "DeviceState",
+    "DeviceView",
+    "HealthMargins",
+    "HealthMetrics",
+    "MaintenanceWindow",
+    "OnFail",
+    "Rollout",
+    "RolloutEvent",
+    "RolloutPolicy",
+    "RolloutState",
+    "RolloutStatus",
+    "Selector",
+    "Stage",
+    "StageCount",
+    "abort",
+    "cohort_value",
+    "decide",
+    "next_switch_time",
+    "pause",
+    "place",
+    "promote",
+    "resume",
+]

@@ -1,0 +1,337 @@
+"""The rollout engine: from a rollout, the fleet's reports and the time, what happens next.
+
+``decide`` is pure: the server and the simulator call it with the same inputs and get
+the same assignments and the same next rollout state. It never reads a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from edgeship.errors import RolloutError
+from edgeship.rollout.cohort import cohort_value
+from edgeship.rollout.health import CohortHealth, HealthMetrics, HealthVerdict, compare
+from edgeship.rollout.model import FAILURE_STATES, DeviceView, Rollout, RolloutState, RolloutStatus
+from edgeship.rollout.policy import OnFail, Phase
+from edgeship.rollout.window import MaintenanceWindow
+
+
+class AssignmentReason(str, Enum):
+    ASSIGNED = "assigned"
+    NOT_YET = "not_yet_in_stage"
+    SKIPPED = "skipped"  # requirements unmet
+    NOT_TARGETED = "not_targeted"
+    HELD = "held"  # rollout paused or aborted before this device started
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """What one device should run; ``release`` None means "keep what you run"."""
+
+    reason: AssignmentReason
+    release: str | None = None
+    # Agents refuse to go back to an older release unless the order says so (signed later).
+    rollback: bool = False
+    phase: int | None = None  # the phase that brought the device in
+    detail: str = ""
+    window: MaintenanceWindow | None = None
+    notice: float = 0.0  # seconds
+
+
+# Where each device enters the rollout: a phase index, or a fixed answer (not targeted,
+# skipped). It depends only on tags, facts and the rollout's plan, so callers may compute
+# it once per rollout and fleet and pass it to every ``decide``.
+Placement = dict[str, "int | Assignment"]
+
+_NOT_TARGETED = Assignment(AssignmentReason.NOT_TARGETED)
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """Per phase, the devices it brought in (each device is counted in one phase only)."""
+
+    phase: int
+    name: str
+    targeted: int
+    done: int
+    failed: int
+    in_progress: int
+    status: str  # waiting | rolling | baking | passed | paused | aborted
+    bake_left: float | None  # seconds, while baking
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """A state change, for timelines, audit logs and (later) webhooks."""
+
+    at: float
+    status: RolloutStatus
+    phase: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    rollout: Rollout  # with its new state: store it
+    assignments: dict[str, Assignment]
+    stages: tuple[StageCount, ...]
+    skipped: int
+    not_targeted: int
+    rollback_remaining: int  # devices still to bring back (aborted with rollback)
+    health: HealthVerdict
+    events: tuple[RolloutEvent, ...]
+    next_check: float | None  # call again by then at the latest (end of a bake)
+
+    def summary(self) -> dict[str, Any]:
+        """The rollout's status without per-device rows, for ``--json`` and reports."""
+        state = self.rollout.state
+        return {
+            "rollout": self.rollout.id,
+            "release": self.rollout.name,
+            "status": state.status.value,
+            "phase": self.rollout.policy.phases[state.phase].name,
+            "reason": state.reason,
+            "rollback": state.rollback,
+            "rollback_remaining": self.rollback_remaining,
+            "skipped": self.skipped,
+            "not_targeted": self.not_targeted,
+            "stages": [dataclasses.asdict(s) for s in self.stages],
+            "health_regressions": list(self.health.regressions),
+        }
+
+
+def place(rollout: Rollout, devices: Iterable[DeviceView]) -> Placement:
+    """Where each device enters ``rollout`` (see ``Placement``)."""
+    phases = rollout.policy.phases
+    return {d.id: _place_one(rollout, phases, d) for d in devices}
+
+
+def _place_one(rollout: Rollout, phases: tuple[Phase, ...], device: DeviceView) -> int | Assignment:
+    if not rollout.target.matches(device.id, device.tags):
+        return _NOT_TARGETED
+    f = device.facts
+    unmet = rollout.requirements.unmet_by(f.ram, f.arch, f.accelerator)
+    if unmet:
+        return Assignment(AssignmentReason.SKIPPED, detail="; ".join(unmet))
+    pilot = rollout.policy.pilot
+    if pilot is not None and pilot.matches(device.id, device.tags):
+        return 0
+    value = cohort_value(rollout.id, device.id)
+    for i, phase in enumerate(phases):
+        if phase.percent is not None and value < phase.percent / 100.0:
+            return i
+    return len(phases)  # beyond the last stage (a plan that stops short of 100 %)
+
+
+# Device classes against the rollout's release.
+_DONE, _FAILED, _STARTED, _WAITING = range(4)
+
+
+def _classify(d: DeviceView, release: str) -> int:
+    if d.current == release:
+        return _DONE
+    if d.target == release:
+        return _FAILED if d.state in FAILURE_STATES else _STARTED
+    return _WAITING
+
+
+def decide(
+    rollout: Rollout, devices: Iterable[DeviceView], now: float, placement: Mapping[str, int | Assignment] | None = None
+) -> Decision:
+    """Assign each device and move the rollout on, as of Unix time ``now``.
+
+    ``placement`` (from ``place``) saves rehashing a large fleet on every call; devices it
+    does not know are placed on the fly.
+    """
+    phases = rollout.policy.phases
+    release, previous = rollout.release, rollout.previous_release
+    counts = [[0, 0, 0, 0] for _ in phases]  # per phase: done, failed, started, waiting
+    rows: list[tuple[str, int, int]] = []  # (device, phase, class) of targeted devices
+    fixed: dict[str, Assignment] = {}
+    candidate: list[HealthMetrics] = []
+    baseline: list[HealthMetrics] = []
+    skipped = not_targeted = 0
+    for d in devices:
+        where = placement.get(d.id) if placement is not None else None
+        if where is None:
+            where = _place_one(rollout, phases, d)
+        if isinstance(where, Assignment):
+            fixed[d.id] = where
+            if where.reason is AssignmentReason.SKIPPED:
+                skipped += 1
+            else:
+                not_targeted += 1
+            continue
+        cls = _classify(d, release)
+        if where < len(phases):
+            counts[where][cls] += 1
+        rows.append((d.id, where, cls))
+        if d.health is not None:
+            if d.current == release:
+                candidate.append(d.health)
+            elif previous is not None and d.current == previous:
+                baseline.append(d.health)
+
+    health = compare(CohortHealth.of(candidate), CohortHealth.of(baseline), rollout.policy.health)
+    state, events = _advance(rollout, counts, health, now)
+    rollout = dataclasses.replace(rollout, state=state)
+    assignments, remaining = _assign(rollout, rows)
+    assignments.update(fixed)
+    return Decision(
+        rollout=rollout,
+        assignments=assignments,
+        stages=_stage_counts(rollout, counts, now),
+        skipped=skipped,
+        not_targeted=not_targeted,
+        rollback_remaining=remaining,
+        health=health,
+        events=tuple(events),
+        next_check=(state.bake_started + phases[state.phase].bake) if state.status is RolloutStatus.BAKING
+        and state.bake_started is not None else None,
+    )
+
+
+def _advance(
+    rollout: Rollout, counts: list[list[int]], health: HealthVerdict, now: float
+) -> tuple[RolloutState, list[RolloutEvent]]:
+    """Walk the state machine as far as the reports allow (several empty stages may pass at once)."""
+    phases = rollout.policy.phases
+    state = rollout.state
+    events: list[RolloutEvent] = []
+    while state.status.is_active:
+        phase = phases[state.phase]
+        members = sum(sum(c) for c in counts[: state.phase + 1])
+        failed = sum(c[_FAILED] for c in counts[: state.phase + 1])
+        pending = sum(c[_STARTED] + c[_WAITING] for c in counts[: state.phase + 1])
+        breach = _breach(phase, members, failed, health)
+        if breach:
+            rollback = rollout.policy.on_fail is OnFail.ROLLBACK
+            status = RolloutStatus.ABORTED if rollback else RolloutStatus.PAUSED
+            state = RolloutState(status, state.phase, now, None, breach, rollback)
+            verb = "aborted, rolling back" if rollback else "paused"
+            events.append(RolloutEvent(now, status, phase.name, f"{verb}: {breach}"))
+            break
+        settled = members == 0 or pending <= phase.max_pending * members
+        if not settled:
+            break
+        if state.status is RolloutStatus.ROLLING and sum(counts[state.phase]) and phase.bake > 0:
+            state = dataclasses.replace(state, status=RolloutStatus.BAKING, since=now, bake_started=now)
+            events.append(RolloutEvent(now, state.status, phase.name, f"{phase.name} installed; baking"))
+            continue
+        if state.bake_started is not None and now < state.bake_started + phase.bake:
+            break
+        # A phase that brought in no device has nothing to bake: move straight on.
+        if state.phase + 1 < len(phases):
+            state = RolloutState(RolloutStatus.ROLLING, state.phase + 1, now)
+            events.append(RolloutEvent(now, state.status, phases[state.phase].name, f"{phase.name} passed"))
+        else:
+            state = RolloutState(RolloutStatus.COMPLETED, state.phase, now)
+            events.append(RolloutEvent(now, state.status, phase.name, "every stage passed"))
+    return state, events
+
+
+def _breach(phase: Phase, members: int, failed: int, health: HealthVerdict) -> str:
+    """Why the phase is over budget, or "" when it is not."""
+    if members and failed > phase.max_failure * members:
+        return (
+            f"{failed} of {members} devices failed in {phase.name} "
+            f"({failed / members:.1%} > budget {phase.max_failure:.1%})"
+        )
+    if health.regressed:
+        return "health regression: " + "; ".join(health.regressions)
+    return ""
+
+
+def _assign(rollout: Rollout, rows: list[tuple[str, int, int]]) -> tuple[dict[str, Assignment], int]:
+    state, policy = rollout.state, rollout.policy
+    status = state.status
+    # Devices share a handful of distinct answers; build each once.
+    go = [
+        Assignment(AssignmentReason.ASSIGNED, rollout.release, phase=i, window=policy.window, notice=policy.notice)
+        for i in range(len(policy.phases))
+    ]
+    not_yet = Assignment(AssignmentReason.NOT_YET, detail=f"waits for a later stage than {policy.phases[state.phase].name}")
+    held = Assignment(AssignmentReason.HELD, detail=f"rollout {status.value}: {state.reason}".rstrip(": "))
+    # A rollback goes out at once, outside any window: a bad model is worse than a reboot.
+    back = Assignment(AssignmentReason.ROLLBACK, rollout.previous_release, rollback=True, detail=state.reason)
+    out: dict[str, Assignment] = {}
+    remaining = 0
+    for device, where, cls in rows:
+        if status is RolloutStatus.ABORTED and state.rollback:
+            if cls == _DONE or cls == _STARTED:
+                out[device] = back
+                remaining += 1
+            else:
+                out[device] = held
+        elif where > state.phase:
+            out[device] = not_yet
+        elif status.is_active or status is RolloutStatus.COMPLETED or cls != _WAITING:
+            out[device] = go[where]
+        else:
+            out[device] = held
+    return out, remaining
+
+
+def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tuple[StageCount, ...]:
+    state = rollout.state
+    out = []
+    for i, (phase, (done, failed, started, waiting)) in enumerate(zip(rollout.policy.phases, counts)):
+        bake_left = None
+        if i < state.phase or state.status is RolloutStatus.COMPLETED:
+            status = "passed"
+        elif i > state.phase:
+            status = "waiting"
+        else:
+            status = state.status.value
+            if state.status is RolloutStatus.BAKING and state.bake_started is not None:
+                bake_left = max(0.0, state.bake_started + phase.bake - now)
+        out.append(StageCount(i, phase.name, done + failed + started + waiting, done, failed, started + waiting, status, bake_left))
+    return tuple(out)
+
+
+# Operator actions: pure transitions the CLI and server apply to a stored rollout.
+
+
+def pause(rollout: Rollout, now: float, reason: str = "paused by operator") -> Rollout:
+    if not rollout.state.status.is_active:
+        raise RolloutError(f"rollout {rollout.id} is {rollout.state.status.value}; only a running rollout pauses")
+    return _with(rollout, RolloutState(RolloutStatus.PAUSED, rollout.state.phase, now, None, reason))
+
+
+def resume(rollout: Rollout, now: float) -> Rollout:
+    """Continue a paused rollout in the same phase; its bake starts again."""
+    if rollout.state.status is not RolloutStatus.PAUSED:
+        raise RolloutError(
+            f"rollout {rollout.id} is {rollout.state.status.value}, not paused", hint="only a paused rollout resumes"
+        )
+    return _with(rollout, RolloutState(RolloutStatus.ROLLING, rollout.state.phase, now))
+
+
+def abort(rollout: Rollout, now: float, reason: str = "aborted by operator", rollback: bool = True) -> Rollout:
+    """Stop for good; with ``rollback`` every device that took the release is ordered back."""
+    if rollout.state.status.is_final:
+        raise RolloutError(f"rollout {rollout.id} is already {rollout.state.status.value}")
+    if rollback and rollout.previous_release is None:
+        raise RolloutError(
+            f"rollout {rollout.id} names no previous release to roll back to", hint="abort without rollback"
+        )
+    return _with(rollout, RolloutState(RolloutStatus.ABORTED, rollout.state.phase, now, None, reason, rollback))
+
+
+def promote(rollout: Rollout, now: float) -> Rollout:
+    """Move to the next phase now, skipping what is left of the bake (operator override)."""
+    if rollout.state.status.is_final:
+        raise RolloutError(f"rollout {rollout.id} is {rollout.state.status.value}; nothing to promote")
+    nxt = rollout.state.phase + 1
+    if nxt >= len(rollout.policy.phases):
+        return _with(rollout, RolloutState(RolloutStatus.COMPLETED, rollout.state.phase, now))
+    return _with(rollout, RolloutState(RolloutStatus.ROLLING, nxt, now))
+
+
+def _with(rollout: Rollout, state: RolloutState) -> Rollout:
+    return dataclasses.replace(rollout, state=state)

@@ -1,0 +1,94 @@
+"""Maintenance windows in device local time, across midnight, time zones and DST changes."""
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edgeship.errors import UsageError
+from edgeship.rollout import MaintenanceWindow, next_switch_time
+
+BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"
+
+
+def ts(text: str, tz: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp()
+
+
+def local(t: float, tz: str) -> str:
+    return datetime.fromtimestamp(t, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %z")
+
+
+def test_same_instant_lands_in_each_devices_own_night() -> None:
+    w = MaintenanceWindow.parse("02:00-04:00")
+    now = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc).timestamp()
+    assert local(w.next_open(now, BERLIN), BERLIN) == "2025-06-11 02:00 +0200"
+    assert local(w.next_open(now, NEW_YORK), NEW_YORK) == "2025-06-11 02:00 -0400"
+    assert local(w.next_open(now, "Asia/Tokyo"), "Asia/Tokyo") == "2025-06-11 02:00 +0900"
+
+
+def test_inside_the_window_switches_now() -> None:
+    w = MaintenanceWindow.parse("02:00-04:00")
+    now = ts("2025-06-11 03:10", BERLIN)
+    assert w.next_open(now, BERLIN) == now
+    assert w.contains(now, BERLIN)
+    assert not w.contains(ts("2025-06-11 04:00", BERLIN), BERLIN)
+
+
+def test_window_across_midnight() -> None:
+    w = MaintenanceWindow.parse("23:00-01:00")
+    assert w.crosses_midnight
+    assert w.contains(ts("2025-06-11 00:30", BERLIN), BERLIN)  # opened the day before
+    assert w.contains(ts("2025-06-10 23:30", BERLIN), BERLIN)
+    assert local(w.next_open(ts("2025-06-11 01:00", BERLIN), BERLIN), BERLIN) == "2025-06-11 23:00 +0200"
+
+
+def test_spring_forward_skips_a_window_inside_the_gap() -> None:
+    # Berlin, last Sunday of March 2025: 02:00 CET jumps to 03:00 CEST.
+    gap = MaintenanceWindow.parse("02:00-03:00")
+    t = gap.next_open(ts("2025-03-29 12:00", BERLIN), BERLIN)
+    assert local(t, BERLIN) == "2025-03-31 02:00 +0200"
+    wide = MaintenanceWindow.parse("02:00-04:00")
+    t = wide.next_open(ts("2025-03-29 12:00", BERLIN), BERLIN)
+    assert local(t, BERLIN) == "2025-03-30 03:00 +0200"  # the part of the window that exists
+
+
+def test_fall_back_window_holds_the_repeated_hour() -> None:
+    # Berlin, last Sunday of October 2025: 03:00 CEST goes back to 02:00 CET.
+    w = MaintenanceWindow.parse("02:00-04:00")
+    opens = w.next_open(ts("2025-10-25 12:00", BERLIN), BERLIN)
+    assert local(opens, BERLIN) == "2025-10-26 02:00 +0200"
+    second_pass = opens + 3600  # 02:00 again, now in CET
+    assert local(second_pass, BERLIN) == "2025-10-26 02:00 +0100"
+    assert w.contains(second_pass, BERLIN)
+    assert not w.contains(opens + 3 * 3600, BERLIN)  # 04:00 CET
+
+
+def test_new_york_dst_change_keeps_local_wall_time() -> None:
+    # US DST begins 2025-03-09: the window stays at 01:00 local, one hour earlier in UTC.
+    w = MaintenanceWindow.parse("01:00-02:00")
+    before = w.next_open(ts("2025-03-08 12:00", NEW_YORK), NEW_YORK)
+    after = w.next_open(ts("2025-03-09 12:00", NEW_YORK), NEW_YORK)
+    assert local(before, NEW_YORK) == "2025-03-09 01:00 -0500"
+    assert local(after, NEW_YORK) == "2025-03-10 01:00 -0400"
+    assert after - before == timedelta(hours=23).total_seconds()
+
+
+def test_notice_pushes_the_switch_past_an_opening() -> None:
+    w = MaintenanceWindow.parse("02:00-04:00")
+    told = ts("2025-06-11 01:30", BERLIN)
+    assert local(next_switch_time(told, w, BERLIN, notice=3600), BERLIN) == "2025-06-11 02:30 +0200"
+    late = ts("2025-06-11 03:30", BERLIN)
+    assert local(next_switch_time(late, w, BERLIN, notice=3600), BERLIN) == "2025-06-12 02:00 +0200"
+    assert next_switch_time(told, None, BERLIN, notice=60) == told + 60
+
+
+@pytest.mark.parametrize("text", ["2-4", "02:00-02:00", "25:00-01:00", "02:00"])
+def test_bad_windows_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        MaintenanceWindow.parse(text)
+
+
+def test_unknown_zone_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="time zone"):
+        MaintenanceWindow.parse("02:00-04:00").next_open(0.0, "Mars/Olympus")
