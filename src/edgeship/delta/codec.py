@@ -1,0 +1,123 @@
+"""Coding one piece of bytes into a DATA block, and back.
+
+Dense weights barely compress as they are; they compress when split into byte planes
+(all sign/exponent bytes together, then the mantissa bytes) and, for a tensor that changed
+slightly, when coded as the difference to its old version (small integers, zigzagged so
+that -1 and +1 both become small positive numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard as zstd
+
+from edgeship.delta.format import MAX_PIECE, Data, Transform, corrupt
+
+TENSOR_LEVEL = 9  # measured: level 9 byte planes ≈ bsdiff size at ~25× its speed
+HEADER_LEVEL = 19  # headers are small and sent often; spend the CPU
+
+_INT_TYPES: dict[int, tuple[type[np.signedinteger], type[np.unsignedinteger]]] = {
+    1: (np.int8, np.uint8),
+    2: (np.int16, np.uint16),
+    4: (np.int32, np.uint32),
+    8: (np.int64, np.uint64),
+}
+
+
+@dataclass(frozen=True)
+class Coded:
+    transform: Transform
+    width: int
+    payload: bytes
+
+
+def to_planes(data: bytes, width: int) -> bytes:
+    """Byte i of every element together: a (n, width) matrix read column by column."""
+    if width == 1:
+        return data
+    return np.frombuffer(data, np.uint8).reshape(-1, width).T.tobytes()
+
+
+def from_planes(data: bytes, width: int) -> bytes:
+    if width == 1:
+        return data
+    return np.frombuffer(data, np.uint8).reshape(width, -1).T.tobytes()
+
+
+def sub_width(width: int) -> int:
+    """The integer width used to subtract elements of `width` bytes (bytes for odd sizes)."""
+    return width if width in _INT_TYPES else 1
+
+
+def zigzag_sub(new: bytes, old: bytes, width: int) -> bytes:
+    signed, unsigned = _INT_TYPES[width]
+    bits = 8 * width
+    diff = np.frombuffer(new, unsigned) - np.frombuffer(old, unsigned)
+    as_signed = diff.view(signed)
+    return ((as_signed << 1) ^ (as_signed >> (bits - 1))).view(unsigned).tobytes()
+
+
+def zigzag_add(old: bytes, coded: bytes, width: int) -> bytes:
+    signed, unsigned = _INT_TYPES[width]
+    z = np.frombuffer(coded, unsigned)
+    diff = (z >> 1) ^ (-(z & 1).view(signed)).view(unsigned)
+    return (np.frombuffer(old, unsigned) + diff).tobytes()
+
+
+def _prefix_dict(ref: bytes) -> zstd.ZstdCompressionDict:
+    return zstd.ZstdCompressionDict(ref, dict_type=zstd.DICT_TYPE_RAWCONTENT)
+
+
+def code_piece(new: bytes, width: int, base: bytes | None) -> Coded:
+    """The smallest of: plain, byte planes, and (with a same-size base) the planed difference."""
+    compressor = zstd.ZstdCompressor(level=TENSOR_LEVEL)
+    candidates = [Coded(Transform.PLAIN, 1, compressor.compress(new))]
+    if width > 1 and len(new) % width == 0:
+        candidates.append(Coded(Transform.PLAIN, width, compressor.compress(to_planes(new, width))))
+    if base is not None:
+        w = sub_width(width)
+        planes = to_planes(zigzag_sub(new, base, w), w)
+        candidates.append(Coded(Transform.SUB, w, compressor.compress(planes)))
+    return min(candidates, key=lambda c: len(c.payload))
+
+
+def code_with_prefix(new: bytes, ref: bytes) -> Coded:
+    """Code `new` with zstd that may reference any byte of `ref` (e.g. the old header)."""
+    compressor = zstd.ZstdCompressor(level=HEADER_LEVEL, dict_data=_prefix_dict(ref))
+    return Coded(Transform.PREFIX, 1, compressor.compress(new))
+
+
+def decode_piece(block: Data, ref: bytes) -> bytes:
+    """Output bytes of a DATA block; `ref` is source[ref_offset : ref_offset + ref_length]."""
+    size = zstd.frame_content_size(block.payload) if len(block.payload) >= 4 else -1
+    if size != block.out_length:
+        raise corrupt("DATA block size does not match its compressed frame")
+    dict_data = _prefix_dict(ref) if block.transform == Transform.PREFIX else None
+    try:
+        raw = zstd.ZstdDecompressor(dict_data=dict_data).decompress(
+            block.payload, max_output_size=MAX_PIECE
+        )
+    except zstd.ZstdError as exc:
+        raise corrupt(f"DATA block does not decompress ({exc})") from exc
+    if len(raw) != block.out_length:
+        raise corrupt("DATA block decompressed to the wrong size")
+    unplaned = from_planes(raw, block.width)
+    if block.transform == Transform.SUB:
+        return zigzag_add(ref, unplaned, block.width)
+    return unplaned
+
+
+def check_data_block(block: Data) -> None:
+    """Refuse shapes the encoder never writes, before any memory is spent on them."""
+    if block.out_length > MAX_PIECE or block.ref_length > MAX_PIECE:
+        raise corrupt("DATA block larger than the format allows")
+    if block.out_length % block.width:
+        raise corrupt("DATA block length is not a multiple of its element width")
+    if block.transform == Transform.PLAIN and block.ref_length:
+        raise corrupt("plain DATA block names a reference range")
+    if block.transform == Transform.SUB and (
+        block.width not in _INT_TYPES or block.ref_length != block.out_length
+    ):
+        raise corrupt("difference DATA block does not match its reference")
