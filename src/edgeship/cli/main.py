@@ -43,6 +43,9 @@ def _register() -> None:
     app.add_typer(release.app, name="release")
     verify.register(app)
     app.add_typer(keys.app, name="keys")
+    from edgeship.cli import delta
+
+    app.add_typer(delta.app, name="delta")
 
 
 _register()
