@@ -159,5 +159,6 @@ class Workspace:
             )
         data = manifest.canonical_bytes()
         write_atomic(self.repo_dir / manifest_path(manifest.name, manifest.version), data)
-        self.repository().add_targets(release_targets(manifest, data))
+        previous = existing[-1].version if existing else None
+        self.repository().add_targets(release_targets(manifest, data, rollback_to=previous))
         return manifest.release_id

@@ -23,8 +23,13 @@ def blob_path(digest: Digest) -> str:
     return f"{BLOBS_DIR}/sha256/{digest.hex}"
 
 
-def release_targets(manifest: Manifest, manifest_bytes: bytes) -> list[TargetFile]:
-    """The targets that sign one release: its manifest and every component blob."""
+def release_targets(manifest: Manifest, manifest_bytes: bytes, rollback_to: str | None = None) -> list[TargetFile]:
+    """The targets that sign one release: its manifest and every component blob.
+
+    ``rollback_to`` is the version devices may go back to from this one. Signing it now,
+    offline, lets the online server order that rollback later without the targets key;
+    any other downgrade is refused by the device.
+    """
     files = [
         TargetFile.from_data(
             manifest_path(manifest.name, manifest.version),
@@ -33,7 +38,13 @@ def release_targets(manifest: Manifest, manifest_bytes: bytes) -> list[TargetFil
         )
     ]
     files[0].unrecognized_fields["custom"] = {
-        "edgeship": {"kind": "release", "name": manifest.name, "version": manifest.version, "release_id": manifest.release_id}
+        "edgeship": {
+            "kind": "release",
+            "name": manifest.name,
+            "version": manifest.version,
+            "release_id": manifest.release_id,
+            "rollback_to": rollback_to,
+        }
     }
     for c in manifest.components:
         files.append(
