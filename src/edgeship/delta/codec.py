@@ -91,11 +91,11 @@ def code_with_prefix(new: bytes, ref: bytes) -> Coded:
 
 def decode_piece(block: Data, ref: bytes) -> bytes:
     """Output bytes of a DATA block; `ref` is source[ref_offset : ref_offset + ref_length]."""
-    size = zstd.frame_content_size(block.payload) if len(block.payload) >= 4 else -1
-    if size != block.out_length:
-        raise corrupt("DATA block size does not match its compressed frame")
     dict_data = _prefix_dict(ref) if block.transform == Transform.PREFIX else None
     try:
+        # The frame's declared size is checked first so a bad one cannot size an allocation.
+        if zstd.frame_content_size(block.payload) != block.out_length:
+            raise corrupt("DATA block size does not match its compressed frame")
         raw = zstd.ZstdDecompressor(dict_data=dict_data).decompress(
             block.payload, max_output_size=MAX_PIECE
         )

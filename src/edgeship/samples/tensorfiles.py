@@ -122,3 +122,66 @@ def write_onnx(path: Path, initializers: Mapping[str, np.ndarray], external_data
     else:
         onnx.save_model(model, str(path))
     return path
+
+
+SCENARIOS = ("finetune", "metadata", "append", "reorder", "full", "requant")
+_PARTS = ("attn_q", "attn_k", "ffn_up", "ffn_down")
+
+
+def write_gguf_pair(
+    old: Path, new: Path, scenario: str, *, size: int, vocab: int = 32000, seed: int = 0
+) -> list[str]:
+    """Two releases of a ~`size`-byte F16 GGUF model differing as `scenario` says.
+
+    finetune: 10% of tensors changed; metadata: a token and the chat template; append: new
+    tensors at the end (a merged adapter); reorder: same values, reordered and renamed;
+    full: every weight nudged (a full fine-tune); requant: Q8_0 requantized to Q4_0.
+    Returns the names of the new file's tensors whose bytes are not in the old file.
+    """
+    import gguf
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    rng = np.random.default_rng(seed)
+    n_tensors, cols = 40, 1024
+    rows = max(1, size // (n_tensors * cols * 2))
+    names = [f"blk.{i // len(_PARTS)}.{_PARTS[i % len(_PARTS)]}.weight" for i in range(n_tensors)]
+    weights = {n: (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(np.float16) for n in names}
+    tokens = [f"\u2581tok{i}_{rng.integers(1 << 20):x}" for i in range(vocab)]
+    meta: dict[str, Any] = {
+        "general.architecture": "llama",
+        "general.name": "edgeship-sample",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}",
+    }
+    new_weights, new_meta, changed = dict(weights), dict(meta), list[str]()
+    old_types: dict[str, Any] | None = None
+    new_types: dict[str, Any] | None = None
+    if scenario == "finetune":
+        changed = names[:: len(names) // 4]
+        for n in changed:
+            noise = rng.standard_normal((rows, cols), np.float32) * 0.002
+            new_weights[n] = (weights[n].astype(np.float32) + noise).astype(np.float16)
+    elif scenario == "metadata":
+        new_meta["tokenizer.ggml.tokens"] = [*tokens[:5], "\u2581edgeship", *tokens[6:]]
+        new_meta["tokenizer.chat_template"] = "<|user|>{{ messages[-1].content }}<|assistant|>"
+    elif scenario == "append":
+        changed = [f"blk.{i}.lora_a.weight" for i in range(2)]
+        for n in changed:
+            new_weights[n] = (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(np.float16)
+    elif scenario == "reorder":
+        renamed = {n: n.replace("blk.", "layers.") if i % 2 else n for i, n in enumerate(names)}
+        new_weights = {renamed[n]: weights[n] for n in reversed(names)}
+    elif scenario == "full":
+        changed = names
+        for n in names:
+            w = weights[n].astype(np.float32)
+            nudge = 1 + rng.standard_normal((rows, cols), np.float32) * 1e-3
+            new_weights[n] = (w * nudge).astype(np.float16)
+    else:
+        changed = names
+        old_types = dict.fromkeys(names, gguf.GGMLQuantizationType.Q8_0)
+        new_types = dict.fromkeys(names, gguf.GGMLQuantizationType.Q4_0)
+    write_gguf(old, weights, meta, old_types)
+    write_gguf(new, new_weights, new_meta, new_types)
+    return changed

@@ -1,0 +1,72 @@
+"""Byte planes, zigzag differences and DATA pieces decode to exactly what was coded."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeship.delta.codec import (
+    code_piece,
+    code_with_prefix,
+    decode_piece,
+    from_planes,
+    to_planes,
+    zigzag_add,
+    zigzag_sub,
+)
+from edgeship.delta.format import Data, Transform
+
+
+def _as_block(coded, length: int, ref_length: int = 0) -> Data:  # type: ignore[no-untyped-def]
+    return Data(coded.transform, coded.width, 0, ref_length, length, coded.payload)
+
+
+@given(st.sampled_from([1, 2, 4, 8, 18, 34]), st.integers(0, 64), st.randoms())
+def test_planes_invert(width: int, n: int, rnd) -> None:  # type: ignore[no-untyped-def]
+    data = rnd.randbytes(width * n)
+    planed = to_planes(data, width)
+    assert from_planes(planed, width) == data
+    if width > 1 and n > 1:
+        assert planed[:n] == data[::width]
+
+
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(0, 64), st.randoms())
+def test_zigzag_difference_inverts(width: int, n: int, rnd) -> None:  # type: ignore[no-untyped-def]
+    old, new = rnd.randbytes(width * n), rnd.randbytes(width * n)
+    assert zigzag_add(old, zigzag_sub(new, old, width), width) == new
+
+
+def test_small_differences_become_small_numbers() -> None:
+    old = np.array([1000, -5, 7], np.int16)
+    new = np.array([1001, -6, 7], np.int16)
+    coded = np.frombuffer(zigzag_sub(new.tobytes(), old.tobytes(), 2), np.uint16)
+    assert coded.tolist() == [2, 1, 0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from([1, 2, 4, 34]), st.integers(1, 300), st.booleans(), st.randoms())
+def test_pieces_decode_exactly(width: int, n: int, with_base: bool, rnd) -> None:  # type: ignore[no-untyped-def]
+    new = rnd.randbytes(width * n)
+    base = rnd.randbytes(width * n) if with_base else None
+    coded = code_piece(new, width, base)
+    ref = base if coded.transform is Transform.SUB else b""
+    assert decode_piece(_as_block(coded, len(new), len(ref or b"")), ref or b"") == new
+
+
+def test_nudged_floats_are_coded_as_a_difference() -> None:
+    rng = np.random.default_rng(1)
+    old = rng.standard_normal(50_000).astype(np.float16)
+    new = (old.astype(np.float32) * (1 + rng.standard_normal(old.size) * 1e-3)).astype(np.float16)
+    coded = code_piece(new.tobytes(), 2, old.tobytes())
+    assert coded.transform is Transform.SUB
+    assert len(coded.payload) < 0.3 * new.nbytes
+
+
+def test_prefix_coding_costs_only_the_change() -> None:
+    ref = b"".join(b"token%06d " % i for i in range(50_000))
+    new = ref.replace(b"token000123", b"edgeship!!!")
+    coded = code_with_prefix(new, ref)
+    assert len(coded.payload) < 200
+    block = Data(Transform.PREFIX, 1, 0, len(ref), len(new), coded.payload)
+    assert decode_piece(block, ref) == new
