@@ -28,7 +28,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from edgeship.errors import TrustError
+from edgeship.errors import TrustError, UsageError
 from edgeship.store.fsutil import write_atomic
 from edgeship.trust import keys as keyfiles
 
@@ -229,7 +229,7 @@ class Repository:
     def rotate(self, role: str, passphrase: bytes | None, new_key: Callable[[], Ed25519PrivateKey] = keyfiles.generate) -> str:
         """Replace ``role``'s key: new root version signed by old and new root keys. Returns the new key ID."""
         if role not in ROLES:
-            raise TrustError(f"unknown role {role!r}", hint=f"choose one of {', '.join(ROLES)}")
+            raise UsageError(f"unknown role {role!r}", hint=f"choose one of {', '.join(ROLES)}")
         root = self.root()
         old_root_signer = self.keyring.signer("root")
         private = new_key()
