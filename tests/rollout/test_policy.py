@@ -4,7 +4,7 @@ import pytest
 
 from edgeship.errors import UsageError
 from edgeship.rollout import OnFail, RolloutPolicy, Selector
-from edgeship.rollout.health import CohortHealth, HealthMargins, HealthMetrics, compare
+from edgeship.rollout.health import CohortHealth, HealthMargins, HealthMetrics, compare, matched
 
 
 def test_policy_from_flags() -> None:
@@ -52,3 +52,16 @@ def test_health_compare_margins() -> None:
     assert "latency p95 200 ms vs 100 ms" in verdict.regressions[0] and "drift" in verdict.regressions[1]
     few = CohortHealth.of([HealthMetrics(0.5, 900.0)] * 3)
     assert not compare(few, base, m).regressed and not compare(few, base, m).enough_data
+
+
+def test_health_is_compared_like_for_like_hardware() -> None:
+    fast, slow = HealthMetrics(0.01, 100.0), HealthMetrics(0.01, 900.0)
+    baseline = {"orin": [fast] * 50, "pi4": [slow] * 50}
+    # A pilot of mostly slow boards is not a latency regression...
+    pilot = {"orin": [fast] * 2, "pi4": [slow] * 18}
+    assert not compare(*matched(pilot, baseline), HealthMargins()).regressed
+    # ...but slow boards getting slower is, and a class the baseline lacks is left out.
+    worse = {"orin": [fast] * 2, "pi4": [HealthMetrics(0.01, 1500.0)] * 18, "new-board": [slow] * 30}
+    cand, base = matched(worse, baseline)
+    assert (cand.devices, base.devices) == (20, 100)
+    assert compare(cand, base, HealthMargins()).regressed

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeship.errors import RolloutError
 from edgeship.rollout.cohort import cohort_value
-from edgeship.rollout.health import CohortHealth, HealthMetrics, HealthVerdict, compare
+from edgeship.rollout.health import HealthMetrics, HealthVerdict, compare, matched
 from edgeship.rollout.model import FAILURE_STATES, DeviceView, Rollout, RolloutState, RolloutStatus
 from edgeship.rollout.policy import OnFail, Phase
 from edgeship.rollout.window import MaintenanceWindow
@@ -153,8 +153,9 @@ def decide(
     counts = [[0, 0, 0, 0] for _ in phases]  # per phase: done, failed, started, waiting
     rows: list[tuple[str, int, int]] = []  # (device, phase, class) of targeted devices
     fixed: dict[str, Assignment] = {}
-    candidate: list[HealthMetrics] = []
-    baseline: list[HealthMetrics] = []
+    # Health reports grouped by hardware class, so cohorts are compared like for like.
+    candidate: dict[tuple[object, ...], list[HealthMetrics]] = {}
+    baseline: dict[tuple[object, ...], list[HealthMetrics]] = {}
     skipped = not_targeted = 0
     for d in devices:
         where = placement.get(d.id) if placement is not None else None
@@ -171,13 +172,12 @@ def decide(
         if where < len(phases):
             counts[where][cls] += 1
         rows.append((d.id, where, cls))
-        if d.health is not None:
-            if d.current == release:
-                candidate.append(d.health)
-            elif previous is not None and d.current == previous:
-                baseline.append(d.health)
+        if d.health is not None and (d.current == release or (previous is not None and d.current == previous)):
+            f = d.facts
+            pool = candidate if d.current == release else baseline
+            pool.setdefault((f.arch, f.accelerator, f.ram), []).append(d.health)
 
-    health = compare(CohortHealth.of(candidate), CohortHealth.of(baseline), rollout.policy.health)
+    health = compare(*matched(candidate, baseline), rollout.policy.health)
     state, events = _advance(rollout, counts, health, now)
     rollout = dataclasses.replace(rollout, state=state)
     assignments, remaining = _assign(rollout, rows)
@@ -279,8 +279,11 @@ def _assign(rollout: Rollout, rows: list[tuple[str, int, int]]) -> tuple[dict[st
 
 def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tuple[StageCount, ...]:
     state = rollout.state
+    # Devices of a phase not reached yet, or held by a pause, are not "in progress".
+    assigned_upto = state.phase if state.status.is_active or state.status is RolloutStatus.COMPLETED else -1
     out = []
     for i, (phase, (done, failed, started, waiting)) in enumerate(zip(rollout.policy.phases, counts)):
+        in_progress = started + (waiting if i <= assigned_upto else 0)
         bake_left = None
         if i < state.phase or state.status is RolloutStatus.COMPLETED:
             status = "passed"
@@ -290,7 +293,7 @@ def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tupl
             status = state.status.value
             if state.status is RolloutStatus.BAKING and state.bake_started is not None:
                 bake_left = max(0.0, state.bake_started + phase.bake - now)
-        out.append(StageCount(i, phase.name, done + failed + started + waiting, done, failed, started + waiting, status, bake_left))
+        out.append(StageCount(i, phase.name, done + failed + started + waiting, done, failed, in_progress, status, bake_left))
     return tuple(out)
 
 

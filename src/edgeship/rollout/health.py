@@ -7,8 +7,9 @@ the previous release, not with fixed limits, keeps the check meaningful on any h
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -53,6 +54,37 @@ class CohortHealth:
             latency_p95_ms=statistics.median(s.latency_p95_ms for s in items),
             output_stat=statistics.fmean(outputs) if outputs else None,
         )
+
+
+def matched(
+    candidate: Mapping[Hashable, Sequence[HealthMetrics]], baseline: Mapping[Hashable, Sequence[HealthMetrics]]
+) -> tuple[CohortHealth, CohortHealth]:
+    """Pool both cohorts over the hardware classes they share, weighted by the candidate's mix.
+
+    A pilot of five fast boards would otherwise look "faster" than a fleet of slow ones, and
+    vice versa: only like-for-like hardware says anything about the release.
+    """
+    shared = [k for k in candidate if candidate[k] and baseline.get(k)]
+    cand = {k: CohortHealth.of(candidate[k]) for k in shared}
+    base = {k: CohortHealth.of(baseline[k]) for k in shared}
+    weights = {k: len(candidate[k]) for k in shared}
+    return _weighted(cand, weights), dataclasses.replace(
+        _weighted(base, weights), devices=sum(len(baseline[k]) for k in shared)
+    )
+
+
+def _weighted(groups: Mapping[Hashable, CohortHealth], weights: Mapping[Hashable, int]) -> CohortHealth:
+    total = sum(weights.values())
+    if not total:
+        return CohortHealth(0, 0.0, 0.0, None)
+    outputs = [(g.output_stat, weights[k]) for k, g in groups.items() if g.output_stat is not None]
+    out_w = sum(w for _, w in outputs)
+    return CohortHealth(
+        devices=total,
+        error_rate=sum(g.error_rate * weights[k] for k, g in groups.items()) / total,
+        latency_p95_ms=sum(g.latency_p95_ms * weights[k] for k, g in groups.items()) / total,
+        output_stat=sum(v * w for v, w in outputs) / out_w if out_w else None,
+    )
 
 
 @dataclass(frozen=True)

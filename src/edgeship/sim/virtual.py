@@ -1,0 +1,240 @@
+"""In-process virtual devices: the agent's state machine on a simulated clock.
+
+Each device checks in now and then, downloads at its link speed, verifies, waits for its
+maintenance window, switches, runs a trial and commits or rolls back, reporting every
+state like the real agent. Faults and a misbehaving release are drawn from one seeded RNG
+and events run in (time, sequence) order, so a seed replays the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+
+from edgeship.rollout import Assignment, Decision, DeviceState, DeviceView, HealthMetrics, next_switch_time
+from edgeship.rollout.model import FAILURE_STATES
+from edgeship.sim.config import SimConfig
+from edgeship.sim.fleet import VirtualDevice
+
+VERIFY_BPS = 150e6  # hashing speed on a small board, bytes per second
+SWITCH_S = 20.0  # load the new model beside the old one and flip the pointer
+REBOOT_S = (60.0, 240.0)  # seconds a crashed or power-cut device takes to come back
+OFFLINE_MEAN_S = 4 * 3600.0
+MAX_VERIFY_TRIES = 3
+# States in which the device already runs the new release (not yet committed).
+_SWITCHED = frozenset({DeviceState.SWITCHING, DeviceState.TRIAL})
+
+
+class _Step(IntEnum):
+    PICKUP = 0
+    DOWNLOAD = 1
+    VERIFY = 2
+    STAGED = 3
+    SWITCH = 4
+    TRIAL = 5
+    TRIAL_DONE = 6
+    ROLLBACK_DONE = 7
+
+
+class _Agent:
+    """The mutable part of one virtual device."""
+
+    __slots__ = ("spec", "pursuing", "epoch", "pickup_pending", "tries", "notified_at", "order", "baseline")
+
+    def __init__(self, spec: VirtualDevice, baseline: HealthMetrics) -> None:
+        self.spec = spec
+        self.pursuing: str | None = None  # release being installed
+        self.epoch = 0  # bumped to cancel the events of an abandoned install
+        self.pickup_pending = False
+        self.tries = 0
+        self.notified_at = 0.0
+        self.order: Assignment | None = None  # the assignment being carried out
+        self.baseline = baseline
+
+
+class VirtualFleet:
+    """A ``FleetBackend`` of simulated agents."""
+
+    def __init__(self, devices: Sequence[VirtualDevice], config: SimConfig, release: str, previous: str) -> None:
+        self._config = config
+        self._release = release
+        self._rng = random.Random(config.seed ^ 0x5EED)
+        self._agents = [_Agent(d, self._baseline_health(d)) for d in devices]
+        self._views = [
+            DeviceView(d.id, d.tags, d.facts, previous, DeviceState.IDLE, previous, a.baseline)
+            for d, a in zip(devices, self._agents)
+        ]
+        self._queue: list[tuple[float, int, int, int, _Step]] = []  # (time, seq, device, epoch, step)
+        self._seq = 0
+        self._assignments: Mapping[str, Assignment] = {}
+        self._counts: Counter[str] = Counter({DeviceState.IDLE.value: len(devices)})
+        self.started: set[str] = set()  # picked up the new release
+        self.ran: set[str] = set()  # switched to it (ran it, at least for a trial)
+        self.rollback_orders = 0
+        self.switches: list[tuple[str, float]] = []  # (device, time) of each switch to the new release
+
+    # FleetBackend
+
+    def views(self) -> Sequence[DeviceView]:
+        return self._views
+
+    def apply(self, decision: Decision, now: float) -> None:
+        self._assignments = decision.assignments
+        for i, (agent, view) in enumerate(zip(self._agents, self._views)):
+            a = decision.assignments.get(view.id)
+            if a is not None and not agent.pickup_pending and _wants_change(agent, view, a):
+                agent.pickup_pending = True
+                self._at(now + self._checkin_delay(agent), i, _Step.PICKUP)
+
+    def run_until(self, t: float) -> None:
+        handlers = self._handlers
+        while self._queue and self._queue[0][0] <= t:
+            when, _, i, epoch, step = heapq.heappop(self._queue)
+            if step is _Step.PICKUP or epoch == self._agents[i].epoch:
+                handlers[step](self, i, when)
+
+    def next_event(self) -> float | None:
+        return self._queue[0][0] if self._queue else None
+
+    def state_counts(self) -> Mapping[str, int]:
+        counts = dict(self._counts)
+        counts["on_release"] = sum(1 for v in self._views if v.current == self._release)
+        return counts
+
+    # Device behaviour
+
+    def _baseline_health(self, d: VirtualDevice) -> HealthMetrics:
+        rng = self._rng
+        return HealthMetrics(
+            error_rate=rng.uniform(0.002, 0.012),
+            latency_p95_ms=d.hardware.latency_ms * rng.lognormvariate(0, 0.1),
+            output_stat=rng.gauss(0.8, 0.02),
+        )
+
+    def _checkin_delay(self, agent: _Agent) -> float:
+        # A poller at a random phase: the next check-in is anywhere within one period.
+        delay = self._rng.uniform(0, agent.spec.checkin_s)
+        # Pilot devices sit in the lab, always online.
+        if not agent.spec.pilot and self._rng.random() < self._config.faults.offline:
+            delay += self._rng.expovariate(1 / OFFLINE_MEAN_S)
+        return delay
+
+    def _at(self, t: float, i: int, step: _Step) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (t, self._seq, i, self._agents[i].epoch, step))
+
+    def _report(self, i: int, state: DeviceState, t: float, **changes: object) -> None:
+        view = self._views[i]
+        self._counts[view.state.value] -= 1
+        self._counts[state.value] += 1
+        self._views[i] = dataclasses.replace(view, state=state, **changes)  # type: ignore[arg-type]
+
+    def _pickup(self, i: int, t: float) -> None:
+        agent, view = self._agents[i], self._views[i]
+        agent.pickup_pending = False
+        a = self._assignments.get(view.id)
+        if a is None or not _wants_change(agent, view, a):
+            return
+        assert a.release is not None
+        agent.epoch += 1
+        if a.rollback:
+            self.rollback_orders += 1
+            agent.pursuing = None
+            if view.current == a.release and view.state not in _SWITCHED:  # drop the install, stay
+                self._report(i, DeviceState.ROLLED_BACK, t, target=a.release)
+            else:  # the previous release is still installed: switch back to it at once
+                self._report(i, DeviceState.SWITCHING, t, target=a.release)
+                self._at(t + SWITCH_S, i, _Step.ROLLBACK_DONE)
+            return
+        agent.pursuing, agent.tries, agent.notified_at, agent.order = a.release, 0, t, a
+        self.started.add(view.id)
+        self._report(i, DeviceState.ASSIGNED, t, target=a.release)
+        self._download(i, t)
+
+    def _download(self, i: int, t: float) -> None:
+        agent = self._agents[i]
+        took = self._config.release_size / agent.spec.link_bps
+        # A crash mid-download costs a reboot; the download resumes where it stopped.
+        while self._rng.random() < self._config.faults.crash_download:
+            took += self._rng.uniform(*REBOOT_S)
+        self._report(i, DeviceState.DOWNLOADING, t)
+        self._at(t + took, i, _Step.VERIFY)
+
+    def _verify(self, i: int, t: float) -> None:
+        agent = self._agents[i]
+        self._report(i, DeviceState.VERIFYING, t)
+        done = t + self._config.release_size / VERIFY_BPS
+        if self._rng.random() >= self._config.faults.corrupt:
+            self._at(done, i, _Step.STAGED)
+            return
+        agent.tries += 1
+        if agent.tries >= MAX_VERIFY_TRIES:
+            agent.pursuing = None
+            self._report(i, DeviceState.FAILED, done)
+        else:
+            self._at(done, i, _Step.DOWNLOAD)
+
+    def _staged(self, i: int, t: float) -> None:
+        agent = self._agents[i]
+        order = agent.order
+        assert order is not None
+        at = max(t, next_switch_time(agent.notified_at, order.window, agent.spec.facts.timezone, order.notice))
+        self._report(i, DeviceState.WAITING_WINDOW if at > t else DeviceState.STAGED, t)
+        self._at(at, i, _Step.SWITCH)
+
+    def _switch(self, i: int, t: float) -> None:
+        self.switches.append((self._views[i].id, t))
+        took = SWITCH_S
+        # Power lost mid-switch: the journal brings the device back and the switch reruns.
+        while self._rng.random() < self._config.faults.power_loss_switch:
+            took += self._rng.uniform(*REBOOT_S)
+        self._report(i, DeviceState.SWITCHING, t)
+        self._at(t + took, i, _Step.TRIAL)
+
+    def _trial(self, i: int, t: float) -> None:
+        self.ran.add(self._views[i].id)
+        self._report(i, DeviceState.TRIAL, t)
+        self._at(t + self._rng.uniform(60.0, 240.0), i, _Step.TRIAL_DONE)
+
+    def _trial_done(self, i: int, t: float) -> None:
+        agent, cfg, rng = self._agents[i], self._config, self._rng
+        release, agent.pursuing = agent.pursuing, None
+        base = agent.baseline
+        bad = rng.random() < cfg.release_bad_rate * agent.spec.hardware.fragility
+        if bad and rng.random() < cfg.bad_trial_failure:
+            self._report(i, DeviceState.ROLLED_BACK, t)  # the agent's own rollback: target stays
+            return
+        if bad:
+            health = HealthMetrics(base.error_rate + 0.15, base.latency_p95_ms * 1.8, output_stat=0.5)
+        else:
+            health = HealthMetrics(base.error_rate, base.latency_p95_ms * 0.95, output_stat=base.output_stat)
+        self._report(i, DeviceState.COMMITTED, t, current=release, health=health)
+
+    def _rollback_done(self, i: int, t: float) -> None:
+        view = self._views[i]
+        self._report(i, DeviceState.ROLLED_BACK, t, current=view.target, health=self._agents[i].baseline)
+
+    _handlers = {
+        _Step.PICKUP: _pickup,
+        _Step.DOWNLOAD: _download,
+        _Step.VERIFY: _verify,
+        _Step.STAGED: _staged,
+        _Step.SWITCH: _switch,
+        _Step.TRIAL: _trial,
+        _Step.TRIAL_DONE: _trial_done,
+        _Step.ROLLBACK_DONE: _rollback_done,
+    }
+
+
+def _wants_change(agent: _Agent, view: DeviceView, a: Assignment) -> bool:
+    """Whether this assignment asks the device to do something it is not already doing."""
+    if a.release is None:
+        return False
+    if a.rollback:
+        return view.current != a.release or agent.pursuing is not None
+    gave_up = view.target == a.release and view.state in FAILURE_STATES
+    return a.release != view.current and a.release != agent.pursuing and not gave_up

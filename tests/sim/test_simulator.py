@@ -1,0 +1,108 @@
+"""The fleet simulator drives the real engine: bad releases stop early, rollbacks bring devices back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli.main import run
+from edgeship.errors import UsageError
+from edgeship.rollout import MaintenanceWindow, OnFail, RolloutPolicy, RolloutStatus
+from edgeship.sim.config import Faults, SimConfig
+from edgeship.sim.report import build_report
+from edgeship.sim.runner import PREVIOUS, RELEASE, simulate
+
+FAULTS = Faults.parse("crash-download=0.01,power-loss-switch=0.005,slow-link=0.1,offline=0.05,corrupt=0.001")
+
+
+def policy(**kw: object) -> RolloutPolicy:
+    return RolloutPolicy.from_options(bake="20m", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("pilot", ["ring=pilot", None])
+def test_bad_release_affects_no_more_than_pilot_and_first_stage(seed: int, pilot: str | None) -> None:
+    cfg = SimConfig(devices=3000, seed=seed, release_bad_rate=0.3, faults=FAULTS, policy=policy(pilot=pilot))
+    result = simulate(cfg)
+    state = result.decision.rollout.state
+    assert state.status is RolloutStatus.PAUSED
+    assert state.phase == 0  # the pilot, or the first stage when there is no pilot
+    assert "failed" in state.reason
+    assert 0 < len(result.fleet.ran) <= len(result.fleet.started) <= result.first_stage_size
+
+
+def test_rollback_order_brings_every_affected_device_back() -> None:
+    cfg = SimConfig(
+        devices=3000, seed=7, release_bad_rate=0.05, faults=FAULTS, policy=policy(on_fail="rollback", pilot=None)
+    )
+    result = simulate(cfg)
+    state = result.decision.rollout.state
+    assert state.status is RolloutStatus.ABORTED and state.rollback
+    assert result.fleet.rollback_orders > 0
+    assert result.decision.rollback_remaining == 0
+    views = result.fleet.views()
+    assert all(v.current == PREVIOUS for v in views)
+    assert len(result.fleet.ran) > 0  # there was something to bring back
+
+
+def test_good_release_reaches_every_eligible_device_despite_faults() -> None:
+    result = simulate(SimConfig(devices=2000, seed=11, faults=FAULTS, policy=policy()))
+    d = result.decision
+    assert d.rollout.state.status is RolloutStatus.COMPLETED
+    eligible = 2000 - d.skipped
+    on_release = sum(v.current == RELEASE for v in result.fleet.views())
+    assert d.skipped > 0  # the 1 GiB boards miss the 2 GiB requirement
+    assert on_release >= eligible - sum(s.failed for s in d.stages)
+    assert [e.status for e in result.events][-1] is RolloutStatus.COMPLETED
+
+
+def test_switches_happen_inside_each_devices_local_window() -> None:
+    window = MaintenanceWindow.parse("02:00-04:00")
+    cfg = SimConfig(devices=400, seed=5, policy=policy(window="02:00-04:00", notice="1h", pilot=None))
+    result = simulate(cfg)
+    zones = {d.id: d.facts.timezone for d in result.devices}
+    switches = result.fleet.switches  # type: ignore[attr-defined]
+    assert len(switches) > 300
+    assert all(window.contains(t, zones[dev]) for dev, t in switches)
+    assert len({zones[dev] for dev, _ in switches}) >= 5
+    assert result.decision.rollout.state.status is RolloutStatus.COMPLETED
+
+
+def test_same_seed_same_run() -> None:
+    cfg = SimConfig(devices=500, seed=3, release_bad_rate=0.1, faults=FAULTS, policy=policy())
+    assert build_report(simulate(cfg)) == build_report(simulate(cfg))
+
+
+def test_unknown_fault_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="known faults"):
+        Faults.parse("meteor=0.1")
+    with pytest.raises(UsageError):
+        Faults.parse("offline=2")
+
+
+def test_cli_writes_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(
+        ["simulate", "--devices", "800", "--release-bad-rate", "0.3", "--on-fail", "rollback",
+         "--fault", "offline=0.05", "--seed", "4", "--out", str(tmp_path), "--json"]
+    )  # fmt: skip
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert printed["result"] == written["result"]
+    assert written["result"]["status"] == "aborted" and written["timeline"]
+    assert (tmp_path / "rollout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_tables_and_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["simulate", "--devices", "300", "--bake", "5m", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "completed" in out and "timeline" in out
+    assert run(["simulate", "--fault", "meteor=1", "--out", str(tmp_path)]) == 2
+    assert "unknown fault" in capsys.readouterr().err
+    assert run(["simulate", "--stages", "50,10", "--out", str(tmp_path)]) == 1
+
+
+def test_on_fail_defaults_to_pause() -> None:
+    assert SimConfig().policy.on_fail is OnFail.PAUSE
