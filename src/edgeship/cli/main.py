@@ -36,16 +36,16 @@ def _root(
 
 
 def _register() -> None:
-    # Imported here so `edgeship --version` stays fast and each group stays its own module.
-    from edgeship.cli import init, keys, release, verify
+    # One module per command group; each adds itself to the root app.
+    from edgeship.cli import delta, demo, init, keys, release, simulate, verify
 
+    demo.register(app)
     init.register(app)
     app.add_typer(release.app, name="release")
     verify.register(app)
     app.add_typer(keys.app, name="keys")
-    from edgeship.cli import delta
-
     app.add_typer(delta.app, name="delta")
+    simulate.register(app)
 
 
 _register()

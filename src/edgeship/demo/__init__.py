@@ -1,0 +1,1 @@
+"""`edgeship demo`: the product's story, run on embedded defaults with generated models."""
