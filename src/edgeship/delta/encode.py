@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
-from edgeship.delta import generic, gguf, safetensors
+from edgeship.delta import generic, gguf, onnx, safetensors
 from edgeship.delta.codec import Coded, code_piece, code_with_prefix
 from edgeship.delta.files import atomic_writer, pread, require_file
 from edgeship.delta.format import Copy, Data, End, Header, Transform, encode_block
@@ -18,32 +18,25 @@ from edgeship.errors import DeltaError, UsageError
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
 
-_REGIONS: dict[str, Callable[[Path], list[Segment]]] = {
-    "gguf": gguf.regions,
-    "safetensors": safetensors.regions,
-}
-ENCODERS = ("auto", *_REGIONS, "generic")
+
+class _Format(Protocol):
+    def sniff(self, path: Path) -> bool: ...
+    def regions(self, path: Path) -> list[Segment]: ...
+
+
+_FORMATS: dict[str, _Format] = {"gguf": gguf, "safetensors": safetensors, "onnx": onnx}
+ENCODERS = ("auto", *_FORMATS, "generic")
 
 
 def detect(path: Path) -> str:
-    """The model format of a file by its first bytes (ONNX, a bare protobuf, by its suffix)."""
-    with path.open("rb") as f:
-        head = f.read(9)
-    if head[:4] == gguf.MAGIC:
-        return "gguf"
-    if len(head) == 9 and head[8:9] == b"{":
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 8 + header_len <= path.stat().st_size:
-            return "safetensors"
-    if path.suffix == ".onnx":
-        return "onnx"
-    return "generic"
+    """The first model format whose layout the file has, else "generic"."""
+    return next((name for name, fmt in _FORMATS.items() if fmt.sniff(path)), "generic")
 
 
 def _listing(encoder: str, path: Path) -> Listing:
     if encoder == "generic":
         return generic.listing(path)
-    return hash_segments(path, _REGIONS[encoder](path))
+    return hash_segments(path, _FORMATS[encoder].regions(path))
 
 
 def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing]:

@@ -12,6 +12,11 @@ from edgeship.delta.listing import FormatError, Kind, Segment
 MAGIC = b"GGUF"
 
 
+def sniff(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == MAGIC
+
+
 def regions(path: Path) -> list[Segment]:
     # GGUFReader memory-maps the file but only touches the header pages; tensor data is
     # read later, piece by piece, so it never becomes resident all at once.

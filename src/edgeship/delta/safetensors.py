@@ -18,6 +18,16 @@ DTYPE_WIDTH = {
 }  # fmt: skip
 
 
+def sniff(path: Path) -> bool:
+    """An 8-byte header length that fits the file, then a JSON object."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 8 + n <= path.stat().st_size
+
+
 def regions(path: Path) -> list[Segment]:
     with path.open("rb") as f:
         prefix = f.read(8)
