@@ -14,6 +14,7 @@ from edgeship.rollout.engine import (
     promote,
     resume,
 )
+from edgeship.rollout.experiment import Experiment, ExperimentVerdict, collect, evaluate
 from edgeship.rollout.health import HealthMargins, HealthMetrics
 from edgeship.rollout.model import DeviceFacts, DeviceState, DeviceView, Rollout, RolloutState, RolloutStatus
 from edgeship.rollout.policy import OnFail, RolloutPolicy, Stage
@@ -27,6 +28,8 @@ __all__ = [
     "DeviceFacts",
     "DeviceState",
     "DeviceView",
+    "Experiment",
+    "ExperimentVerdict",
     "HealthMargins",
     "HealthMetrics",
     "MaintenanceWindow",
@@ -41,7 +44,9 @@ __all__ = [
     "StageCount",
     "abort",
     "cohort_value",
+    "collect",
     "decide",
+    "evaluate",
     "next_switch_time",
     "pause",
     "place",
