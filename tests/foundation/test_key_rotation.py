@@ -58,3 +58,15 @@ def test_retired_targets_key_is_rejected(cli, workspace: Workspace, models, tmp_
 def test_unknown_role(cli, workspace: Workspace) -> None:
     r = cli("keys", "rotate", "--role", "admin")
     assert r.code == 2 and "unknown role 'admin'" in r.err
+
+
+def test_rotated_key_stays_encrypted(cli, tmp_path: Path, monkeypatch, models) -> None:
+    monkeypatch.setenv("EDGESHIP_KEY_PASSPHRASE", "s3cret")
+    assert cli("init", tmp_path / "ws").code == 0
+    monkeypatch.setenv("EDGESHIP_WORKSPACE", str(tmp_path / "ws"))
+    assert cli("keys", "rotate", "--role", "targets").code == 0
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "ws" / "keys" / "targets.pem").read_bytes()
+    assert push(cli, "1.0.0", models["gguf"]).code == 0
+    monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE")
+    r = cli("keys", "rotate", "--role", "targets")
+    assert r.code == 2 and "encrypted" in r.err

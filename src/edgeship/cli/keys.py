@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
+from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace, passphrase_from_env_or_prompt
 from edgeship.cli.output import console, print_json
+from edgeship.errors import UsageError
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ROLES
 
@@ -46,7 +47,12 @@ def rotate(
     The retired key file moves to keys/retired/.
     """
     ws = open_workspace(workspace)
-    passphrase = keyfiles.passphrase_from_env(ws.root) if ws.config.encrypted_keys else None
+    passphrase = None
+    if ws.config.encrypted_keys:
+        # The new key is encrypted like the others; never silently write it in the clear.
+        passphrase = passphrase_from_env_or_prompt(ws.keyring.path(role))
+        if passphrase is None:
+            raise UsageError("this workspace's keys are encrypted", hint=f"set {keyfiles.PASSPHRASE_ENV} or run in a terminal")
     repo = ws.repository()
     keyid = repo.rotate(role, passphrase)
     version = repo.root().signed.version
