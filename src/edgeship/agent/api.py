@@ -1,0 +1,124 @@
+"""The device side of the wire protocol (docs/protocol.md, "Device API"), over httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgeship import __version__
+from edgeship.agent.journal import Assignment
+from edgeship.errors import AgentError, ServerError
+from edgeship.store.fsutil import write_atomic
+
+
+@dataclass(frozen=True)
+class Identity:
+    device_id: str
+    secret: str
+    server_url: str
+
+    @property
+    def bearer(self) -> str:
+        return f"{self.device_id}.{self.secret}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.bearer}"}
+
+
+def load_identity(path: Path) -> Identity | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"cannot read the device identity {path}: {exc}",
+                         hint="delete it and start the agent with a new --enroll-token") from exc
+    return Identity(data["device_id"], data["secret"], data["server_url"])
+
+
+def save_identity(path: Path, identity: Identity) -> None:
+    # 0600 from the first byte: the secret never exists in a file others can read.
+    write_atomic(path, json.dumps(identity.__dict__).encode(), mode=0o600)
+
+
+@dataclass(frozen=True)
+class CheckinReply:
+    assignment: Assignment | None
+    poll_interval_s: float
+    repo_path: str
+
+
+def device_facts(timezone: str) -> dict[str, Any]:
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "arch": platform.machine(),
+        "ram": ram,
+        "accelerator": "none",
+        "os": platform.platform(terse=True),
+        "agent_version": __version__,
+        "timezone": timezone,
+        "hostname": platform.node(),
+    }
+
+
+class DeviceClient:
+    """Enroll, check in and post events; every failure becomes a ServerError or AgentError."""
+
+    def __init__(self, server_url: str, *, ca: str | None = None, timeout: float = 30.0, identity: Identity | None = None) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.identity = identity
+        self._client = httpx.Client(base_url=self.server_url, verify=ca or True, timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any], *, auth: bool = True) -> dict[str, Any]:
+        headers = self.identity.headers if auth and self.identity else {}
+        try:
+            r = self._client.request(method, path, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the update server at {self.server_url} ({exc.__class__.__name__}: {exc})",
+                              hint="the agent keeps its queue and retries with backoff; check the network and the URL") from exc
+        if r.status_code in (401, 403):
+            raise AgentError(f"the server rejected this device's credentials ({r.status_code} on {path})",
+                             hint="the device may have been decommissioned; delete identity.json and re-enroll with a new token")
+        if r.status_code >= 400:
+            try:
+                message = r.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = r.text[:200]
+            raise ServerError(f"{method} {path} answered {r.status_code}: {message}")
+        return r.json()
+
+    def enroll(self, token: str, facts: dict[str, Any], tags: dict[str, str]) -> Identity:
+        data = self._call("POST", "/v1/devices/enroll", {"token": token, "facts": facts, "tags": tags}, auth=False)
+        self.identity = Identity(data["device_id"], data["secret"], self.server_url)
+        return self.identity
+
+    def _device_path(self, what: str) -> str:
+        if self.identity is None:
+            raise AgentError("this device is not enrolled", hint="start the agent with --enroll-token")
+        return f"/v1/devices/{self.identity.device_id}/{what}"
+
+    def checkin(self, current: dict | None, previous: dict | None, state: str, facts: dict[str, Any] | None) -> CheckinReply:
+        body: dict[str, Any] = {"current": current, "previous": previous, "state": state}
+        if facts is not None:
+            body["facts"] = facts
+        data = self._call("POST", self._device_path("checkin"), body)
+        a = data.get("assignment")
+        return CheckinReply(
+            assignment=Assignment.from_json(a) if a else None,
+            poll_interval_s=float(data.get("poll_interval_s") or 30),
+            repo_path=str(data.get("repo_path") or "/repo/"),
+        )
+
+    def post_events(self, events: list[dict[str, Any]]) -> tuple[int, int]:
+        data = self._call("POST", self._device_path("events"), {"events": events})
+        return int(data.get("accepted", 0)), int(data.get("duplicates", 0))

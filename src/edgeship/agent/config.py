@@ -1,0 +1,110 @@
+"""Agent settings and where the agent keeps things on the device.
+
+    <data>/
+      identity.json              device id + secret from enrollment (0600)
+      agent.lock                 held while an agent runs: one agent per data dir
+      journal.json               the job in progress (atomically replaced, fsynced)
+      status.json                local status for the device's own software
+      events/                    reports not yet accepted by the server, one file per event ID
+      trust/                     python-tuf's trusted metadata (root.json, timestamp.json, ...)
+      store/blobs/sha256/<hex>   verified component files, read-only, stored once
+      store/partial/<hex>        downloads in progress (resumed with HTTP Range)
+      store/manifests/<id>.json  verified manifests of releases being installed
+      releases/<release-id>/     manifest.json + components (hard links into store/blobs)
+      current -> releases/<id>   the release the device runs
+      previous -> releases/<id>  the one it rolls back to
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_POLL_S = 30.0
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside an agent's data directory (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def identity(self) -> Path:
+        return self.root / "identity.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "agent.lock"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.json"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def trust(self) -> Path:
+        return self.root / "trust"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+
+@dataclass
+class AgentConfig:
+    """Everything `edgeship agent run` can be told; every field has a safe default."""
+
+    data_dir: Path
+    server_url: str | None = None
+    enroll_token: str | None = None
+    # The operator's root.json, needed on first start only: afterwards the cached root
+    # (and any signed rotation of it) is the only trust anchor.
+    root_file: Path | None = None
+    ca: Path | None = None  # CA bundle to pin for an HTTPS server
+    tags: dict[str, str] = field(default_factory=dict)
+    poll_interval_s: float = DEFAULT_POLL_S  # until the server names its own interval
+    max_rate: int | None = None  # bytes per second for downloads; None = as fast as the link goes
+    http_timeout_s: float = 30.0  # per read: a stalled server is abandoned after this
+    download_attempts: int = 8  # per file, each resuming where the last stopped
+    backoff_base_s: float = 1.0  # first retry waits up to this (full jitter, doubling)
+    backoff_cap_s: float = 300.0  # no single wait is longer than this
+    verify_attempts: int = 3  # fresh downloads after a hash mismatch before the job fails
+    # Download as soon as assigned and wait in `staged` for the window (False: wait first).
+    download_early: bool = True
+    trial_attempts: int = 2  # trials interrupted by a crash before the release is rolled back
+    trial_timeout_s: float = 300.0  # model parsing; the health command has its own timeout
+    timezone: str | None = None  # IANA zone for maintenance windows; None = the system's
+
+    @property
+    def paths(self) -> DataDir:
+        return DataDir(Path(self.data_dir))
+
+    def zone_name(self) -> str:
+        return self.timezone or system_timezone()
+
+
+def system_timezone() -> str:
+    """The device's IANA zone: $TZ, /etc/timezone, or the /etc/localtime link; else UTC."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and "/" in tz and not tz.startswith("/"):
+        return tz
+    with contextlib.suppress(OSError):  # no /etc/timezone on many systems: try the link
+        text = Path("/etc/timezone").read_text().strip()
+        if text:
+            return text
+    link = Path("/etc/localtime")
+    if link.is_symlink():
+        target = str(link.resolve())
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    return "UTC"

@@ -1,0 +1,199 @@
+"""Downloads for the agent: HTTP Range resume, a bandwidth cap, jittered retries.
+
+One fetcher serves both paths into the device:
+* TUF metadata goes through python-tuf's ngclient, which calls ``_fetch`` (retried with
+  backoff until the first byte arrives, then capped like everything else);
+* component blobs go through `download_to`, which appends to a partial file that
+  survives restarts and resumes it with ``Range: bytes=<have>-``. The caller checks the
+  result against the signed length and hash before it is used; the fetcher itself never
+  writes more than the signed length (endless-data attack).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+from tuf.api.exceptions import DownloadHTTPError
+
+from edgeship.agent.backoff import Backoff, RateBudget
+from edgeship.agent.journal import CRASH_ENV
+from edgeship.errors import ServerError, StoreError
+from edgeship.trust.fetcher import HttpFetcher
+
+CHUNK = 64 * 1024  # small enough to pace a capped link smoothly and keep memory flat
+SYNC_EVERY = 64 * 1024 * 1024  # fsync the partial now and then so a power cut loses little
+
+
+class _Retryable(Exception):
+    """A response worth trying again (5xx, 429, a Range answer that does not fit)."""
+
+
+def _crash_after_bytes() -> int | None:
+    """Test hook: ``EDGESHIP_AGENT_CRASH_AT=download:<N>`` kills the agent once a partial holds N bytes."""
+    for item in os.environ.get(CRASH_ENV, "").split(","):
+        if item.startswith("download:"):
+            return int(item.split(":", 1)[1])
+    return None
+
+
+class ResumableFetcher(HttpFetcher):
+    def __init__(
+        self,
+        *,
+        verify: str | bool = True,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        max_rate: int | None = None,
+        attempts: int = 8,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(verify=verify, timeout=timeout, headers=headers)
+        self.max_rate = max_rate
+        self.attempts = attempts
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._rand = rand
+        self._budget = RateBudget(max_rate, time.monotonic()) if max_rate else None
+        self._crash_at = _crash_after_bytes()
+
+    def _pace(self, nbytes: int) -> None:
+        if self._budget is not None:
+            pause = self._budget.spend(nbytes, time.monotonic())
+            if pause > 0:
+                self._sleep(pause)
+
+    def _wait_before_retry(self, failures: int) -> None:
+        self._sleep(self.backoff.delay(failures, self._rand()))
+
+    @property
+    def _chunk(self) -> int:
+        # Under a cap, pace in pieces of ~1/20 s so the link is not used in bursts.
+        return max(4096, min(CHUNK, self.max_rate // 20)) if self.max_rate else CHUNK
+
+    # -- metadata, through ngclient --------------------------------------------------------
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        for failures in range(self.attempts):
+            last = failures == self.attempts - 1
+            try:
+                response = self._client.send(self._client.build_request("GET", url), stream=True)
+            except httpx.TransportError:
+                if last:
+                    raise
+                self._wait_before_retry(failures)
+                continue
+            if (response.status_code >= 500 or response.status_code == 429) and not last:
+                response.close()
+                self._wait_before_retry(failures)
+                continue
+            if response.status_code >= 400:
+                response.close()
+                raise DownloadHTTPError(f"GET {url} answered {response.status_code}", response.status_code)
+            return self._paced(response)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _paced(self, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            for block in response.iter_bytes(self._chunk):
+                self._pace(len(block))
+                yield block
+        finally:
+            response.close()
+
+    # -- blobs, resumable ------------------------------------------------------------------
+
+    def download_to(self, url: str, dest: Path, length: int, progress: Callable[[int], None] | None = None) -> None:
+        """Make ``dest`` hold the first ``length`` bytes of ``url``, resuming what it has.
+
+        Failures that make progress do not use up attempts: a flaky link that keeps
+        delivering bytes finishes; one that delivers nothing ``attempts`` times in a row
+        raises ServerError and leaves the partial file for the next try.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        failures = 0
+        last_error = ""
+        while True:
+            have = dest.stat().st_size if dest.exists() else 0
+            if have > length:
+                os.truncate(dest, 0)  # longer than signed: not ours, start over
+                have = 0
+            if have == length:
+                return
+            try:
+                got = self._get_range(url, dest, have, length, progress)
+            except (httpx.TransportError, _Retryable) as exc:
+                last_error = str(exc) or type(exc).__name__
+                got = (dest.stat().st_size if dest.exists() else 0) - have
+            else:
+                continue
+            failures = 0 if got > 0 else failures + 1
+            if failures >= self.attempts:
+                raise ServerError(
+                    f"cannot download {url}: no progress after {self.attempts} attempts ({last_error})",
+                    hint="the partial file is kept; the agent resumes it at its next check-in",
+                )
+            self._wait_before_retry(failures)
+
+    def _get_range(self, url: str, dest: Path, have: int, length: int, progress: Callable[[int], None] | None) -> int:
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self._client.stream("GET", url, headers=headers) as r:
+            if r.status_code == 416:
+                os.truncate(dest, 0)  # our partial does not fit the file: start over
+                raise _Retryable(f"server refused range {have}-")
+            if r.status_code >= 500 or r.status_code == 429:
+                raise _Retryable(f"server answered {r.status_code}")
+            if r.status_code >= 400:
+                raise ServerError(f"GET {url} answered {r.status_code}", hint="check the device credentials and the assignment")
+            if r.status_code == 206:
+                start = r.headers.get("content-range", "").removeprefix("bytes ").split("-", 1)[0]
+                if start != str(have):
+                    raise _Retryable(f"server answered range {r.headers.get('content-range')!r} for bytes={have}-")
+                offset = have
+            else:
+                offset = 0  # a 200 is the whole file: overwrite the partial
+            return self._write(r, dest, offset, length, progress)
+
+    def _write(self, r: httpx.Response, dest: Path, offset: int, length: int, progress: Callable[[int], None] | None) -> int:
+        written = 0
+        try:
+            with open(dest, "r+b" if dest.exists() else "wb") as f:
+                f.seek(offset)
+                f.truncate()
+                unsynced = 0
+                for block in r.iter_bytes(self._chunk):
+                    block = block[: length - offset - written]
+                    f.write(block)
+                    written += len(block)
+                    unsynced += len(block)
+                    if unsynced >= SYNC_EVERY:
+                        f.flush()
+                        os.fsync(f.fileno())
+                        unsynced = 0
+                    if progress:
+                        progress(offset + written)
+                    if self._crash_at is not None and offset + written >= self._crash_at:
+                        f.flush()
+                        os.kill(os.getpid(), 9)
+                    self._pace(len(block))
+                    if offset + written >= length:
+                        break
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise StoreError(
+                    f"the device ran out of space downloading into {dest.parent} ({exc.strerror})",
+                    hint="free disk space (old files, logs) or raise the file size limit; the running release is untouched",
+                ) from exc
+            raise StoreError(f"cannot write {dest}: {exc.strerror}", hint="check the data dir's permissions") from exc
+        if offset + written < length:
+            raise _Retryable(f"connection ended after {offset + written} of {length} bytes")
+        return written

@@ -1,0 +1,462 @@
+"""The agent: check in, run the assigned release through the state machine, report.
+
+Order inside every step (see `edgeship.agent.machine` for the rules):
+1. journal ``begin`` (fsynced), 2. queue the state event, 3. do the work (idempotent),
+4. journal ``end`` with the outcome. A crash anywhere restarts the step it was in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeship.agent.api import CheckinReply, DeviceClient, device_facts, load_identity, save_identity
+from edgeship.agent.backoff import Backoff
+from edgeship.agent.config import AgentConfig
+from edgeship.agent.events import Event, EventQueue, step_event_id
+from edgeship.agent.fetcher import ResumableFetcher
+from edgeship.agent.journal import Assignment, Journal, JournalEntry
+from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
+from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.agent.trial import run_trial
+from edgeship.errors import AgentError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
+from edgeship.release.manifest import Manifest
+from edgeship.rollout.window import MaintenanceWindow, next_switch_time
+from edgeship.store.digest import Digest, hash_file
+from edgeship.store.fsutil import write_atomic
+from edgeship.trust.client import ReleaseVerifier
+
+log = logging.getLogger("edgeship.agent")
+
+# Failures that say "this release must not be installed here": not retried by themselves.
+_REFUSALS = (TrustError, NotFoundError, ValidationError)
+
+
+class _Wait(Exception):
+    """A step cannot go on before ``until`` (the maintenance window); it is re-run then."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.store = DeviceStore(self.paths.root)
+        self.journal = Journal(self.paths.journal)
+        self.events = EventQueue(self.paths.events)
+        self.clock = clock
+        self.zone = config.zone_name()
+        self.identity = load_identity(self.paths.identity)
+        self.api: DeviceClient | None = None
+        self.repo_url: str | None = None
+        self._verifier: ReleaseVerifier | None = None
+        self._fetcher: ResumableFetcher | None = None
+        self._stop = False
+        self._wait_until: float | None = None
+        self._progress: dict[str, int] = {}
+        self._status_written = 0.0
+        self.last_error: str | None = self._read_status().get("last_error")
+
+    # -- process-level ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.lock, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise AgentError(f"another agent is running on {self.paths.root}", hint="stop it first (one agent per data dir)") from exc
+            yield
+
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self, *, once: bool = False) -> JournalEntry | None:
+        """Recover, then check in and work until stopped (``once``: a single round)."""
+        signal.signal(signal.SIGTERM, self.stop)
+        with self._locked():
+            self._recover_local()
+            while True:
+                delay = self.round()
+                if once or self._stop:
+                    break
+                self._sleep(delay)
+            return self.journal.read()
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + max(0.0, seconds)
+        while not self._stop and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.5))
+
+    # -- one round: report, check in, work ------------------------------------------------------
+
+    def round(self) -> float:
+        """One check-in and whatever work it leads to; returns the seconds until the next."""
+        poll = self.config.poll_interval_s
+        try:
+            self._connect()
+            self._flush()
+            reply = self._checkin()
+            poll = reply.poll_interval_s
+            self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
+            entry = self._work(reply.assignment)
+            self._flush()
+            log.debug("round done: %s", entry.step.value if entry else "idle")
+        except (ServerError, AgentError, StoreError) as exc:
+            self.last_error = str(exc)
+            log.warning("%s", exc)
+        self._write_status(force=True)
+        if self._wait_until is not None:
+            poll = min(poll, max(1.0, self._wait_until - self.clock()))
+        return poll
+
+    def _connect(self) -> None:
+        if self.api is not None:
+            return
+        server = self.config.server_url or (self.identity.server_url if self.identity else None)
+        if not server:
+            raise AgentError("no server URL", hint="pass --server URL")
+        ca = str(self.config.ca) if self.config.ca else None
+        api = DeviceClient(server, ca=ca, timeout=self.config.http_timeout_s, identity=self.identity)
+        if self.identity is None:
+            if not self.config.enroll_token:
+                raise AgentError("this device is not enrolled", hint="start the agent once with --enroll-token TOKEN")
+            self.identity = api.enroll(self.config.enroll_token, device_facts(self.zone), self.config.tags)
+            save_identity(self.paths.identity, self.identity)
+            log.info("enrolled as %s", self.identity.device_id)
+        self.api = api
+
+    def _flush(self) -> None:
+        assert self.api is not None
+        self.events.flush(lambda batch: self.api.post_events(batch) and None)
+
+    def _checkin(self) -> CheckinReply:
+        assert self.api is not None
+        entry = self.journal.read()
+        state = entry.step.value if entry is not None else State.IDLE.value
+        return self.api.checkin(self.store.describe(self.store.link(CURRENT)), self.store.describe(self.store.link(PREVIOUS)),
+                                state, device_facts(self.zone))
+
+    def _work(self, assignment: Assignment | None) -> JournalEntry | None:
+        entry = self.journal.read()
+        self._wait_until = None
+        if entry is not None and not (entry.step.terminal and entry.phase is Phase.END):
+            superseded = (entry.step.before_switch and assignment is not None
+                          and assignment.release_id != entry.assignment.release_id)
+            if superseded:
+                return self.run_job(entry, State.FAILED, f"superseded by {assignment.ref}")
+            return self._continue(entry)
+        if assignment is None or not self._wanted(assignment, entry):
+            return entry
+        return self.run_job(self._new_job(assignment, entry), State.ASSIGNED)
+
+    def _wanted(self, a: Assignment, last: JournalEntry | None) -> bool:
+        if a.release_id == self.store.link(CURRENT):
+            return False
+        if last is not None and a.release_id in last.rejected:
+            log.info("not installing %s again: %s", a.ref, last.rejected[a.release_id])
+            return False
+        return True
+
+    def _new_job(self, a: Assignment, last: JournalEntry | None) -> JournalEntry:
+        now = self.clock()
+        window = MaintenanceWindow.parse(f"{a.window['start']}-{a.window['end']}") if a.window else None
+        return JournalEntry(
+            job=str(uuid.uuid4()),
+            step=State.ASSIGNED,
+            phase=Phase.BEGIN,
+            assignment=a,
+            from_release=self.store.link(CURRENT),
+            from_previous=self.store.link(PREVIOUS),
+            notified_at=now,
+            switch_at=next_switch_time(now, window, self.zone, a.notice_s),
+            rejected=dict(last.rejected) if last else {},
+            seq=last.seq if last else 0,
+        )
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def _recover_local(self) -> None:
+        """At start, before any network: finish a switch, trial, commit or rollback in flight.
+
+        Steps before the switch need the server and are resumed by the next round.
+        """
+        entry = self.journal.read()
+        if entry is None:
+            return
+        resume = self._resume_point(entry)
+        if resume is not None and not resume[0].before_switch:
+            log.info("recovering: %s %s was in flight, continuing at %s", entry.step.value, entry.phase.value, resume[0].value)
+            self.run_job(entry, *resume)
+
+    def _resume_point(self, entry: JournalEntry) -> tuple[State, str | None] | None:
+        r = recover(entry.step, entry.phase, entry.outcome, trial_round=entry.trial_round,
+                    trial_attempts=self.config.trial_attempts, verify_round=entry.verify_round,
+                    verify_attempts=self.config.verify_attempts)
+        return None if r is None else (r.state, r.reason)
+
+    def _continue(self, entry: JournalEntry) -> JournalEntry:
+        resume = self._resume_point(entry)
+        return entry if resume is None else self.run_job(entry, *resume)
+
+    # -- the job ------------------------------------------------------------------------------
+
+    def run_job(self, entry: JournalEntry, state: State, reason: str | None = None) -> JournalEntry:
+        """Drive a job from ``state`` until it ends or has to wait for its window."""
+        while True:
+            entry = self._begin(entry, state, reason)
+            try:
+                outcome = self._do(entry)
+            except _Wait as wait:
+                self._wait_until = wait.until
+                self._write_status(force=True)
+                return entry
+            entry = self.journal.write(entry.at(state, Phase.END, outcome=outcome))
+            self._write_status(force=True)
+            if state.terminal:
+                return entry
+            nxt = next_state(state, outcome, verify_round=entry.verify_round, verify_attempts=self.config.verify_attempts)
+            if state is State.VERIFYING and nxt is State.DOWNLOADING:
+                entry = replace(entry, verify_round=entry.verify_round + 1)
+            state, reason = nxt, outcome.reason
+
+    def _begin(self, entry: JournalEntry, state: State, reason: str | None) -> JournalEntry:
+        terminal_outcome = StepOutcome(ok=state is State.COMMITTED, reason=reason)
+        changes: dict[str, Any] = {"outcome": terminal_outcome if state.terminal else None}
+        if state is State.TRIAL:
+            changes["trial_round"] = entry.trial_round + 1
+        if state is State.FAILED and entry.outcome is not None and entry.outcome.refused:
+            changes["rejected"] = {**entry.rejected, entry.assignment.release_id: reason or "refused"}
+        if state is State.ROLLED_BACK:
+            changes["rejected"] = {**entry.rejected, entry.assignment.release_id: reason or "rolled back"}
+        entry = self.journal.write(entry.at(state, Phase.BEGIN, **changes))
+        round_ = entry.trial_round if state is State.TRIAL else entry.verify_round
+        data: dict[str, Any] = {"job": entry.job}
+        if reason and state.terminal:
+            data["reason"] = reason
+        if state is State.ASSIGNED:
+            data.update(switch_at=_iso(entry.switch_at), rollout_id=entry.assignment.rollout_id)
+        self.events.put(Event(type="state", state=state.value, release=entry.assignment.ref, data=data,
+                              id=step_event_id(entry.job, state.value, round_)))
+        if state is State.ASSIGNED and entry.switch_at is not None and entry.switch_at > entry.notified_at:
+            log.info("notice: %s will be switched to at %s", entry.assignment.ref, _iso(entry.switch_at))
+        if state in (State.FAILED, State.ROLLED_BACK):
+            self.last_error = f"{entry.assignment.ref} {state.value}: {reason}"
+            log.warning("%s %s: %s", entry.assignment.ref, state.value, reason)
+        else:
+            if state is State.COMMITTED:
+                self.last_error = None
+            log.info("%s: %s", entry.assignment.ref, state.value)
+        return entry
+
+    def _do(self, entry: JournalEntry) -> StepOutcome:
+        step = entry.step
+        try:
+            if step is State.ASSIGNED:
+                return StepOutcome()
+            if step is State.WAITING_WINDOW:
+                if not self.config.download_early:
+                    self._wait_for_switch(entry)
+                return StepOutcome()
+            if step is State.DOWNLOADING:
+                return self._download(entry)
+            if step is State.VERIFYING:
+                return self._verify(entry)
+            if step is State.STAGED:
+                self.store.stage(entry.assignment.release_id)
+                self._wait_for_switch(entry)
+                return StepOutcome()
+            if step is State.SWITCHING:
+                self.store.switch(entry.assignment.release_id, entry.from_release)
+                return StepOutcome()
+            if step is State.TRIAL:
+                result = run_trial(self.store.release_dir(entry.assignment.release_id), parse_timeout_s=self.config.trial_timeout_s)
+                return StepOutcome(ok=result.ok, reason=result.reason)
+            return self._finish(entry)
+        except _REFUSALS as exc:
+            return StepOutcome(ok=False, reason=str(exc), refused=True)
+        except (ServerError, StoreError, AgentError) as exc:
+            return StepOutcome(ok=False, reason=str(exc))
+        except OSError as exc:
+            return StepOutcome(ok=False, reason=f"{exc.strerror or exc} ({exc.filename or 'the data dir'})")
+
+    def _wait_for_switch(self, entry: JournalEntry) -> None:
+        if entry.switch_at is not None and self.clock() < entry.switch_at:
+            raise _Wait(entry.switch_at)
+
+    def _finish(self, entry: JournalEntry) -> StepOutcome:
+        if entry.step is State.ROLLED_BACK:
+            self.store.restore(entry.from_release, entry.from_previous)
+        if entry.step is not State.FAILED:
+            # Keep what the device can run or roll back to; the rest (releases older than
+            # `previous`, their blobs, stale partial downloads) goes.
+            keep = {r for r in (self.store.link(CURRENT), self.store.link(PREVIOUS)) if r}
+            removed = self.store.gc(keep)
+            if removed:
+                log.info("garbage-collected %d items", len(removed))
+        return StepOutcome(ok=True, reason=entry.outcome.reason if entry.outcome else None)
+
+    # -- downloading and verifying ------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+        self._fetcher = self._verifier = None
+
+    def verifier(self) -> ReleaseVerifier:
+        """A verifier with freshly refreshed metadata for this job (python-tuf refreshes once per Updater)."""
+        if self._verifier is None:
+            if self.repo_url is None:
+                raise ServerError("no repository URL yet", hint="the agent learns it from its first check-in")
+            root = self.config.root_file.read_bytes() if self.config.root_file else None
+            self._fetcher = ResumableFetcher(
+                verify=str(self.config.ca) if self.config.ca else True,
+                headers=self.identity.headers if self.identity else None,
+                timeout=self.config.http_timeout_s,
+                max_rate=self.config.max_rate,
+                attempts=self.config.download_attempts,
+                backoff=Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
+            )
+            self._verifier = ReleaseVerifier(self.repo_url, self.paths.trust, root, fetcher=self._fetcher)
+            self._verifier.refresh()
+        return self._verifier
+
+    def _download(self, entry: JournalEntry) -> StepOutcome:
+        a = entry.assignment
+        self.close()  # each download starts from freshly verified metadata
+        verifier = self.verifier()
+        record = verifier.release_record(a.name, a.version)
+        if record.get("release_id") != a.release_id:
+            raise TrustError(f"the server assigned {a.ref} as {a.release_id[:12]}, but the signed release is "
+                             f"{str(record.get('release_id'))[:12]}", hint="the server's registry and repository disagree; do not install")
+        self._check_downgrade(verifier, entry)
+        manifest = verifier.manifest(a.name, a.version, self.paths.tmp)
+        facts = device_facts(self.zone)
+        unmet = manifest.requirements.unmet_by(facts["ram"], facts["arch"], facts["accelerator"])
+        if unmet:
+            raise ValidationError(f"{a.ref} cannot run on this device: {'; '.join(unmet)}", hint="assign a release built for it")
+        self.store.save_manifest(a.release_id, manifest.canonical_bytes())
+        assert self._fetcher is not None
+        self._progress = {"total": sum(c.size for c in manifest.components), "done": 0}
+        for c in manifest.components:
+            digest = Digest(c.hexdigest)
+            if self.store.blobs.has(digest):
+                self._progress["done"] += c.size  # unchanged component: costs nothing
+                continue
+            info = verifier.signed_blob(c)
+            base = self._progress["done"]
+            self._fetcher.download_to(verifier.url + info.path, self.store.partial(digest), info.length,
+                                      progress=lambda n, base=base: self._on_progress(base + n))
+            self._progress["done"] = base + c.size
+        return StepOutcome()
+
+    def _check_downgrade(self, verifier: ReleaseVerifier, entry: JournalEntry) -> None:
+        running = self.store.describe(entry.from_release)
+        if running is None:
+            return
+        try:
+            rollback_to = verifier.release_record(running["name"], running["version"]).get("rollback_to")
+        except NotFoundError:
+            rollback_to = None  # the running release is no longer signed: no rollback pre-approved
+        check_downgrade((running["name"], running["version"]), (entry.assignment.name, entry.assignment.version),
+                        signed_rollback_to=rollback_to, rollback_ordered=entry.assignment.rollback)
+
+    def _on_progress(self, done: int) -> None:
+        self._progress["done"] = done
+        self._write_status()
+
+    def _verify(self, entry: JournalEntry) -> StepOutcome:
+        """Check every downloaded blob against the signed length and hash; adopt the good ones."""
+        release_id = entry.assignment.release_id
+        data = self.store.pending_manifest(release_id).read_bytes()
+        if hashlib.sha256(data).hexdigest() != release_id:
+            raise StoreError("the saved manifest does not match its release ID", hint="it is downloaded again")
+        corrupt = []
+        for c in Manifest.from_bytes(data).components:
+            digest = Digest(c.hexdigest)
+            if self.store.blobs.has(digest):
+                continue
+            partial = self.store.partial(digest)
+            got, size = hash_file(partial) if partial.exists() else (None, -1)
+            if got == digest and size == c.size:
+                self.store.adopt(partial, digest)
+            else:
+                # Wrong bytes in transit or on disk: throw them away, never resume from them.
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                corrupt.append(c.name)
+        if corrupt:
+            return StepOutcome(ok=False, retry=True, reason=f"downloaded bytes of {', '.join(corrupt)} do not match the signed hash")
+        return StepOutcome()
+
+    # -- local status ------------------------------------------------------------------------
+
+    def _read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.paths.status.read_bytes())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_status(self, *, force: bool = False) -> None:
+        """Atomically rewrite status.json for the device's own software (at most twice a second)."""
+        now = time.monotonic()
+        if not force and now - self._status_written < 0.5:
+            return
+        self._status_written = now
+        write_atomic(self.paths.status, json.dumps(status_document(self), indent=2, sort_keys=True).encode())
+
+
+def status_document(agent: Agent) -> dict[str, Any]:
+    entry = agent.journal.read()
+    store = agent.store
+    doc: dict[str, Any] = {
+        "device_id": agent.identity.device_id if agent.identity else None,
+        "state": entry.step.value if entry else State.IDLE.value,
+        "current": store.describe(store.link(CURRENT)),
+        "previous": store.describe(store.link(PREVIOUS)),
+        "last_error": agent.last_error,
+        "queued_events": len(agent.events),
+        "updated": _iso(agent.clock()),
+        "job": None,
+    }
+    if entry is not None and not (entry.step.terminal and entry.phase is Phase.END):
+        doc["job"] = {
+            "id": entry.job,
+            "release": entry.assignment.ref,
+            "release_id": entry.assignment.release_id,
+            "step": entry.step.value,
+            "phase": entry.phase.value,
+            "rollback": entry.assignment.rollback,
+            # The notice: the device's own software can tell its user when the switch happens.
+            "switch_at": _iso(entry.switch_at),
+            "window": entry.assignment.window,
+            "download": dict(agent._progress) if entry.step is State.DOWNLOADING else None,
+        }
+    return doc
+
+
+def read_status(data_dir: Path) -> dict[str, Any]:
+    """The status an agent last wrote, refreshed with what is on disk now (no agent needed)."""
+    agent = Agent(AgentConfig(data_dir=data_dir))
+    doc = agent._read_status()
+    doc.update({k: v for k, v in status_document(agent).items() if k not in ("updated", "job", "last_error")})
+    return doc

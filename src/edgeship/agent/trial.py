@@ -1,0 +1,87 @@
+"""The trial after a switch: every model component parses, then the release's health command.
+
+Model files are parsed in a child process (``python -m edgeship.agent.trial DIR``): a
+parser that crashes or balloons on a bad file then takes down the child, not the agent,
+and the agent's own memory stays small. Both checks run under a timeout; a hung check
+is killed with its whole process group and counts as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.errors import ValidationError
+from edgeship.release.inspect import inspect_component
+from edgeship.release.manifest import Manifest
+
+MANIFEST = "manifest.json"
+_TAIL = 400  # characters of a failing command's output kept in the reason
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    ok: bool
+    reason: str | None = None
+
+
+def check_models(release_dir: Path) -> list[str]:
+    """Problems found parsing each model component of an installed release (empty: all good)."""
+    manifest = Manifest.from_bytes((release_dir / MANIFEST).read_bytes())
+    problems = []
+    for c in manifest.components:
+        if c.kind.is_model:
+            try:
+                inspect_component(c.kind, release_dir / c.path)
+            except ValidationError as exc:
+                problems.append(f"{c.name}: {exc.message}")
+    return problems
+
+
+def _run(argv: list[str] | str, *, cwd: Path, timeout: float, shell: bool = False) -> tuple[int | None, str]:
+    """Run a command in its own process group; (exit code or None on timeout, output tail)."""
+    env = {**os.environ, "EDGESHIP_RELEASE_DIR": str(cwd)}
+    proc = subprocess.Popen(argv, cwd=cwd, shell=shell, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # The command may have started children of its own: kill the whole group.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, ""
+    return proc.returncode, out.decode(errors="replace")[-_TAIL:].strip()
+
+
+def run_trial(release_dir: Path, *, parse_timeout_s: float) -> TrialResult:
+    """Run the whole health suite of the release installed at ``release_dir``."""
+    manifest = Manifest.from_bytes((release_dir / MANIFEST).read_bytes())
+    code, out = _run([sys.executable, "-m", "edgeship.agent.trial", str(release_dir)], cwd=release_dir, timeout=parse_timeout_s)
+    if code is None:
+        return TrialResult(False, f"parsing the model files took longer than {parse_timeout_s:g}s")
+    if code != 0:
+        return TrialResult(False, f"model check failed: {out or f'exit code {code}'}")
+    command = manifest.health.command
+    if command:
+        timeout = manifest.health.timeout_s
+        code, out = _run(command, cwd=release_dir, timeout=timeout, shell=True)
+        if code is None:
+            return TrialResult(False, f"health command {command!r} did not finish within {timeout:g}s")
+        if code != 0:
+            return TrialResult(False, f"health command {command!r} exited {code}: {out}")
+    return TrialResult(True)
+
+
+def main(argv: list[str]) -> int:
+    problems = check_models(Path(argv[0]))
+    print(json.dumps(problems) if problems else "ok")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

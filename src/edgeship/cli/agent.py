@@ -1,0 +1,124 @@
+"""`edgeship agent run|status|fsck`: the device agent's command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from edgeship.agent.config import DEFAULT_POLL_S, AgentConfig
+from edgeship.agent.loop import Agent, read_status
+from edgeship.agent.store import DeviceStore
+from edgeship.cli.common import JsonOpt
+from edgeship.cli.output import console, print_json
+from edgeship.errors import AgentError, UsageError
+from edgeship.units import parse_rate
+
+app = typer.Typer(help="Run the device agent and inspect its data dir.", no_args_is_help=True)
+
+DataDirOpt = typer.Option(..., "--data-dir", "-d", help="The agent's data directory (store, journal, identity).")
+
+
+def _tags(values: list[str]) -> dict[str, str]:
+    tags = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise UsageError(f"tag {v!r} not understood", hint="write KEY=VALUE, e.g. --tag site=berlin")
+        tags[key] = value
+    return tags
+
+
+@app.command()
+def run(
+    data_dir: Path = DataDirOpt,
+    server: str | None = typer.Option(None, "--server", help="Update server URL (remembered after enrollment)."),
+    enroll_token: str | None = typer.Option(None, "--enroll-token", help="One-time token from the operator, needed on first start."),
+    root: Path | None = typer.Option(None, "--root", help="The operator's root.json, trusted on first start only."),
+    ca: Path | None = typer.Option(None, "--ca", help="CA certificate to pin for an HTTPS server."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE tag sent at enrollment (repeatable)."),
+    max_rate: str | None = typer.Option(None, "--max-rate", help="Download bandwidth cap, e.g. 2MB/s."),
+    poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
+    timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
+    once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+) -> None:
+    """Enroll (first start), then check in, install assigned releases and report, until stopped.
+
+    Safe to kill at any moment: on start the agent finishes or undoes the step it was in.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if root is not None and not root.is_file():
+        raise UsageError(f"trusted root {root} does not exist", hint="pass the operator's repository/metadata/1.root.json")
+    config = AgentConfig(
+        data_dir=data_dir,
+        server_url=server,
+        enroll_token=enroll_token,
+        root_file=root,
+        ca=ca,
+        tags=_tags(tag),
+        poll_interval_s=poll,
+        max_rate=parse_rate(max_rate) if max_rate else None,
+        timezone=timezone,
+    )
+    agent = Agent(config)
+    try:
+        entry = agent.run(once=once)
+    finally:
+        agent.close()
+    if once:
+        state = entry.step.value if entry else "idle"
+        console.print(f"state: {state}" + (f" ({agent.last_error})" if agent.last_error else ""))
+        if agent.last_error:
+            raise AgentError(agent.last_error, hint="`edgeship agent status` shows more; the next run retries")
+
+
+@app.command()
+def status(data_dir: Path = DataDirOpt, json_out: bool = JsonOpt) -> None:
+    """Current and previous release, state, pending job and notice, last error, queued events."""
+    if not data_dir.is_dir():
+        raise UsageError(f"{data_dir} is not an agent data dir", hint="pass the --data-dir the agent runs with")
+    doc = read_status(data_dir)
+    if json_out:
+        print_json(doc)
+        return
+
+    def ref(r: dict | None) -> str:
+        return f"{r['name']}@{r['version']} ({r['release_id'][:12]})" if r else "-"
+
+    console.print(f"device:   {doc.get('device_id') or 'not enrolled'}")
+    console.print(f"state:    {doc['state']}")
+    console.print(f"current:  {ref(doc['current'])}")
+    console.print(f"previous: {ref(doc['previous'])}")
+    job = doc.get("job")
+    if job:
+        console.print(f"job:      {job['release']} at {job['step']} ({job['phase']}); switch at {job['switch_at'] or 'once ready'}")
+    console.print(f"events:   {doc['queued_events']} queued")
+    if doc.get("last_error"):
+        console.print(f"[red]last error:[/] {doc['last_error']}", soft_wrap=True)
+
+
+@app.command()
+def fsck(
+    data_dir: Path = DataDirOpt,
+    repair: bool = typer.Option(False, "--repair", help="Delete corrupt blobs and broken releases; fall back to `previous` if `current` is broken."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Rehash every blob and check every release and link. Exits 1 if problems remain.
+
+    Run it with the agent stopped.
+    """
+    report = DeviceStore(data_dir).fsck(repair=repair)
+    if json_out:
+        print_json({"clean": report.clean, "problems": report.problems, "repaired": report.repaired,
+                    "blobs": report.checked_blobs, "releases": report.checked_releases})
+    else:
+        for p in report.problems:
+            console.print(f"[red]problem:[/] {p}", soft_wrap=True)
+        for r in report.repaired:
+            console.print(f"[green]repaired:[/] {r}", soft_wrap=True)
+        console.print(f"checked {report.checked_blobs} blobs, {report.checked_releases} releases: "
+                      + ("clean" if report.clean else f"{len(report.problems)} problems"))
+    if not report.clean and not repair:
+        raise typer.Exit(1)
