@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from edgeship.errors import NotFoundError, ServerError, TrustError
@@ -136,14 +137,32 @@ class ReleaseVerifier:
             raise TrustError(f"manifest of {name}@{version} is not in canonical form", hint="re-push the release")
         return manifest
 
-    def component(self, component: Component, dest: Path) -> Path:
+    def target(self, target_path: str) -> TargetFile | None:
+        """The signed length, hashes and custom fields of ``target_path``; None if unsigned."""
+        if not self._refreshed:
+            self.refresh()
+        with tuf_failures(f"target {target_path}"):
+            return self._updater.get_targetinfo(target_path)
+
+    def release_record(self, name: str, version: str) -> dict:
+        """The signed ``custom.edgeship`` record of a release (``release_id``, ``rollback_to``…)."""
+        info = self.target(names.manifest_path(name, version))
+        if info is None:
+            raise NotFoundError(f"release {name}@{version} is not signed by the repository")
+        custom = info.custom.get("edgeship", {}) if isinstance(info.custom, dict) else {}
+        return dict(custom)
+
+    def signed_blob(self, component: Component) -> TargetFile:
+        """The blob target of ``component``, checked to carry the manifest's hash and size."""
         digest = Digest(component.hexdigest)
-        path = names.blob_path(digest)
-        with tuf_failures(f"component {component.name}"):
-            info = self._updater.get_targetinfo(path)
+        info = self.target(names.blob_path(digest))
         if info is None or info.hashes.get("sha256") != digest.hex or info.length != component.size:
             raise TrustError(f"component {component.name} ({component.digest}) is not signed by the repository")
-        return self._download(path, dest, f"component {component.name}")
+        return info
+
+    def component(self, component: Component, dest: Path) -> Path:
+        info = self.signed_blob(component)
+        return self._download(info.path, dest, f"component {component.name}")
 
     def verify_release(self, name: str, version: str, workdir: Path) -> VerifiedRelease:
         """Download and check a release's manifest and every component into ``workdir``."""
