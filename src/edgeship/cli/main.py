@@ -37,7 +37,7 @@ def _root(
 
 def _register() -> None:
     # One module per command group; each adds itself to the root app.
-    from edgeship.cli import delta, demo, init, keys, release, simulate, verify
+    from edgeship.cli import agent, delta, demo, feedback, init, keys, release, simulate, verify
 
     demo.register(app)
     init.register(app)
@@ -46,6 +46,8 @@ def _register() -> None:
     app.add_typer(keys.app, name="keys")
     app.add_typer(delta.app, name="delta")
     simulate.register(app)
+    app.add_typer(agent.app, name="agent")
+    feedback.register(app)
 
 
 _register()
