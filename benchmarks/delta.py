@@ -1,0 +1,199 @@
+"""Delta benchmark: edgeship vs bsdiff4, xdelta3 and `zstd --patch-from` on GGUF model pairs.
+
+    python benchmarks/delta.py --size-mb 200            # all scenarios, all tools
+    python benchmarks/delta.py --size-mb 64 --scenarios finetune,metadata
+
+Every encoder and applier runs in its own child process; time is wall clock and peak RSS
+is that child's own `ru_maxrss` (os.wait4), so tools are measured the same way. Each
+patch is applied and the result compared with the target before its figures count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.delta.codec import code_piece
+from edgeship.delta.encode import PIECE
+from edgeship.delta.gguf import regions
+from edgeship.samples.tensorfiles import SCENARIOS, write_gguf_pair
+
+MiB = 1024 * 1024
+LETTERS = dict(zip(SCENARIOS, "abcdef"))
+Command = Callable[[Path, Path, Path], list[str]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    encode: Command  # (old, new, patch) -> argv
+    apply: Command  # (old, patch, out) -> argv
+    needs: str | None = None  # executable that must be on PATH
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    max_rss: int  # bytes
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    tool: str
+    patch: int | None = None
+    encode: Measured | None = None
+    apply: Measured | None = None
+    note: str = ""
+
+
+def _py(code: str) -> Command:
+    return lambda a, b, c: [sys.executable, "-c", code, str(a), str(b), str(c)]
+
+
+def _xdelta(mode: str) -> Command:
+    # -B: a source window as large as the file, else xdelta3 only sees the first 64 MiB.
+    def argv(a: Path, b: Path, c: Path) -> list[str]:
+        window = max(a.stat().st_size, 1 << 20)
+        return ["xdelta3", mode, "-f", "-B", str(window), "-s", str(a), str(b), str(c)]
+
+    return argv
+
+
+TOOLS = [
+    Tool(
+        "edgeship",
+        _py("import sys; from edgeship.delta import make_patch as f; f(*sys.argv[1:])"),
+        _py("import sys; from edgeship.delta import apply_patch as f; f(*sys.argv[1:])"),
+    ),
+    Tool(
+        "bsdiff4",
+        _py("import sys, bsdiff4; bsdiff4.file_diff(*sys.argv[1:])"),
+        _py("import sys, bsdiff4; a, p, o = sys.argv[1:]; bsdiff4.file_patch(a, o, p)"),
+    ),
+    Tool("xdelta3", _xdelta("-e"), _xdelta("-d"), needs="xdelta3"),
+    Tool(
+        "zstd",
+        lambda a, b, c: ["zstd", "-q", "-f", "--long=31", f"--patch-from={a}", str(b), "-o", str(c)],
+        lambda a, p, o: ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={a}", str(p), "-o", str(o)],
+        needs="zstd",
+    ),
+]
+
+
+def measure(argv: list[str], log: Path) -> Measured:
+    """Run a child to completion; its own peak RSS comes from wait4, not from the shell."""
+    start = time.perf_counter()
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {log.read_text()[-500:]}")
+    return Measured(seconds, usage.ru_maxrss * 1024)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def changed_alone(new: Path, changed: list[str]) -> int:
+    """The changed tensors compressed on their own: what any patch has to send at least."""
+    total = 0
+    with new.open("rb") as f:
+        for seg in regions(new):
+            if seg.name not in changed:
+                continue
+            for rel in range(0, seg.length, PIECE):
+                f.seek(seg.offset + rel)
+                piece = f.read(min(PIECE, seg.length - rel))
+                total += len(code_piece(piece, seg.width, None).payload)
+    return total
+
+
+def run_tool(tool: Tool, scenario: str, old: Path, new: Path, work: Path, skip: str) -> Row:
+    if skip:
+        return Row(scenario, tool.name, note=skip)
+    patch, out = work / f"{tool.name}.patch", work / f"{tool.name}.out"
+    encode = measure(tool.encode(old, new, patch), work / "stderr.log")
+    apply = measure(tool.apply(old, patch, out), work / "stderr.log")
+    if sha256(out) != sha256(new):
+        raise RuntimeError(f"{tool.name} rebuilt the wrong file in scenario {scenario}")
+    size = patch.stat().st_size
+    patch.unlink()
+    out.unlink()
+    return Row(scenario, tool.name, size, encode, apply)
+
+
+def _skip_reason(tool: Tool, size_mb: int, bsdiff_max_mb: int) -> str:
+    if tool.needs and shutil.which(tool.needs) is None:
+        return f"skipped: {tool.needs} not installed (apt-get install {tool.needs})"
+    if tool.name == "bsdiff4" and size_mb > bsdiff_max_mb:
+        return f"skipped: above --bsdiff-max-mb {bsdiff_max_mb} (~1 MB/s and ~17x RAM)"
+    return ""
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:.2f}"
+
+
+def _cells(row: Row) -> str:
+    if row.patch is None or row.encode is None or row.apply is None:
+        return f"| {row.note} | | | | |"
+    return (
+        f"| {_mib(row.patch)} | {row.encode.seconds:.1f} | {row.apply.seconds:.1f} "
+        f"| {_mib(row.encode.max_rss)} | {_mib(row.apply.max_rss)} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=200, help="size of each F16 model (MiB)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument("--bsdiff-max-mb", type=int, default=256, help="skip bsdiff4 above this")
+    parser.add_argument("--vocab", type=int, default=32000, help="tokens in the GGUF header")
+    parser.add_argument("--workdir", type=Path, default=None, help="where pairs are written")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="edgeship-delta-bench-", dir=args.workdir))
+    print(f"# delta benchmark: {args.size_mb} MiB F16 GGUF pairs, vocab {args.vocab}\n")
+    print("| scenario | tool | patch MiB | encode s | apply s | encode RSS MiB | apply RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    try:
+        for scenario in args.scenarios.split(","):
+            work = root / scenario
+            work.mkdir()
+            old, new = work / "old.gguf", work / "new.gguf"
+            changed = write_gguf_pair(old, new, scenario, size=args.size_mb * MiB, vocab=args.vocab)
+            largest = max(s.length for s in regions(new) if s.kind.value == "tensor")
+            label = f"({LETTERS[scenario]}) {scenario}"
+            print(
+                f"| {label} | *target {_mib(new.stat().st_size)} MiB, changed tensors alone "
+                f"{_mib(changed_alone(new, changed))} MiB, largest tensor {_mib(largest)} MiB* "
+                "| | | | | |",
+                flush=True,
+            )
+            for tool in TOOLS:
+                skip = _skip_reason(tool, args.size_mb, args.bsdiff_max_mb)
+                row = run_tool(tool, scenario, old, new, work, skip)
+                print(f"| {label} | {tool.name} {_cells(row)}", flush=True)
+            shutil.rmtree(work)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
