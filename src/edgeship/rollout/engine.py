@@ -157,8 +157,11 @@ def decide(
     candidate: dict[tuple[object, ...], list[HealthMetrics]] = {}
     baseline: dict[tuple[object, ...], list[HealthMetrics]] = {}
     skipped = not_targeted = 0
+    known = placement if placement is not None else {}
+    n_phases = len(phases)
+    # This loop runs once per device per engine tick: keep it flat.
     for d in devices:
-        where = placement.get(d.id) if placement is not None else None
+        where = known.get(d.id)
         if where is None:
             where = _place_one(rollout, phases, d)
         if isinstance(where, Assignment):
@@ -168,14 +171,19 @@ def decide(
             else:
                 not_targeted += 1
             continue
+        current = d.current
         cls = _classify(d, release)
-        if where < len(phases):
+        if where < n_phases:
             counts[where][cls] += 1
         rows.append((d.id, where, cls))
-        if d.health is not None and (d.current == release or (previous is not None and d.current == previous)):
+        if d.health is not None and (current == release or (current == previous and previous is not None)):
             f = d.facts
-            pool = candidate if d.current == release else baseline
-            pool.setdefault((f.arch, f.accelerator, f.ram), []).append(d.health)
+            pool = candidate if current == release else baseline
+            key = (f.arch, f.accelerator, f.ram)
+            group = pool.get(key)
+            if group is None:
+                pool[key] = group = []
+            group.append(d.health)
 
     health = compare(*matched(candidate, baseline), rollout.policy.health)
     state, events = _advance(rollout, counts, health, now)
@@ -261,19 +269,24 @@ def _assign(rollout: Rollout, rows: list[tuple[str, int, int]]) -> tuple[dict[st
     back = Assignment(AssignmentReason.ROLLBACK, rollout.previous_release, rollback=True, detail=state.reason)
     out: dict[str, Assignment] = {}
     remaining = 0
-    for device, where, cls in rows:
-        if status is RolloutStatus.ABORTED and state.rollback:
+    reached = state.phase
+    if status is RolloutStatus.ABORTED and state.rollback:
+        for device, _, cls in rows:
             if cls == _DONE or cls == _STARTED:
                 out[device] = back
                 remaining += 1
             else:
                 out[device] = held
-        elif where > state.phase:
+        return out, remaining
+    # Paused or aborted: devices that have not started are held; the others carry on.
+    hold_waiting = not (status.is_active or status is RolloutStatus.COMPLETED)
+    for device, where, cls in rows:
+        if where > reached:
             out[device] = not_yet
-        elif status.is_active or status is RolloutStatus.COMPLETED or cls != _WAITING:
-            out[device] = go[where]
-        else:
+        elif hold_waiting and cls == _WAITING:
             out[device] = held
+        else:
+            out[device] = go[where]
     return out, remaining
 
 

@@ -50,9 +50,9 @@ class CohortHealth:
         outputs = [s.output_stat for s in items if s.output_stat is not None]
         return cls(
             devices=len(items),
-            error_rate=statistics.fmean(s.error_rate for s in items),
-            latency_p95_ms=statistics.median(s.latency_p95_ms for s in items),
-            output_stat=statistics.fmean(outputs) if outputs else None,
+            error_rate=sum([s.error_rate for s in items]) / len(items),
+            latency_p95_ms=statistics.median([s.latency_p95_ms for s in items]),
+            output_stat=sum(outputs) / len(outputs) if outputs else None,
         )
 
 

@@ -57,6 +57,9 @@ class SimConfig:
     policy: RolloutPolicy = field(default_factory=RolloutPolicy)
     pilot_share: float = 0.005
     tick: float = 300.0  # seconds between engine decisions, like a server's scheduler
+    # Once a rollout is completed or aborted its answers start no new work, so the tail of
+    # stragglers (devices offline for hours) is sampled this coarsely.
+    settle_tick: float = 3600.0
     start: float = DEFAULT_START
     max_duration: float = 21 * 86400.0  # give up after three simulated weeks
 

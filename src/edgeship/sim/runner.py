@@ -103,7 +103,7 @@ def run(
             result.stalled = status.is_active  # nothing left that could move the rollout on
             break
         # Between reports nothing changes for the engine, so skip quiet stretches (windows).
-        t = max(t + config.tick, wake)
+        t = max(t + (config.settle_tick if status.is_final else config.tick), wake)
         fleet.run_until(t)
         decision = decide(decision.rollout, fleet.views(), t, placement)
     result.decision = decision

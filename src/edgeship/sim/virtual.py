@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
 
-from edgeship.rollout import Assignment, Decision, DeviceState, DeviceView, HealthMetrics, next_switch_time
+from edgeship.rollout import Assignment, Decision, DeviceState, DeviceView, HealthMetrics, RolloutState, next_switch_time
 from edgeship.rollout.model import FAILURE_STATES
 from edgeship.sim.config import SimConfig
 from edgeship.sim.fleet import VirtualDevice
@@ -72,6 +72,8 @@ class VirtualFleet:
         self._seq = 0
         self._assignments: Mapping[str, Assignment] = {}
         self._counts: Counter[str] = Counter({DeviceState.IDLE.value: len(devices)})
+        self._on_release = 0
+        self._applied_state: RolloutState | None = None
         self.started: set[str] = set()  # picked up the new release
         self.ran: set[str] = set()  # switched to it (ran it, at least for a trial)
         self.rollback_orders = 0
@@ -84,6 +86,11 @@ class VirtualFleet:
 
     def apply(self, decision: Decision, now: float) -> None:
         self._assignments = decision.assignments
+        # A device's answer changes only with the rollout's state; within one state a
+        # device's own reports never give it new work, so the scan can be skipped.
+        if decision.rollout.state == self._applied_state:
+            return
+        self._applied_state = decision.rollout.state
         for i, (agent, view) in enumerate(zip(self._agents, self._views)):
             a = decision.assignments.get(view.id)
             if a is not None and not agent.pickup_pending and _wants_change(agent, view, a):
@@ -101,9 +108,7 @@ class VirtualFleet:
         return self._queue[0][0] if self._queue else None
 
     def state_counts(self) -> Mapping[str, int]:
-        counts = dict(self._counts)
-        counts["on_release"] = sum(1 for v in self._views if v.current == self._release)
-        return counts
+        return {**self._counts, "on_release": self._on_release}
 
     # Device behaviour
 
@@ -131,7 +136,9 @@ class VirtualFleet:
         view = self._views[i]
         self._counts[view.state.value] -= 1
         self._counts[state.value] += 1
-        self._views[i] = dataclasses.replace(view, state=state, **changes)  # type: ignore[arg-type]
+        new = dataclasses.replace(view, state=state, **changes)  # type: ignore[arg-type]
+        self._on_release += (new.current == self._release) - (view.current == self._release)
+        self._views[i] = new
 
     def _pickup(self, i: int, t: float) -> None:
         agent, view = self._agents[i], self._views[i]
