@@ -11,8 +11,6 @@ patch is applied and the result compared with the target before its figures coun
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 from edgeship.delta.codec import code_piece
 from edgeship.delta.encode import PIECE
 from edgeship.delta.gguf import regions
+from edgeship.delta.listing import file_sha256
 from edgeship.samples.tensorfiles import SCENARIOS, write_gguf_pair
 
 MiB = 1024 * 1024
@@ -83,32 +82,60 @@ TOOLS = [
     Tool("xdelta3", _xdelta("-e"), _xdelta("-d"), needs="xdelta3"),
     Tool(
         "zstd",
-        lambda a, b, c: ["zstd", "-q", "-f", "--long=31", f"--patch-from={a}", str(b), "-o", str(c)],
-        lambda a, p, o: ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={a}", str(p), "-o", str(o)],
+        lambda a, b, c: [
+            "zstd",
+            "-q",
+            "-f",
+            "--long=31",
+            f"--patch-from={a}",
+            str(b),
+            "-o",
+            str(c),
+        ],
+        lambda a, p, o: [
+            "zstd",
+            "-q",
+            "-f",
+            "-d",
+            "--long=31",
+            f"--patch-from={a}",
+            str(p),
+            "-o",
+            str(o),
+        ],
         needs="zstd",
     ),
 ]
 
 
-def measure(argv: list[str], log: Path) -> Measured:
-    """Run a child to completion; its own peak RSS comes from wait4, not from the shell."""
+# Peak RSS survives fork and exec: a child forked from this (large) process would report
+# our size. So a small launcher forks the tool and reports the tool's own wait4 figure.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measure(argv: list[str], work: Path) -> Measured:
+    """Run a tool to completion in a clean grandchild; wall time and the tool's peak RSS."""
+    log, rss = work / "stderr.log", work / "maxrss"
     start = time.perf_counter()
     with log.open("wb") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.call(
+            [sys.executable, "-S", "-c", _LAUNCHER, str(rss), *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     seconds = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {log.read_text()[-500:]}")
-    return Measured(seconds, usage.ru_maxrss * 1024)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(MiB):
-            digest.update(block)
-    return digest.hexdigest()
+    if code:
+        raise RuntimeError(f"{argv[0]} failed ({code}): {log.read_text()[-500:]}")
+    return Measured(seconds, int(rss.read_text()) * 1024)
 
 
 def changed_alone(new: Path, changed: list[str]) -> int:
@@ -129,9 +156,9 @@ def run_tool(tool: Tool, scenario: str, old: Path, new: Path, work: Path, skip: 
     if skip:
         return Row(scenario, tool.name, note=skip)
     patch, out = work / f"{tool.name}.patch", work / f"{tool.name}.out"
-    encode = measure(tool.encode(old, new, patch), work / "stderr.log")
-    apply = measure(tool.apply(old, patch, out), work / "stderr.log")
-    if sha256(out) != sha256(new):
+    encode = measure(tool.encode(old, new, patch), work)
+    apply = measure(tool.apply(old, patch, out), work)
+    if file_sha256(out) != file_sha256(new):
         raise RuntimeError(f"{tool.name} rebuilt the wrong file in scenario {scenario}")
     size = patch.stat().st_size
     patch.unlink()
@@ -151,11 +178,15 @@ def _mib(n: int) -> str:
     return f"{n / MiB:.2f}"
 
 
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f}"
+
+
 def _cells(row: Row) -> str:
     if row.patch is None or row.encode is None or row.apply is None:
         return f"| {row.note} | | | | |"
     return (
-        f"| {_mib(row.patch)} | {row.encode.seconds:.1f} | {row.apply.seconds:.1f} "
+        f"| {_kib(row.patch)} | {row.encode.seconds:.1f} | {row.apply.seconds:.1f} "
         f"| {_mib(row.encode.max_rss)} | {_mib(row.apply.max_rss)} |"
     )
 
@@ -170,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edgeship-delta-bench-", dir=args.workdir))
     print(f"# delta benchmark: {args.size_mb} MiB F16 GGUF pairs, vocab {args.vocab}\n")
-    print("| scenario | tool | patch MiB | encode s | apply s | encode RSS MiB | apply RSS MiB |")
+    print("| scenario | tool | patch KiB | encode s | apply s | encode RSS MiB | apply RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     try:
         for scenario in args.scenarios.split(","):

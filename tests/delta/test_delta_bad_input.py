@@ -24,7 +24,9 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return old, new, patch
 
 
-def craft(old: Path, target: bytes, blocks: list[Copy | Data], path: Path, size: int | None = None) -> Path:
+def craft(
+    old: Path, target: bytes, blocks: list[Copy | Data], path: Path, size: int | None = None
+) -> Path:
     """A well-formed patch (valid checksums) with whatever ops a test wants."""
     header = Header(
         hashlib.sha256(old.read_bytes()).digest(),
@@ -42,7 +44,7 @@ def refused(old: Path, patch: Path, out: Path, match: str, **kw: str) -> None:
         apply_patch(old, patch, out, **kw)
     assert info.value.hint == "download the full blob instead"
     assert not out.exists()
-    assert [p.name for p in out.parent.iterdir() if p.name.endswith(".partial")] == []
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] == []
 
 
 def test_patch_for_another_source(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -99,14 +101,18 @@ def test_valid_ops_building_the_wrong_bytes(files: tuple[Path, Path, Path], tmp_
     refused(old, patch, tmp_path / "out", "target digest")
 
 
-def test_expected_digest_mismatch_and_malformed(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_expected_digest_mismatch_and_malformed(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     old, _, patch = files
     refused(old, patch, tmp_path / "out", "was expected", expected_digest="sha256:" + "0" * 64)
     with pytest.raises(UsageError, match="sha256:<64 hex>"):
         apply_patch(old, patch, tmp_path / "out", expected_digest="md5:abc")
 
 
-def test_failure_leaves_an_existing_output_untouched(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_failure_leaves_an_existing_output_untouched(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     _, new, patch = files
     out = tmp_path / "out"
     out.write_bytes(b"previous release")

@@ -21,7 +21,9 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
     return old, new
 
 
-def test_make_stats_apply(pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_stats_apply(
+    pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     old, new = pair
     patch, out = tmp_path / "p.esd", tmp_path / "out.bin"
     assert run(["delta", "make", str(old), str(new), "-o", str(patch)]) == 0

@@ -42,7 +42,12 @@ def _gguf_pair(tmp_path: Path) -> tuple[Path, Path]:
     meta = {"tokenizer.ggml.tokens": [f"tok{i}" for i in range(500)]}
     old, new = tmp_path / "old.gguf", tmp_path / "new.gguf"
     write_gguf(old, weights, meta, types)
-    changed = {**weights, "t0": weights["t0"] * 1.01, "t1": weights["t1"] + 0.01, "t9": weights["t3"]}
+    changed = {
+        **weights,
+        "t0": weights["t0"] * 1.01,
+        "t1": weights["t1"] + 0.01,
+        "t9": weights["t3"],
+    }
     write_gguf(new, changed, {**meta, "general.name": "v2"}, types)
     return old, new
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -52,7 +52,9 @@ def test_edited_binary_costs_about_the_edit(tmp_path: Path, check_roundtrip: Che
     data = _random(4_000_000, 4)
     old, new = tmp_path / "old.bin", tmp_path / "new.bin"
     old.write_bytes(data)
-    new.write_bytes(data[:1_000_000] + _random(10_000, 5) + data[1_000_000:3_000_000] + data[3_100_000:])
+    new.write_bytes(
+        data[:1_000_000] + _random(10_000, 5) + data[1_000_000:3_000_000] + data[3_100_000:]
+    )
     stats = check_roundtrip(old, new)
     assert stats.patch_size < 10_000 + 3 * MAX_CHUNK
     assert stats.bytes_copied > 3_500_000

@@ -8,8 +8,8 @@ import gguf
 import numpy as np
 import pytest
 
-from edgeship.delta.listing import FormatError, Kind
 from edgeship.delta.gguf import regions
+from edgeship.delta.listing import FormatError, Kind
 from edgeship.samples.tensorfiles import write_gguf
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gguf
 import numpy as np
@@ -11,7 +11,12 @@ import pytest
 
 from edgeship.delta import PatchStats
 from edgeship.delta.codec import code_piece
-from edgeship.samples.tensorfiles import SCENARIOS, write_gguf, write_gguf_pair, write_safetensors
+from edgeship.samples.tensorfiles import (
+    SCENARIOS,
+    write_gguf,
+    write_gguf_pair,
+    write_safetensors,
+)
 
 Check = Callable[..., PatchStats]
 KiB = 1024
@@ -68,7 +73,9 @@ def test_gguf_f32_f16_and_q8_0_tensors(tmp_path: Path, check_roundtrip: Check) -
 
 def test_safetensors_changed_tensor_and_metadata(tmp_path: Path, check_roundtrip: Check) -> None:
     rng = np.random.default_rng(1)
-    tensors = {f"layer{i}.weight": rng.standard_normal((128, 128)).astype(np.float16) for i in range(10)}
+    tensors = {
+        f"layer{i}.weight": rng.standard_normal((128, 128)).astype(np.float16) for i in range(10)
+    }
     old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
     write_safetensors(old, tensors, {"version": "1"})
     changed = dict(tensors)
@@ -90,7 +97,9 @@ def test_safetensors_files_load_with_the_reference_reader(tmp_path: Path) -> Non
     assert np.array_equal(loaded["a"], tensors["a"])
 
 
-def test_model_encoder_on_a_non_model_falls_back_to_generic(tmp_path: Path, check_roundtrip: Check) -> None:
+def test_model_encoder_on_a_non_model_falls_back_to_generic(
+    tmp_path: Path, check_roundtrip: Check
+) -> None:
     old, new = tmp_path / "old.gguf", tmp_path / "new.gguf"
     old.write_bytes(b"GGUF" + bytes(1000))  # the magic, but no valid header behind it
     new.write_bytes(b"GGUF" + bytes(900) + b"x" * 100)

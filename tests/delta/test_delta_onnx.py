@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -19,7 +19,9 @@ Check = Callable[..., PatchStats]
 
 def _weights(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {f"conv{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(8)}
+    out: dict[str, np.ndarray] = {
+        f"conv{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(8)
+    }
     out["embed"] = rng.standard_normal((256, 32)).astype(np.float16)
     out["steps"] = np.arange(100, dtype=np.int64)
     return out
@@ -47,7 +49,9 @@ def test_inline_initializers_are_tensors(tmp_path: Path, check_roundtrip: Check)
     assert stats.patch_size < 0.6 * weights["conv3.weight"].nbytes
 
 
-def test_external_data_file_is_split_by_the_model_beside_it(tmp_path: Path, check_roundtrip: Check) -> None:
+def test_external_data_file_is_split_by_the_model_beside_it(
+    tmp_path: Path, check_roundtrip: Check
+) -> None:
     old, new, weights = _release_pair(tmp_path, external=True)
     data_old, data_new = old.with_name("model.onnx.data"), new.with_name("model.onnx.data")
     assert {s.name for s in regions(data_new)} == set(weights)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from edgeship.delta.codec import check_data_block, decode_piece
-from edgeship.delta.files import atomic_writer, pread, require_file
+from edgeship.delta.files import pread, require_file
 from edgeship.delta.format import (
     FULL_BLOB_HINT,
     Copy,
@@ -23,6 +23,7 @@ from edgeship.delta.format import (
 from edgeship.delta.listing import file_sha256
 from edgeship.delta.stats import PatchStats
 from edgeship.errors import DeltaError, UsageError
+from edgeship.store.fsutil import atomic_writer
 
 COPY_STEP = 4 * 1024 * 1024  # bytes per read when copying a source range
 

@@ -9,12 +9,13 @@ from typing import Protocol
 
 from edgeship.delta import generic, gguf, onnx, safetensors
 from edgeship.delta.codec import Coded, code_piece, code_with_prefix
-from edgeship.delta.files import atomic_writer, pread, require_file
+from edgeship.delta.files import pread, require_file
 from edgeship.delta.format import Copy, Data, End, Header, Transform, encode_block
 from edgeship.delta.listing import FormatError, Kind, Listing, Segment, hash_segments
 from edgeship.delta.plan import CodeOp, CopyOp, plan
 from edgeship.delta.stats import PatchStats, SegmentStats
 from edgeship.errors import DeltaError, UsageError
+from edgeship.store.fsutil import atomic_writer
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
 
@@ -69,15 +70,22 @@ def _code(op: CodeOp, src: int, dst: int) -> Iterator[tuple[Data, str]]:
     """DATA blocks for one coded segment, a piece at a time so memory stays bounded."""
     seg, base = op.target, op.base
     if base is not None and seg.kind is Kind.HEADER:
-        coded = code_with_prefix(pread(dst, seg.offset, seg.length), pread(src, base.offset, base.length))
-        yield Data(coded.transform, 1, base.offset, base.length, seg.length, coded.payload), "prefix"
+        coded = code_with_prefix(
+            pread(dst, seg.offset, seg.length), pread(src, base.offset, base.length)
+        )
+        yield (
+            Data(coded.transform, 1, base.offset, base.length, seg.length, coded.payload),
+            "prefix",
+        )
         return
     step = PIECE - PIECE % seg.width
     for rel in range(0, seg.length, step):
         n = min(step, seg.length - rel)
         ref = pread(src, base.offset + rel, n) if base is not None else None
         coded = code_piece(pread(dst, seg.offset + rel, n), seg.width, ref)
-        ref_offset, ref_length = (base.offset + rel, n) if coded.transform is Transform.SUB else (0, 0)
+        ref_offset, ref_length = (
+            (base.offset + rel, n) if coded.transform is Transform.SUB else (0, 0)
+        )
         block = Data(coded.transform, coded.width, ref_offset, ref_length, n, coded.payload)
         yield block, _coding_name(coded)
 
@@ -89,7 +97,9 @@ def make_patch(old: Path, new: Path, out: Path, *, encoder: str = "auto") -> Pat
     require_file(new, "new file")
     chosen, old_listing, new_listing = _listings(old, new, encoder)
     ops = plan(old_listing.segments, new_listing.segments)
-    header = Header(old_listing.sha256, new_listing.sha256, old_listing.size, new_listing.size, chosen)
+    header = Header(
+        old_listing.sha256, new_listing.sha256, old_listing.size, new_listing.size, chosen
+    )
     stats = PatchStats(
         encoder=chosen,
         source_digest="sha256:" + old_listing.sha256.hex(),

@@ -10,7 +10,6 @@ import zstandard as zstd
 
 from edgeship.delta.format import Header, corrupt
 
-
 _FROM_HEADER = frozenset(
     {"encoder", "source_digest", "target_digest", "source_size", "target_size", "patch_size"}
 )

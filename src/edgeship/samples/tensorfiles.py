@@ -91,7 +91,9 @@ def write_safetensors(
     return path
 
 
-def write_onnx(path: Path, initializers: Mapping[str, np.ndarray], external_data: bool = False) -> Path:
+def write_onnx(
+    path: Path, initializers: Mapping[str, np.ndarray], external_data: bool = False
+) -> Path:
     """An ONNX model whose graph outputs each initializer through an Identity node.
 
     With `external_data`, tensor bytes go to `<name>.data` beside the model.
@@ -146,7 +148,9 @@ def write_gguf_pair(
     n_tensors, cols = 40, 1024
     rows = max(1, size // (n_tensors * cols * 2))
     names = [f"blk.{i // len(_PARTS)}.{_PARTS[i % len(_PARTS)]}.weight" for i in range(n_tensors)]
-    weights = {n: (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(np.float16) for n in names}
+    weights = {
+        n: (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(np.float16) for n in names
+    }
     tokens = [f"\u2581tok{i}_{rng.integers(1 << 20):x}" for i in range(vocab)]
     meta: dict[str, Any] = {
         "general.architecture": "llama",
@@ -168,7 +172,9 @@ def write_gguf_pair(
     elif scenario == "append":
         changed = [f"blk.{i}.lora_a.weight" for i in range(2)]
         for n in changed:
-            new_weights[n] = (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(np.float16)
+            new_weights[n] = (rng.standard_normal((rows, cols), np.float32) * 0.02).astype(
+                np.float16
+            )
     elif scenario == "reorder":
         renamed = {n: n.replace("blk.", "layers.") if i % 2 else n for i, n in enumerate(names)}
         new_weights = {renamed[n]: weights[n] for n in reversed(names)}
