@@ -11,7 +11,16 @@ import random
 import time
 from collections.abc import Callable
 
-from edgeship.rollout import DeviceFacts, DeviceState, DeviceView, HealthMetrics, Rollout, RolloutPolicy, decide, place
+from edgeship.rollout import (
+    DeviceFacts,
+    DeviceState,
+    DeviceView,
+    HealthMetrics,
+    Rollout,
+    RolloutPolicy,
+    decide,
+    place,
+)
 from edgeship.sim.config import Faults, SimConfig
 from edgeship.sim.runner import simulate
 

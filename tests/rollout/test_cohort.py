@@ -3,7 +3,14 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeship.rollout import DeviceView, Rollout, RolloutPolicy, Stage, cohort_value, place
+from edgeship.rollout import (
+    DeviceView,
+    Rollout,
+    RolloutPolicy,
+    Stage,
+    cohort_value,
+    place,
+)
 from edgeship.rollout.cohort import in_share
 
 ids = st.text(min_size=1, max_size=40)

@@ -8,7 +8,14 @@ import pytest
 
 from edgeship.errors import RolloutError
 from edgeship.rollout import DeviceState, DeviceView, HealthMetrics
-from edgeship.rollout.experiment import TOO_EARLY, ArmData, Experiment, collect, evaluate, mann_whitney
+from edgeship.rollout.experiment import (
+    TOO_EARLY,
+    ArmData,
+    Experiment,
+    collect,
+    evaluate,
+    mann_whitney,
+)
 
 EXP = Experiment("exp-1", "rel-a", "rel-b", started=0.0, duration=86400.0)
 DAY = 86400.0

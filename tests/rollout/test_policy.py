@@ -4,7 +4,13 @@ import pytest
 
 from edgeship.errors import UsageError
 from edgeship.rollout import OnFail, RolloutPolicy, Selector
-from edgeship.rollout.health import CohortHealth, HealthMargins, HealthMetrics, compare, matched
+from edgeship.rollout.health import (
+    CohortHealth,
+    HealthMargins,
+    HealthMetrics,
+    compare,
+    matched,
+)
 
 
 def test_policy_from_flags() -> None:

@@ -1,6 +1,6 @@
 """Maintenance windows in device local time, across midnight, time zones and DST changes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +21,7 @@ def local(t: float, tz: str) -> str:
 
 def test_same_instant_lands_in_each_devices_own_night() -> None:
     w = MaintenanceWindow.parse("02:00-04:00")
-    now = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc).timestamp()
+    now = datetime(2025, 6, 10, 12, 0, tzinfo=UTC).timestamp()
     assert local(w.next_open(now, BERLIN), BERLIN) == "2025-06-11 02:00 +0200"
     assert local(w.next_open(now, NEW_YORK), NEW_YORK) == "2025-06-11 02:00 -0400"
     assert local(w.next_open(now, "Asia/Tokyo"), "Asia/Tokyo") == "2025-06-11 02:00 +0900"

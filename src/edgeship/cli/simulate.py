@@ -13,8 +13,11 @@ from edgeship.cli.output import console, err_console, print_json
 from edgeship.rollout import Decision, RolloutPolicy
 from edgeship.sim.config import Faults, SimConfig
 from edgeship.sim.report import build_report, write_outputs
-from edgeship.sim.runner import SimResult, simulate as run_simulation
+from edgeship.sim.runner import SimResult
+from edgeship.sim.runner import simulate as run_simulation
 from edgeship.units import parse_duration
+
+DEFAULT_OUT = Path("edgeship-sim")
 
 
 def simulate(
@@ -36,7 +39,7 @@ def simulate(
     on_fail: str = typer.Option("pause", "--on-fail", help="pause | rollback when the budget is exceeded."),
     tick: str = typer.Option("5m", "--tick", help="Simulated time between engine decisions."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed replays the same run."),
-    out: Path = typer.Option(Path("edgeship-sim"), "--out", help="Directory for report.json and rollout.png."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Directory for report.json and rollout.png."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
 ) -> None:
     """Run a rollout against virtual devices with faults, on the real engine, and chart it."""

@@ -16,7 +16,14 @@ from edgeship.rollout.engine import (
 )
 from edgeship.rollout.experiment import Experiment, ExperimentVerdict, collect, evaluate
 from edgeship.rollout.health import HealthMargins, HealthMetrics
-from edgeship.rollout.model import DeviceFacts, DeviceState, DeviceView, Rollout, RolloutState, RolloutStatus
+from edgeship.rollout.model import (
+    DeviceFacts,
+    DeviceState,
+    DeviceView,
+    Rollout,
+    RolloutState,
+    RolloutStatus,
+)
 from edgeship.rollout.policy import OnFail, RolloutPolicy, Stage
 from edgeship.rollout.selector import Selector
 from edgeship.rollout.window import MaintenanceWindow, next_switch_time

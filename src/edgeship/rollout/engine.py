@@ -15,7 +15,13 @@ from typing import Any
 from edgeship.errors import RolloutError
 from edgeship.rollout.cohort import cohort_value
 from edgeship.rollout.health import HealthMetrics, HealthVerdict, compare, matched
-from edgeship.rollout.model import FAILURE_STATES, DeviceView, Rollout, RolloutState, RolloutStatus
+from edgeship.rollout.model import (
+    FAILURE_STATES,
+    DeviceView,
+    Rollout,
+    RolloutState,
+    RolloutStatus,
+)
 from edgeship.rollout.policy import OnFail, Phase
 from edgeship.rollout.window import MaintenanceWindow
 

@@ -6,30 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from edgeship.agent.machine import State as DeviceState
 from edgeship.errors import RolloutError
 from edgeship.release.manifest import Requirements
 from edgeship.rollout.health import HealthMetrics
 from edgeship.rollout.policy import OnFail, RolloutPolicy
 from edgeship.rollout.selector import Selector
 
+__all__ = ["FAILURE_STATES", "DeviceFacts", "DeviceState", "DeviceView", "Rollout", "RolloutState", "RolloutStatus"]
 
-class DeviceState(str, Enum):
-    """The agent's states (DESIGN.md, Device agent state machine), as last reported."""
-
-    IDLE = "idle"
-    ASSIGNED = "assigned"
-    WAITING_WINDOW = "waiting_window"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    STAGED = "staged"
-    SWITCHING = "switching"
-    TRIAL = "trial"
-    COMMITTED = "committed"
-    ROLLED_BACK = "rolled_back"
-    FAILED = "failed"
-
-
-# A device that reports one of these for a release gave up on it.
+# Devices report the agent's own states (DESIGN.md, Device agent state machine); one that
+# reports one of these for a release gave up on it.
 FAILURE_STATES = frozenset({DeviceState.FAILED, DeviceState.ROLLED_BACK})
 
 
@@ -92,9 +79,9 @@ class Rollout:
     release: str  # release ID (sha256 of the manifest)
     previous_release: str | None = None  # where a rollback order sends devices
     release_ref: str = ""  # "name@version", for people
-    requirements: Requirements = Requirements()
-    target: Selector = Selector()  # empty: the whole fleet
-    policy: RolloutPolicy = RolloutPolicy()
+    requirements: Requirements = field(default_factory=Requirements)
+    target: Selector = field(default_factory=Selector)  # empty: the whole fleet
+    policy: RolloutPolicy = field(default_factory=RolloutPolicy)
     state: RolloutState = RolloutState()
 
     def __post_init__(self) -> None:

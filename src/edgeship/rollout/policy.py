@@ -52,7 +52,7 @@ class RolloutPolicy:
     # Some devices are always offline; waiting for the last one would stall the fleet, so a
     # stage may advance with this share still installing (they keep their assignment).
     max_pending: float = 0.05
-    health: HealthMargins = HealthMargins()
+    health: HealthMargins = field(default_factory=HealthMargins)
     on_fail: OnFail = OnFail.PAUSE
     window: MaintenanceWindow | None = None  # device local time; None: switch any time
     notice: float = 0.0  # seconds a device is told before it switches

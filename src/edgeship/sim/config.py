@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from edgeship.errors import UsageError
 from edgeship.rollout import RolloutPolicy
 
 # Monday 2025-06-02 00:00 UTC: a fixed start keeps runs with the same seed identical.
-DEFAULT_START = datetime(2025, 6, 2, tzinfo=timezone.utc).timestamp()
+DEFAULT_START = datetime(2025, 6, 2, tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True)

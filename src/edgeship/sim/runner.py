@@ -9,7 +9,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from edgeship.release.manifest import Requirements
-from edgeship.rollout import Decision, Rollout, RolloutEvent, RolloutStatus, decide, place
+from edgeship.rollout import (
+    Decision,
+    Rollout,
+    RolloutEvent,
+    RolloutStatus,
+    decide,
+    place,
+)
 from edgeship.sim.backend import FleetBackend
 from edgeship.sim.config import SimConfig
 from edgeship.sim.fleet import VirtualDevice, make_fleet

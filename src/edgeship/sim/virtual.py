@@ -12,10 +12,19 @@ import dataclasses
 import heapq
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
+from typing import ClassVar
 
-from edgeship.rollout import Assignment, Decision, DeviceState, DeviceView, HealthMetrics, RolloutState, next_switch_time
+from edgeship.rollout import (
+    Assignment,
+    Decision,
+    DeviceState,
+    DeviceView,
+    HealthMetrics,
+    RolloutState,
+    next_switch_time,
+)
 from edgeship.rollout.model import FAILURE_STATES
 from edgeship.sim.config import SimConfig
 from edgeship.sim.fleet import VirtualDevice
@@ -43,7 +52,7 @@ class _Step(IntEnum):
 class _Agent:
     """The mutable part of one virtual device."""
 
-    __slots__ = ("spec", "pursuing", "epoch", "pickup_pending", "tries", "notified_at", "order", "baseline")
+    __slots__ = ("baseline", "epoch", "notified_at", "order", "pickup_pending", "pursuing", "spec", "tries")
 
     def __init__(self, spec: VirtualDevice, baseline: HealthMetrics) -> None:
         self.spec = spec
@@ -225,7 +234,7 @@ class VirtualFleet:
         view = self._views[i]
         self._report(i, DeviceState.ROLLED_BACK, t, current=view.target, health=self._agents[i].baseline)
 
-    _handlers = {
+    _handlers: ClassVar[dict[_Step, Callable[[VirtualFleet, int, float], None]]] = {
         _Step.PICKUP: _pickup,
         _Step.DOWNLOAD: _download,
         _Step.VERIFY: _verify,
