@@ -35,13 +35,16 @@ class WorkspaceConfig:
     encrypted_keys: bool = False
     expiry: Expiry = field(default_factory=Expiry)
     server_url: str = ""
+    server_admin_token: str = ""  # a secret: the config is written owner-only once it holds one
+    server_ca: str = ""  # CA certificate pinned for the server, relative to the workspace
 
     def to_toml(self) -> str:
+        server = {"url": self.server_url, "admin_token": self.server_admin_token, "ca": self.server_ca}
         doc = {
             "workspace": {"format": 1},
             "keys": {"encrypted": self.encrypted_keys},
             "expiry_days": asdict(self.expiry),
-            "server": {"url": self.server_url},
+            "server": {k: v for k, v in server.items() if v or k == "url"},
         }
         header = "# edgeship operator workspace. Keep keys/ private and backed up offline.\n"
         return header + tomli_w.dumps(doc)
@@ -53,6 +56,8 @@ class WorkspaceConfig:
             encrypted_keys=bool(doc.get("keys", {}).get("encrypted", False)),
             expiry=Expiry(**doc.get("expiry_days", {})),
             server_url=str(doc.get("server", {}).get("url", "")),
+            server_admin_token=str(doc.get("server", {}).get("admin_token", "")),
+            server_ca=str(doc.get("server", {}).get("ca", "")),
         )
 
 
@@ -115,6 +120,10 @@ class Workspace:
         # The config is written last: its presence marks a complete workspace.
         write_atomic(root / CONFIG_FILE, config.to_toml().encode())
         return ws
+
+    def save_config(self) -> None:
+        mode = 0o600 if self.config.server_admin_token else 0o644
+        write_atomic(self.root / CONFIG_FILE, self.config.to_toml().encode(), mode=mode)
 
     # -- releases -------------------------------------------------------------------------
 

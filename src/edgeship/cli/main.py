@@ -48,6 +48,13 @@ def _register() -> None:
     simulate.register(app)
     app.add_typer(agent.app, name="agent")
     feedback.register(app)
+    from edgeship.cli import admin, certs, device, fleet, server
+
+    app.add_typer(server.app, name="server")
+    app.add_typer(device.app, name="device")
+    app.add_typer(admin.app, name="admin")
+    app.add_typer(certs.app, name="certs")
+    fleet.register(app)
 
 
 _register()

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, human_size, print_json
+from edgeship.cli.remote import CaOpt, TokenOpt, sync_to_server
 from edgeship.errors import UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
 from edgeship.release.manifest import HealthSuite, parse_ref
@@ -42,6 +43,11 @@ def push(
     requires: str | None = typer.Option(None, "--requires", help="Device requirements, e.g. ram=2GiB,arch=aarch64|x86_64,accelerator=cuda."),
     health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching."),
     notes: str = typer.Option("", "--notes", help="Release notes shown to operators."),
+    server: str | None = typer.Option(
+        None, "--server", help="Also publish to this update server (resumable; `edgeship server sync` finishes a cut-off push)."
+    ),
+    token: str | None = TokenOpt,
+    ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -61,8 +67,9 @@ def push(
         )
         status.update("signing…")
         release_id = ws.publish(manifest)
+    published = sync_to_server(ws, server, token, ca) if server else None
     if json_out:
-        print_json({"name": manifest.name, "version": manifest.version, "release_id": release_id})
+        print_json({"name": manifest.name, "version": manifest.version, "release_id": release_id, "server": published})
         return
     console.print(f"[green]pushed[/] {manifest.ref}  release {release_id[:16]}…")
     for c in manifest.components:

@@ -26,6 +26,7 @@ from tuf.api.metadata import (
     Targets,
     Timestamp,
 )
+from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from edgeship.errors import TrustError, UsageError
@@ -67,6 +68,10 @@ class KeyRing:
 
     def has(self, role: str) -> bool:
         return self.path(role).is_file()
+
+    def private_key(self, role: str) -> Ed25519PrivateKey:
+        """The role's private key itself (to hand an online key to a server); unlocks it if needed."""
+        return keyfiles.load(self.path(role), self._passphrase)
 
     def signer(self, role: str) -> Signer:
         if role not in self._signers:
@@ -171,6 +176,63 @@ class Repository:
         self._publish_snapshot()
         return targets.signed.version
 
+    def accept_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = ()) -> int:
+        """Publish targets signed elsewhere (the server's side of ``release push --server``).
+
+        New root versions are checked like a client would (each signed by the previous root's
+        keys and by its own), then the targets against the newest root and the current version.
+        Only then is anything written; snapshot and timestamp are signed with this keyring's
+        (online) keys. Returns the new targets version.
+        """
+        trusted = self.root()
+        roots: list[Metadata[Root]] = []
+        for raw in sorted((self._parse(r, Root, "root") for r in new_roots), key=lambda md: md.signed.version):
+            if raw.signed.version <= trusted.signed.version:
+                continue  # already trusted: re-sending the whole root chain is harmless
+            if raw.signed.version != trusted.signed.version + 1:
+                raise TrustError(
+                    f"root version {raw.signed.version} does not follow trusted version {trusted.signed.version}",
+                    hint="send every root version after the one the server has",
+                )
+            try:
+                trusted.verify_delegate("root", raw)
+                raw.verify_delegate("root", raw)
+            except UnsignedMetadataError as exc:
+                raise TrustError(f"root version {raw.signed.version} is not signed by the trusted root keys: {exc}") from exc
+            roots.append(raw)
+            trusted = raw
+        targets = self._parse(targets_bytes, Targets, "targets")
+        try:
+            trusted.verify_delegate("targets", targets)
+        except UnsignedMetadataError as exc:
+            raise TrustError(
+                f"targets version {targets.signed.version} is not signed by the trusted targets key: {exc}",
+                hint="sign it in the operator workspace whose root this repository trusts",
+            ) from exc
+        current = self._latest("targets")
+        if targets.signed.version <= current:
+            raise TrustError(
+                f"targets version {targets.signed.version} is not newer than the published version {current}",
+                hint="push from the workspace that signed the published targets (or pull its latest metadata first)",
+            )
+        if targets.signed.is_expired(_now()):
+            raise TrustError(f"targets version {targets.signed.version} has expired", hint="re-sign it in the operator workspace")
+        for md in roots:
+            self._write_root(md, [])
+        write_atomic(self.metadata_dir / f"{targets.signed.version}.targets.json", targets_bytes)
+        self._publish_snapshot()
+        return targets.signed.version
+
+    @staticmethod
+    def _parse(raw: bytes, kind: type, role: str) -> Metadata:
+        try:
+            md = Metadata.from_bytes(raw)
+        except DeserializationError as exc:
+            raise TrustError(f"{role} metadata cannot be parsed: {exc}", hint=f"send the {role}.json file exactly as signed") from exc
+        if not isinstance(md.signed, kind):
+            raise TrustError(f"expected {role} metadata, got {md.signed.type}")
+        return md
+
     def refresh_timestamp(self) -> None:
         """Re-sign the timestamp with a fresh expiry (the online job against freeze attacks)."""
         snapshot_name = f"{self._latest('snapshot')}.snapshot.json"
@@ -207,7 +269,9 @@ class Repository:
         return raw
 
     def _write_root(self, md: Metadata[Root], signers: list[Signer]) -> None:
-        md.signatures.clear()
+        """Sign and write a root version; with no signers, ``md`` is written as it was signed."""
+        if signers:
+            md.signatures.clear()
         for s in signers:
             md.sign(s, append=True)
         raw = md.to_bytes(JSONSerializer(compact=False))

@@ -1,0 +1,114 @@
+"""The FastAPI app: ``create_app(settings)`` builds one independent server.
+
+Nothing that matters lives in process memory between requests: devices, tokens and events
+are in the database, files in storage, so any number of instances can serve one fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edgeship import __version__
+from edgeship.errors import EdgeshipError
+from edgeship.server import logs
+from edgeship.server.context import ServerContext
+from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
+from edgeship.server.problems import error_body, status_of
+from edgeship.server.routes import admin, devices, ops, repo
+from edgeship.server.settings import ServerSettings
+
+log = logging.getLogger("edgeship.server")
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    ctx = ServerContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate:
+            await anyio.to_thread.run_sync(ctx.db.migrate)
+        job = asyncio.create_task(_timestamp_job(ctx))
+        try:
+            yield
+        finally:
+            job.cancel()
+            ctx.db.dispose()
+
+    app = FastAPI(title="edgeship update server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ctx = ctx
+    for router in (devices.router, admin.router, repo.router, ops.router):
+        app.include_router(router)
+    app.add_exception_handler(EdgeshipError, _edgeship_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: _body_limit(settings, path))
+    app.add_middleware(ObserveMiddleware, metrics=ctx.metrics, log_requests=settings.access_log)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes: settings come from ``EDGESHIP_*`` variables."""
+    settings = ServerSettings.load()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
+def _body_limit(settings: ServerSettings, path: str) -> int | None:
+    if path.startswith("/v1/admin/uploads/"):
+        return None  # checked against Upload-Length and --max-blob-bytes while streaming
+    if path == "/v1/admin/metadata":
+        return settings.max_metadata_bytes
+    return settings.max_body_bytes
+
+
+async def _timestamp_job(ctx: ServerContext) -> None:
+    """Keep the timestamp fresh. Every instance runs this; the repository lock makes one sign."""
+    margin = timedelta(seconds=ctx.settings.timestamp_margin_s)
+    while True:
+        if ctx.repo.ready:
+            try:
+                await anyio.to_thread.run_sync(ctx.repo.refresh_timestamp_if_due, ctx.db, margin)
+            except EdgeshipError as exc:
+                log.error("cannot refresh the timestamp: %s", exc)
+        await asyncio.sleep(ctx.settings.timestamp_check_s)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status)
+
+
+async def _edgeship_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EdgeshipError)
+    status, code = status_of(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc)
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    response = _error(status, code, str(exc))
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+        problems.append(f"{where}: {err['msg']}")
+    return _error(422, "invalid", "; ".join(problems) + " (fix these fields and send again)")
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    messages = {404: "no such endpoint; see docs/protocol.md", 405: "method not allowed on this endpoint"}
+    return _error(exc.status_code, "http_error", messages.get(exc.status_code, str(exc.detail)))

@@ -1,0 +1,104 @@
+"""Database engine, sessions and migrations (SQLite in WAL mode, or PostgreSQL).
+
+SQLite needs care to serve many writers: WAL lets readers run beside one writer, and
+write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy
+timeout instead of failing when a read transaction tries to upgrade to a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgeship.errors import ServerError
+
+_WRITE = "edgeship_write"
+
+
+class Database:
+    """One engine and its two session factories: ``read()`` and ``write()``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on clean exit and rolls back on any error."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise ServerError(f"database unreachable: {exc.__class__.__name__}", hint="check --database-url and the database server") from exc
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it already is)."""
+        try:
+            command.upgrade(alembic_config(self.engine), "head")
+        except OperationalError as exc:
+            raise ServerError(f"cannot migrate the database: {exc.orig}", hint="check --database-url and that the database exists") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so the "begin" hook below decides.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode loses at most the last commits on power loss, never consistency.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("edgeship.server") / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg

@@ -1,0 +1,65 @@
+"""The device event log: idempotent ingestion by (device, event ID), and reading it in order."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from edgeship.server import schemas
+from edgeship.server.models import Device, Event
+from edgeship.server.problems import PayloadTooLarge
+
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def ingest(session: Session, device: Device, events: list[schemas.EventIn], max_batch: int) -> schemas.EventsResponse:
+    """Store each event once; a resent event (same ID from the same device) is counted, not stored."""
+    if len(events) > max_batch:
+        raise PayloadTooLarge(f"{len(events)} events in one request; the limit is {max_batch}", hint="send them in smaller batches")
+    unique = {e.id: e for e in events}  # a batch may repeat an ID too
+    if not unique:
+        return schemas.EventsResponse(accepted=0, duplicates=0)
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "device_id": device.id,
+            "event_id": e.id,
+            "time": e.time,
+            "type": e.type,
+            "state": e.state,
+            "release": e.release,
+            "data": e.data,
+            "received_at": now,
+        }
+        for e in unique.values()
+    ]
+    insert = _INSERT[session.get_bind().dialect.name]
+    # ON CONFLICT DO NOTHING keeps this race-free when a device resends while the first copy commits.
+    stmt = insert(Event).values(rows).on_conflict_do_nothing(index_elements=["device_id", "event_id"]).returning(Event.event_id)
+    accepted = len(session.execute(stmt).all())
+    return schemas.EventsResponse(accepted=accepted, duplicates=len(events) - accepted)
+
+
+def list_events(session: Session, device_id: str | None, after: int, limit: int) -> schemas.EventPage:
+    query = select(Event).where(Event.seq > after).order_by(Event.seq).limit(limit)
+    if device_id:
+        query = query.where(Event.device_id == device_id)
+    rows = session.scalars(query).all()
+    events = [
+        schemas.EventOut(
+            seq=r.seq,
+            device_id=r.device_id,
+            id=r.event_id,
+            time=r.time,
+            type=r.type,
+            state=r.state,
+            release=r.release,
+            data=r.data,
+            received_at=r.received_at,
+        )
+        for r in rows
+    ]
+    return schemas.EventPage(events=events, next_after=events[-1].seq if events else after)

@@ -1,0 +1,169 @@
+"""Enrollment tokens, device enrollment, check-in and the operator's view of devices."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from edgeship.errors import NotFoundError
+from edgeship.server import schemas
+from edgeship.server.assignments import resolve_assignment, to_out
+from edgeship.server.credentials import (
+    Credential,
+    new_credential,
+    parse_token,
+    secret_matches,
+)
+from edgeship.server.models import Device, EnrollToken
+from edgeship.server.problems import Forbidden, Unauthorized
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- enrollment tokens --------------------------------------------------------------------
+
+
+def create_enroll_token(session: Session, req: schemas.EnrollTokenCreate) -> schemas.EnrollTokenOut:
+    cred = new_credential("enr")
+    now = _now()
+    token = EnrollToken(
+        id=cred.id,
+        secret_hash=cred.secret_hash,
+        tags=req.tags,
+        uses_allowed=req.uses,
+        uses=0,
+        expires_at=now + timedelta(seconds=req.expires_s) if req.expires_s else None,
+        created_at=now,
+    )
+    session.add(token)
+    return _token_out(token, cred.token)
+
+
+def revoke_enroll_token(session: Session, token_id: str) -> schemas.EnrollTokenOut:
+    token = session.get(EnrollToken, token_id)
+    if token is None:
+        raise NotFoundError(f"no enrollment token {token_id[:40]}", hint="`edgeship device token create` prints the ID of each token")
+    if token.revoked_at is None:
+        token.revoked_at = _now()
+    return _token_out(token)
+
+
+def _token_out(token: EnrollToken, secret: str | None = None) -> schemas.EnrollTokenOut:
+    return schemas.EnrollTokenOut(
+        id=token.id,
+        token=secret,
+        tags=token.tags,
+        uses_allowed=token.uses_allowed,
+        uses=token.uses,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+        created_at=token.created_at,
+    )
+
+
+def _spend_token(session: Session, cred: Credential) -> EnrollToken:
+    """Count one use of an enrollment token, atomically, or say why it cannot be used."""
+    token = session.get(EnrollToken, cred.id)
+    if token is None or not secret_matches(cred.secret, token.secret_hash):
+        raise Unauthorized("enrollment token not accepted", hint="ask the operator for a token from `edgeship device token create`")
+    now = _now()
+    # A conditional UPDATE, so that two devices racing for the last use cannot both win.
+    spent = session.execute(
+        update(EnrollToken)
+        .where(
+            EnrollToken.id == token.id,
+            EnrollToken.revoked_at.is_(None),
+            or_(EnrollToken.expires_at.is_(None), EnrollToken.expires_at > now),
+            or_(EnrollToken.uses_allowed.is_(None), EnrollToken.uses < EnrollToken.uses_allowed),
+        )
+        .values(uses=EnrollToken.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount == 1:
+        session.refresh(token)
+        return token
+    session.refresh(token)
+    if token.revoked_at is not None:
+        raise Forbidden(f"enrollment token {token.id} was revoked", hint="ask the operator for a new token")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise Forbidden(f"enrollment token {token.id} expired at {token.expires_at:%Y-%m-%d %H:%M}Z", hint="ask the operator for a new token")
+    raise Forbidden(f"enrollment token {token.id} is used up ({token.uses} of {token.uses_allowed} devices)", hint="ask the operator for a new token")
+
+
+# -- devices ------------------------------------------------------------------------------
+
+
+def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -> schemas.EnrollResponse:
+    token = _spend_token(session, parse_token(req.token, "enrollment token"))
+    cred = new_credential("dev")
+    # The operator's tags on the token win over what the device claims about itself.
+    tags = {**req.tags, **token.tags}
+    session.add(
+        Device(
+            id=cred.id,
+            secret_hash=cred.secret_hash,
+            tags=tags,
+            facts=req.facts.model_dump(exclude_none=True),
+            state="idle",
+            enroll_token_id=token.id,
+            enrolled_at=_now(),
+        )
+    )
+    return schemas.EnrollResponse(device_id=cred.id, secret=cred.secret, poll_interval_s=poll_interval_s, tags=tags)
+
+
+def checkin(session: Session, device: Device, req: schemas.CheckinRequest, poll_interval_s: int) -> schemas.CheckinResponse:
+    device.state = req.state
+    device.current = req.current.model_dump() if req.current else None
+    device.previous = req.previous.model_dump() if req.previous else None
+    if req.facts is not None:
+        device.facts = req.facts.model_dump(exclude_none=True)
+    device.last_seen_at = _now()
+    assignment = resolve_assignment(session, device)
+    return schemas.CheckinResponse(assignment=to_out(assignment) if assignment else None, poll_interval_s=poll_interval_s)
+
+
+def get_device(session: Session, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFoundError(f"no device {device_id[:40]}", hint="`edgeship device list` shows enrolled devices")
+    return device
+
+
+def list_devices(
+    session: Session, tag: tuple[str, str] | None = None, after: str = "", limit: int = 500, include_decommissioned: bool = False
+) -> list[Device]:
+    query = select(Device).where(Device.id > after).order_by(Device.id).limit(limit)
+    if tag is not None:
+        query = query.where(Device.tags[tag[0]].as_string() == tag[1])
+    if not include_decommissioned:
+        query = query.where(Device.decommissioned_at.is_(None))
+    return list(session.scalars(query))
+
+
+def decommission(session: Session, device_id: str) -> Device:
+    device = get_device(session, device_id)
+    if device.decommissioned_at is None:
+        device.decommissioned_at = _now()
+    return device
+
+
+def device_out(session: Session, device: Device, with_assignment: bool = False) -> schemas.DeviceOut:
+    assignment = resolve_assignment(session, device) if with_assignment else None
+    return schemas.DeviceOut(
+        id=device.id,
+        tags=device.tags,
+        facts=device.facts,
+        state=device.state,
+        current=device.current,
+        previous=device.previous,
+        enrolled_at=device.enrolled_at,
+        last_seen_at=device.last_seen_at,
+        decommissioned_at=device.decommissioned_at,
+        assignment=to_out(assignment) if assignment else None,
+    )
+

@@ -1,0 +1,123 @@
+"""ASGI middleware: request IDs, JSON access log, request metrics and body size limits.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so that streamed downloads and uploads pass
+through without being buffered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgeship.server.logs import request_id
+from edgeship.server.metrics import ServerMetrics
+from edgeship.server.problems import error_body
+
+access_log = logging.getLogger("edgeship.server.access")
+
+
+class ObserveMiddleware:
+    """Gives each request an ID (``X-Request-ID``, kept if the client sent a sane one), times it and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, log_requests: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        sent = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if route.startswith("/repo/"):
+                self.metrics.bytes_served.labels(route.split("/")[2] if route.count("/") > 2 else "other").inc(sent)
+            if self.log_requests:
+                access_log.info(
+                    "request",
+                    extra={"method": scope["method"], "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2), "bytes": sent},
+                )
+            request_id.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 before reading a body over the limit for its path (``limit_for``)."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int | None]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # A chunked body that grows past the limit: stop reading, answer 413.
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            # The app fails reading the body we cut off; that failure is the 413 below.
+            if not too_large:
+                raise
+        if too_large and not started:
+            await _too_large(send, limit)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(error_body("too_large", f"request body is over this server's limit of {limit} bytes; send less per request")).encode()
+    await send(
+        {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    )
+    await send({"type": "http.response.body", "body": body})

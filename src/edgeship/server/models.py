@@ -1,0 +1,134 @@
+"""Database tables (SQLAlchemy 2). Changing one needs a migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite has no time zones and returns naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class AdminToken(Base):
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class EnrollToken(Base):
+    __tablename__ = "enroll_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]]
+    uses_allowed: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]]
+    facts: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(32), default="idle")
+    current: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    previous: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    enroll_token_id: Mapped[str | None] = mapped_column(ForeignKey("enroll_tokens.id"))
+    enrolled_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    decommissioned_at: Mapped[datetime | None]
+
+
+class Assignment(Base):
+    """An operator's order: devices matching the target should run this release.
+
+    Exactly one of ``device_id`` or (``tag_key``, ``tag_value``) is set.
+    """
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_assignments_device", "device_id"),
+        Index("ix_assignments_tag", "tag_key", "tag_value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_name: Mapped[str] = mapped_column(String(64))
+    release_version: Mapped[str] = mapped_column(String(128))
+    release_id: Mapped[str] = mapped_column(String(64))
+    rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    tag_key: Mapped[str | None] = mapped_column(String(64))
+    tag_value: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "event_id", name="uq_events_device_event"),
+        Index("ix_events_device_seq", "device_id", "seq"),
+    )
+
+    # BigInteger on PostgreSQL (events grow without bound); SQLite needs INTEGER for rowid aliasing.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str | None] = mapped_column(String(32))
+    release: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class Lock(Base):
+    """Named rows that serialize jobs across server instances (row lock / SQLite write lock)."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    acquired_at: Mapped[datetime | None]

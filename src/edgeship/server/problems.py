@@ -1,0 +1,56 @@
+"""HTTP-specific leaves of the ``ServerError`` branch, and the status every edgeship error maps to.
+
+The error body is ``{"error": {"code", "message"}}`` (docs/protocol.md); ``code`` is a
+stable slug clients may branch on, ``message`` says what to do next.
+"""
+
+from __future__ import annotations
+
+from edgeship.errors import (
+    ConflictError,
+    EdgeshipError,
+    NotFoundError,
+    ServerError,
+    TrustError,
+    UsageError,
+)
+
+
+class Unauthorized(ServerError):
+    """No credential, or one the server does not accept (401)."""
+
+
+class Forbidden(ServerError):
+    """A valid credential asking for something that is not its own (403)."""
+
+
+class PayloadTooLarge(ServerError):
+    """A body over the configured limit (413)."""
+
+
+class RangeNotSatisfiable(ServerError):
+    """An upload offset or a byte range that does not fit what is stored (416)."""
+
+
+# Most specific first: the first isinstance match wins.
+_STATUS: tuple[tuple[type[EdgeshipError], int, str], ...] = (
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (PayloadTooLarge, 413, "too_large"),
+    (RangeNotSatisfiable, 416, "bad_offset"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (TrustError, 422, "untrusted"),
+    (UsageError, 422, "invalid"),
+)
+
+
+def status_of(exc: EdgeshipError) -> tuple[int, str]:
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "server_error"
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}

@@ -1,0 +1,133 @@
+"""The server's TUF repository: it holds only the online (snapshot, timestamp) keys.
+
+Operators publish targets signed in their workspace (``publish``); the server checks them
+against the root it trusts, installs the manifests they name, and signs a new snapshot and
+timestamp. ``refresh_timestamp_if_due`` is the job that keeps devices from seeing a stale
+(frozen) repository. Both run under the database's ``repository`` lock so that several
+server instances never sign the same version twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from tuf.api.metadata import Metadata, Targets
+from tuf.api.serialization import DeserializationError
+
+from edgeship.errors import NotFoundError, TrustError, ValidationError
+from edgeship.release.manifest import parse_version
+from edgeship.server.db import Database
+from edgeship.server.models import Lock
+from edgeship.server.storage import BlobStorage, repo_key
+from edgeship.store.digest import Digest
+from edgeship.trust.repository import Expiry, KeyRing, Repository
+from edgeship.trust.targets import release_entries
+
+log = logging.getLogger("edgeship.server.repository")
+
+
+def hold_lock(session: Session, name: str) -> None:
+    """Take a named lock until the session's transaction ends.
+
+    The UPDATE takes a row lock on PostgreSQL and the database write lock on SQLite, so a
+    second instance waits here instead of signing concurrently.
+    """
+    session.execute(
+        update(Lock).where(Lock.name == name).values(holder=socket.gethostname(), acquired_at=datetime.now(timezone.utc))
+    )
+
+
+class ServerRepository:
+    def __init__(self, repo_dir: Path, keys_dir: Path, expiry: Expiry) -> None:
+        self.repo = Repository(repo_dir, KeyRing(keys_dir), expiry)
+
+    @property
+    def ready(self) -> bool:
+        return (self.repo.metadata_dir / "timestamp.json").is_file()
+
+    def releases(self) -> list[dict]:
+        """Signed releases as ``{name, version, release_id, rollback_to, path, length}``."""
+        return release_entries(self.repo.targets().signed.targets)
+
+    def find_release(self, name: str, version: str) -> dict:
+        for entry in self.releases():
+            if entry["name"] == name and entry["version"] == version:
+                return entry
+        raise NotFoundError(f"release {name}@{version} is not published on this server", hint="push it with `edgeship release push --server URL`")
+
+    def latest_version(self, name: str) -> str | None:
+        versions = [e["version"] for e in self.releases() if e["name"] == name]
+        return max(versions, key=parse_version) if versions else None
+
+    def publish(self, db: Database, storage: BlobStorage, targets_bytes: bytes, roots: list[bytes]) -> dict:
+        """Verify and publish operator-signed targets; every file they name must be uploaded first."""
+        incoming = _targets_files(targets_bytes)
+        missing = [f"sha256:{h}" for _path, h in incoming if not storage.has_blob(Digest(h))]
+        if missing:
+            raise ValidationError(
+                f"{len(missing)} file(s) named by the targets are not uploaded: {', '.join(missing[:5])}",
+                hint="upload them to /v1/admin/uploads/sha256/<hex> first (`edgeship release push --server` does)",
+            )
+        with db.write() as session:
+            hold_lock(session, "repository")
+            # Manifests first: once the timestamp names the new targets, devices may fetch them.
+            for path, hexdigest in incoming:
+                if not path.startswith("blobs/"):
+                    storage.install(path, Digest(hexdigest))
+            targets_version = self.repo.accept_targets(targets_bytes, roots)
+        log.info("published targets", extra={"targets_version": targets_version})
+        return self.versions() | {"releases": sorted(f"{e['name']}@{e['version']}" for e in self.releases())}
+
+    def versions(self) -> dict[str, int]:
+        return {
+            "targets_version": self.repo.targets().signed.version,
+            "snapshot_version": self.repo.load("snapshot").signed.version,
+            "timestamp_version": self.repo.load("timestamp").signed.version,
+            "root_version": self.repo.root().signed.version,
+        }
+
+    def timestamp_expires(self) -> datetime:
+        return self.repo.load("timestamp").signed.expires
+
+    def refresh_timestamp_if_due(self, db: Database, margin: timedelta) -> bool:
+        """Re-sign the timestamp when it expires within ``margin``; True if it did."""
+        if self.timestamp_expires() - datetime.now(timezone.utc) > margin:
+            return False
+        with db.write() as session:
+            hold_lock(session, "repository")
+            # Another instance may have refreshed it while this one waited for the lock.
+            if self.timestamp_expires() - datetime.now(timezone.utc) > margin:
+                return False
+            self.repo.refresh_timestamp()
+        log.info("re-signed timestamp", extra={"expires": self.timestamp_expires().isoformat()})
+        return True
+
+
+def _targets_files(targets_bytes: bytes) -> list[tuple[str, str]]:
+    """(target path, sha256 hex) of every file a targets document names, before trusting it.
+
+    Only used to check that the files exist; the signature is checked by ``accept_targets``.
+    """
+    try:
+        md = Metadata.from_bytes(targets_bytes)
+    except DeserializationError as exc:
+        raise TrustError(f"targets metadata cannot be parsed: {exc}", hint="send the targets.json file exactly as signed") from exc
+    if not isinstance(md.signed, Targets):
+        raise TrustError(f"expected targets metadata, got {md.signed.type}")
+    out = []
+    for path, tf in md.signed.targets.items():
+        hexdigest = tf.hashes.get("sha256")
+        if hexdigest is None or len(hexdigest) != 64:
+            raise ValidationError(f"target {path} has no sha256 hash", hint="edgeship targets always carry sha256")
+        try:
+            repo_key(path)
+        except NotFoundError as exc:
+            raise ValidationError(f"target path {path!r} is not one edgeship serves", hint="targets name releases/, blobs/ or deltas/ files") from exc
+        out.append((path, hexdigest))
+    return out
+

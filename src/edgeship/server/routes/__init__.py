@@ -1,0 +1,1 @@
+"""HTTP routes, one module per audience: devices, operators, the repository, operations."""

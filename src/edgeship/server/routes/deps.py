@@ -1,0 +1,34 @@
+"""Credentials taken from request headers, before any body is read or validated."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Depends, Header
+
+from edgeship.server.auth import require_admin
+from edgeship.server.context import ServerContext, context
+from edgeship.server.credentials import Credential, bearer, parse_token
+from edgeship.server.problems import Unauthorized
+
+
+def credential(authorization: str | None = Header(None)) -> Credential:
+    return bearer(authorization, "credential")
+
+
+def repo_credential(authorization: str | None = Header(None)) -> Credential:
+    """Bearer, or Basic ``<id>:<secret>`` so that a repository URL can carry its credential
+    (``https://dev_…:secret@host/repo``) for TUF clients that cannot set headers."""
+    if authorization and authorization[:6].lower() == "basic ":
+        try:
+            ident, _, secret = base64.b64decode(authorization[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise Unauthorized("malformed Basic credential") from exc
+        return parse_token(f"{ident}.{secret}", "credential")
+    return bearer(authorization, "credential")
+
+
+def admin(cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)) -> None:
+    with ctx.db.read() as session:
+        require_admin(session, cred)

@@ -1,0 +1,39 @@
+"""Device API: enroll, check in, post events (docs/protocol.md, "Device API")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from edgeship.server import events, fleet, schemas
+from edgeship.server.auth import require_device
+from edgeship.server.context import ServerContext, context
+from edgeship.server.credentials import Credential
+from edgeship.server.routes.deps import credential
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+
+@router.post("/enroll", status_code=201)
+def enroll(body: schemas.EnrollRequest, ctx: ServerContext = Depends(context)) -> schemas.EnrollResponse:
+    with ctx.db.write() as session:
+        return fleet.enroll(session, body, ctx.settings.poll_interval_s)
+
+
+@router.post("/{device_id}/checkin")
+def checkin(
+    device_id: str, body: schemas.CheckinRequest, cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)
+) -> schemas.CheckinResponse:
+    with ctx.db.write() as session:
+        answer = fleet.checkin(session, require_device(session, cred, device_id), body, ctx.settings.poll_interval_s)
+    ctx.metrics.checkins.inc()
+    return answer
+
+
+@router.post("/{device_id}/events")
+def post_events(
+    device_id: str, body: schemas.EventsRequest, cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)
+) -> schemas.EventsResponse:
+    with ctx.db.write() as session:
+        result = events.ingest(session, require_device(session, cred, device_id), body.events, ctx.settings.max_events_per_batch)
+    ctx.metrics.events.inc(result.accepted)
+    return result

@@ -1,0 +1,29 @@
+"""Operations: liveness, readiness and Prometheus metrics (no credentials; keep them off the internet)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from edgeship.errors import ServerError
+from edgeship.server.context import ServerContext, context
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(ctx: ServerContext = Depends(context)) -> dict[str, str]:
+    ctx.db.ping()
+    if not ctx.repo.ready:
+        raise ServerError("the repository has no signed metadata", hint="run `edgeship server init --data-dir DIR --workspace WS`")
+    return {"status": "ready"}
+
+
+@router.get("/metrics")
+def metrics(ctx: ServerContext = Depends(context)) -> Response:
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""``/repo/…``: the TUF repository, streamed from storage with Range, ETag and Content-Length."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse
+
+from edgeship.errors import NotFoundError
+from edgeship.server.auth import require_reader
+from edgeship.server.context import ServerContext, context
+from edgeship.server.credentials import Credential
+from edgeship.server.routes.deps import repo_credential
+from edgeship.server.storage import repo_key
+
+router = APIRouter(tags=["repository"])
+
+# Metadata that changes in place must be revalidated; everything else is immutable by name.
+_MUTABLE = {"metadata/timestamp.json", "metadata/root.json"}
+
+
+@router.api_route("/repo/{path:path}", methods=["GET", "HEAD"])
+def repo_file(path: str, cred: Credential = Depends(repo_credential), ctx: ServerContext = Depends(context)) -> FileResponse:
+    key = repo_key(path)
+    with ctx.db.read() as session:
+        require_reader(session, cred)
+    stored = ctx.storage.locate(key)
+    if stored is None:
+        raise NotFoundError(f"/repo/{key} is not on this server", hint="is the release pushed with `edgeship release push --server`?")
+    headers = {"cache-control": "no-cache" if key in _MUTABLE else "private, max-age=31536000, immutable"}
+    if key.startswith(("blobs/", "deltas/")):
+        # The content digest (for a delta: source and result digests) names the bytes exactly.
+        headers["etag"] = '"' + ".".join(key.split("/")[2:]) + '"'
+        media_type = "application/octet-stream"
+    else:
+        media_type = "application/json"
+    return FileResponse(stored.path, stat_result=stored.stat, headers=headers, media_type=media_type)

@@ -1,0 +1,59 @@
+"""Resumable blob uploads from operators (``release push --server``).
+
+``HEAD`` tells how many bytes of a blob the server has (``Upload-Offset``); ``PATCH`` with
+``Upload-Offset`` and ``Upload-Length`` appends the body there; when the offset reaches the
+length the server checks the sha256 and publishes the blob. Bytes are on disk as they
+arrive, so an upload cut at any point resumes from what was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+from starlette.requests import ClientDisconnect
+
+from edgeship.errors import UsageError
+from edgeship.server.problems import PayloadTooLarge
+from edgeship.server.schemas import UploadStatus
+from edgeship.server.storage import BlobStorage
+from edgeship.store.digest import Digest
+
+
+def status(storage: BlobStorage, digest: Digest) -> UploadStatus:
+    return UploadStatus(digest=str(digest), offset=storage.upload_offset(digest), complete=storage.has_blob(digest))
+
+
+def _header_int(value: str | None, name: str) -> int:
+    if value is None:
+        raise UsageError(f"the {name} header is missing", hint="see docs/server.md, 'Uploading blobs'")
+    if not value.isdigit():
+        raise UsageError(f"the {name} header must be a byte count, got {value[:40]!r}")
+    return int(value)
+
+
+async def receive(
+    storage: BlobStorage, digest: Digest, offset_header: str | None, length_header: str | None, body: AsyncIterator[bytes], limit: int
+) -> UploadStatus:
+    offset = _header_int(offset_header, "Upload-Offset")
+    length = _header_int(length_header, "Upload-Length")
+    if length > limit:
+        raise PayloadTooLarge(f"blob of {length} bytes is over this server's limit of {limit}", hint="raise --max-blob-bytes on the server")
+    if storage.has_blob(digest):
+        return status(storage, digest)  # deduplicated: nothing to write
+    if offset > length:
+        raise UsageError(f"Upload-Offset {offset} is past Upload-Length {length}")
+    with storage.open_upload(digest, offset) as f:
+        written = offset
+        try:
+            async for chunk in body:
+                written += len(chunk)
+                if written > length:
+                    raise UsageError(f"more than Upload-Length ({length}) bytes sent for {digest}", hint="send exactly the blob's bytes")
+                await anyio.to_thread.run_sync(f.write, chunk)
+        except ClientDisconnect:
+            # The bytes so far stay on disk; the client resumes from HEAD's Upload-Offset.
+            return UploadStatus(digest=str(digest), offset=written, complete=False)
+    if written == length:
+        await anyio.to_thread.run_sync(storage.commit_upload, digest, length)
+    return status(storage, digest)

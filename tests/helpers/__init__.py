@@ -1,0 +1,1 @@
+"""Fixtures' building blocks shared by test suites (import as ``tests.helpers.…``)."""

@@ -1,0 +1,128 @@
+"""A real workspace with a real signed release, pushed to a real server over HTTP, on SQLite
+and on PostgreSQL (``EDGESHIP_TEST_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edgeship.cli.main import run
+from edgeship.workspace import Workspace
+from tests.helpers.server import ServerProcess, postgres_schema
+
+
+@dataclass
+class Device:
+    id: str
+    secret: str
+    tags: dict[str, str]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.id}.{self.secret}"}
+
+
+@dataclass
+class Fleet:
+    """A running server with app@1.0.0 pushed, and the workspace that signed it."""
+
+    workspace: Path
+    server: ServerProcess
+    admin_token: str
+    blob: bytes  # the 'weights' component of app@1.0.0
+    blob_hex: str
+    database_url: str
+    admin: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = httpx.Client(base_url=self.server.url, headers={"authorization": f"Bearer {self.admin_token}"}, verify=self._verify())
+
+    def _verify(self) -> str | bool:
+        return str(self.server.ca) if self.server.ca else True
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def anon(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, verify=self._verify())
+
+    def enroll_token(self, **body: object) -> dict:
+        r = self.admin.post("/v1/admin/enroll-tokens", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def enroll(self, tags: dict[str, str] | None = None, facts: dict | None = None) -> Device:
+        token = self.enroll_token(tags=tags or {}, uses=1)["token"]
+        with self.anon() as c:
+            r = c.post("/v1/devices/enroll", json={"token": token, "facts": facts or {"arch": "aarch64", "ram": 8 << 30}})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return Device(body["device_id"], body["secret"], body["tags"])
+
+
+def cli(*args: str | Path) -> int:
+    return run([str(a) for a in args])
+
+
+def make_workspace(root: Path) -> tuple[Path, bytes]:
+    """A workspace with app@1.0.0: a config and a 3 MiB 'weights' file of random bytes."""
+    ws = root / "ws"
+    Workspace.init(ws, None)
+    files = root / "files"
+    files.mkdir()
+    (files / "config.json").write_text('{"threshold": 0.5}')
+    blob = os.urandom(3 << 20)
+    (files / "weights.bin").write_bytes(blob)
+    assert cli("release", "push", "app", "-v", "1.0.0", "-c", f"config={files / 'config.json'}", "-c", f"weights:file={files / 'weights.bin'}", "-w", ws) == 0
+    return ws, blob
+
+
+def start_fleet(root: Path, database_url: str, extra: tuple[str, ...] = ()) -> Fleet:
+    import hashlib
+
+    ws, blob = make_workspace(root)
+    data = root / "data"
+    assert cli("server", "init", "--data-dir", data, "--database-url", database_url, "-w", ws) == 0
+    token = Workspace.open(ws).config.server_admin_token
+    server = ServerProcess(data, database_url, extra)
+    return Fleet(ws, server, token, blob, hashlib.sha256(blob).hexdigest(), database_url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """'' (SQLite in the data dir) or a fresh PostgreSQL schema for this test session."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fleet(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = start_fleet(tmp_path_factory.mktemp("fleet"), database_url)
+    yield f
+    f.admin.close()
+    f.server.stop()
+
+
+@pytest.fixture
+def new_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """A server of one's own (SQLite), for tests that change server-wide state or flags."""
+    started: list[Fleet] = []
+
+    def start(*extra: str) -> Fleet:
+        f = start_fleet(tmp_path / f"f{len(started)}", "", tuple(extra))
+        started.append(f)
+        return f
+
+    yield start
+    for f in started:
+        f.admin.close()
+        f.server.stop()
