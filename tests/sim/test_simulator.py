@@ -106,3 +106,13 @@ def test_cli_tables_and_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_on_fail_defaults_to_pause() -> None:
     assert SimConfig().policy.on_fail is OnFail.PAUSE
+
+
+def test_degraded_health_alone_stops_the_rollout() -> None:
+    # Every trial passes, but the release runs worse on the boards it is bad for.
+    cfg = SimConfig(devices=3000, seed=9, release_bad_rate=0.5, bad_trial_failure=0.0, policy=policy(pilot=None))
+    result = simulate(cfg)
+    state = result.decision.rollout.state
+    assert state.status is RolloutStatus.PAUSED and state.phase <= 1
+    assert state.reason.startswith("health regression: error rate")
+    assert all(s.failed == 0 for s in result.decision.stages)

@@ -51,6 +51,14 @@ class MaintenanceWindow:
             raise UsageError(f"maintenance window {text!r} has an impossible time", hint="hours 00-23, minutes 00-59")
         return cls(time(h1, m1), time(h2, m2))
 
+    def as_dict(self) -> dict[str, str]:
+        """The wire form agents read: ``{"start": "02:00", "end": "04:00"}``."""
+        return {"start": f"{self.start:%H:%M}", "end": f"{self.end:%H:%M}"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> MaintenanceWindow:
+        return cls.parse(f"{data['start']}-{data['end']}")
+
     @property
     def crosses_midnight(self) -> bool:
         return self.end < self.start
