@@ -1,0 +1,130 @@
+"""Publishing: release push --server (resumable uploads, operator-signed targets), then verify
+as a device would, against the server URL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edgeship.client import OperatorClient
+from edgeship.store.digest import Digest
+from edgeship.workspace import Workspace
+from tests.server.conftest import Fleet, cli, make_workspace
+
+
+def _repo_url(fleet: Fleet, who: str, secret: str) -> str:
+    return fleet.url.replace("://", f"://{who}:{secret}@") + "/repo"
+
+
+def test_push_to_server_then_verify_against_it(fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = Workspace.open(fleet.workspace)
+    version = f"1.1.{len(ws.releases('app'))}"
+    new = tmp_path / "weights-v2.bin"
+    new.write_bytes(os.urandom(1 << 20))
+    config = tmp_path / "config.json"
+    config.write_text('{"threshold": 0.5}')  # unchanged since 1.0.0: already on the server
+    capsys.readouterr()
+    code = cli("release", "push", "app", "-v", version, "-c", f"config={config}", "-c", f"weights:file={new}",
+               "--server", fleet.url, "--token", fleet.admin_token, "-w", fleet.workspace, "--json")
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    uploaded = out["server"]["uploaded"]
+    assert f"blobs/sha256/{hashlib.sha256(new.read_bytes()).hexdigest()}" in uploaded
+    assert f"releases/app/{version}.json" in uploaded
+    assert not any(hashlib.sha256(config.read_bytes()).hexdigest() in p for p in uploaded)
+    assert f"app@{version}" in fleet.admin.get("/v1/admin/repository").json()["releases"]
+
+    d = fleet.enroll()
+    root = fleet.workspace / "repository" / "metadata" / "1.root.json"
+    keep = tmp_path / "verified"
+    args = ["verify", f"app@{version}", "--repo", _repo_url(fleet, d.id, d.secret), "--root", root, "--metadata-dir", tmp_path / "trust"]
+    assert cli(*args, "--keep", keep) == 0
+    assert (keep / "components" / "weights-v2.bin").read_bytes() == new.read_bytes()
+    # A second sync has nothing to do.
+    assert cli("server", "sync", "--server", fleet.url, "--token", fleet.admin_token, "-w", fleet.workspace) == 0
+    # A wrong device secret gets nothing.
+    assert cli("verify", f"app@{version}", "--repo", _repo_url(fleet, d.id, "nope"), "--root", root, "--metadata-dir", tmp_path / "t2") != 0
+
+
+def test_upload_resumes_after_a_cut_connection(fleet: Fleet) -> None:
+    data = os.urandom(2 << 20)
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    host, port = fleet.url.removeprefix("http://").split(":")
+    half = len(data) // 2
+    with socket.create_connection((host, int(port))) as s:
+        head = (
+            f"PATCH /v1/admin/uploads/sha256/{digest.hex} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {fleet.admin_token}\r\nUpload-Offset: 0\r\nUpload-Length: {len(data)}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        s.sendall(head.encode() + data[:half])
+        time.sleep(0.3)
+    with OperatorClient(fleet.url, fleet.admin_token) as client:
+        deadline = time.monotonic() + 5
+        while client.upload_offset(digest)[0] < half and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.upload_offset(digest) == (half, False)
+        src = fleet.workspace.parent / "resume.bin"
+        src.write_bytes(data)
+        sent: list[int] = []
+        assert client.upload(src, digest, len(data), sent.append) is True
+        assert sent[0] == len(data)  # only the second half was sent, in one chunk
+        assert client.upload_offset(digest) == (len(data), True)
+        assert client.upload(src, digest, len(data)) is False  # already there: skipped by digest
+    stored = fleet.server.data_dir / "repository" / "blobs" / "sha256" / digest.hex
+    assert stored.read_bytes() == data
+
+
+def test_upload_with_wrong_bytes_is_discarded(fleet: Fleet) -> None:
+    claimed = hashlib.sha256(b"the real thing").hexdigest()
+    r = fleet.admin.patch(f"/v1/admin/uploads/sha256/{claimed}", content=b"something else", headers={"upload-offset": "0", "upload-length": "14"})
+    assert r.status_code == 422 and "do not match" in r.json()["error"]["message"]
+    head = fleet.admin.head(f"/v1/admin/uploads/sha256/{claimed}")
+    assert head.headers["upload-offset"] == "0" and head.headers["upload-complete"] == "0"
+    assert fleet.admin.put("/v1/admin/uploads/sha256/not-hex", content=b"x").status_code == 422
+    r = fleet.admin.patch(f"/v1/admin/uploads/sha256/{claimed}", content=b"x", headers={"upload-offset": "5", "upload-length": "14"})
+    assert r.status_code == 416
+    r = fleet.admin.patch(f"/v1/admin/uploads/sha256/{claimed}", content=b"x", headers={"upload-offset": "0"})
+    assert r.status_code == 422 and "Upload-Length" in r.json()["error"]["message"]
+
+
+def test_server_refuses_targets_it_cannot_trust(fleet: Fleet, tmp_path: Path) -> None:
+    before = fleet.admin.get("/v1/admin/repository").json()
+    # A stranger's workspace: its own root and targets keys.
+    stranger, _ = make_workspace(tmp_path)
+    foreign = Workspace.open(stranger).repository()
+    targets = json.loads((foreign.metadata_dir / f"{foreign.targets().signed.version}.targets.json").read_bytes())
+    targets["signed"]["version"] = before["targets_version"] + 5
+    for path in targets["signed"]["targets"]:  # make every file present so only the signature is wrong
+        sha = targets["signed"]["targets"][path]["hashes"]["sha256"]
+        src = foreign.path / path
+        fleet.admin.put(f"/v1/admin/uploads/sha256/{sha}", content=src.read_bytes())
+    r = fleet.admin.post("/v1/admin/metadata", json={"targets": targets})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "untrusted"
+
+    ours = Workspace.open(fleet.workspace).repository()
+    current = json.loads((ours.metadata_dir / f"{ours.targets().signed.version}.targets.json").read_bytes())
+    r = fleet.admin.post("/v1/admin/metadata", json={"targets": current})
+    assert r.status_code == 422 and "not newer" in r.json()["error"]["message"]
+
+    tampered = json.loads(json.dumps(current))
+    tampered["signed"]["version"] += 1
+    r = fleet.admin.post("/v1/admin/metadata", json={"targets": tampered})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "untrusted"
+
+    missing = json.loads(json.dumps(current))
+    missing["signed"]["targets"]["blobs/sha256/" + "e" * 64] = {"length": 1, "hashes": {"sha256": "e" * 64}}
+    r = fleet.admin.post("/v1/admin/metadata", json={"targets": missing})
+    assert r.status_code == 422 and "not uploaded" in r.json()["error"]["message"]
+
+    assert fleet.admin.post("/v1/admin/metadata", json={"targets": {"signed": 1}}).status_code == 422
+    assert fleet.admin.get("/v1/admin/repository").json() == before
+    with httpx.Client() as c:
+        assert c.post(f"{fleet.url}/v1/admin/metadata", json={"targets": current}).status_code == 401
