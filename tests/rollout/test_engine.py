@@ -95,6 +95,7 @@ def test_stage_advances_only_after_bake() -> None:
     d = decide(ro, devices, 0.0)
     devices = report(devices, d)
     d = decide(d.rollout, devices, 10.0)  # pilot installed → baking
+    assert d.next_check == 10.0 + BAKE
     d = decide(d.rollout, devices, 10.0 + BAKE - 1)
     assert d.rollout.state.phase == 0 and d.stages[0].bake_left == 1.0
     d = decide(d.rollout, devices, 10.0 + BAKE)

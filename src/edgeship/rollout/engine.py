@@ -185,17 +185,16 @@ def decide(
         if d.health is not None and (current == release or (current == previous and previous is not None)):
             f = d.facts
             pool = candidate if current == release else baseline
-            key = (f.arch, f.accelerator, f.ram)
-            group = pool.get(key)
-            if group is None:
-                pool[key] = group = []
-            group.append(d.health)
+            pool.setdefault((f.arch, f.accelerator, f.ram), []).append(d.health)
 
     health = compare(*matched(candidate, baseline), rollout.policy.health)
     state, events = _advance(rollout, counts, health, now)
     rollout = dataclasses.replace(rollout, state=state)
     assignments, remaining = _assign(rollout, rows)
     assignments.update(fixed)
+    next_check = None
+    if state.status is RolloutStatus.BAKING and state.bake_started is not None:
+        next_check = state.bake_started + phases[state.phase].bake
     return Decision(
         rollout=rollout,
         assignments=assignments,
@@ -205,8 +204,7 @@ def decide(
         rollback_remaining=remaining,
         health=health,
         events=tuple(events),
-        next_check=(state.bake_started + phases[state.phase].bake) if state.status is RolloutStatus.BAKING
-        and state.bake_started is not None else None,
+        next_check=next_check,
     )
 
 
