@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,10 +65,12 @@ def test_nudged_floats_are_coded_as_a_difference() -> None:
     assert len(coded.payload) < 0.3 * new.nbytes
 
 
-def test_prefix_coding_costs_only_the_change() -> None:
-    ref = b"".join(b"token%06d " % i for i in range(50_000))
-    new = ref.replace(b"token000123", b"edgeship!!!")
+def test_prefix_coding_costs_only_the_change_even_for_a_large_header() -> None:
+    # A vocabulary plus random float scores, ~14 MiB: beyond zstd's default windows.
+    tokens = b"".join(b"\xe2\x96\x81tok%07d" % i for i in range(1_000_000))
+    ref = tokens + random.Random(0).randbytes(4 * 1024 * 1024)
+    new = ref[:100] + b"edgeship" + ref[108:-100] + b"chat template" + ref[-100:]
     coded = code_with_prefix(new, ref)
-    assert len(coded.payload) < 200
+    assert len(coded.payload) < 16 * 1024  # kilobytes, not a re-sent 14 MiB header
     block = Data(Transform.PREFIX, 1, 0, len(ref), len(new), coded.payload)
     assert decode_piece(block, ref) == new
