@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", verify=str(self.ca) if self.ca else True, timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", verify=ssl.create_default_context(cafile=self.ca) if self.ca else True, timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

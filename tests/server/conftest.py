@@ -4,6 +4,7 @@ and on PostgreSQL (``EDGESHIP_TEST_DATABASE_URL``)."""
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,8 @@ class Fleet:
     def __post_init__(self) -> None:
         self.admin = httpx.Client(base_url=self.server.url, headers={"authorization": f"Bearer {self.admin_token}"}, verify=self._verify())
 
-    def _verify(self) -> str | bool:
-        return str(self.server.ca) if self.server.ca else True
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.server.ca) if self.server.ca else True
 
     @property
     def url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,11 @@ class OperatorClient:
             raise UsageError("no admin token", hint="pass --token, set EDGESHIP_ADMIN_TOKEN, or run `edgeship server init --workspace`")
         self.url = url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.url, headers={"authorization": f"Bearer {token}"}, verify=ca or True, timeout=timeout, transport=transport
+            base_url=self.url,
+            headers={"authorization": f"Bearer {token}"},
+            verify=ssl.create_default_context(cafile=ca) if ca else True,
+            timeout=timeout,
+            transport=transport,
         )
 
     def close(self) -> None:

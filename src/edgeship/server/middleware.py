@@ -19,6 +19,7 @@ from edgeship.server.metrics import ServerMetrics
 from edgeship.server.problems import error_body
 
 access_log = logging.getLogger("edgeship.server.access")
+_REPO_KINDS = {"metadata", "releases", "blobs", "deltas"}
 
 
 class ObserveMiddleware:
@@ -57,7 +58,8 @@ class ObserveMiddleware:
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
             if route.startswith("/repo/"):
-                self.metrics.bytes_served.labels(route.split("/")[2] if route.count("/") > 2 else "other").inc(sent)
+                kind = scope["path"].split("/")[2]
+                self.metrics.bytes_served.labels(kind if kind in _REPO_KINDS else "other").inc(sent)
             if self.log_requests:
                 access_log.info(
                     "request",
