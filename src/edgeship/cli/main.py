@@ -37,7 +37,7 @@ def _root(
 
 def _register() -> None:
     # One module per command group; each adds itself to the root app.
-    from edgeship.cli import agent, delta, demo, feedback, init, keys, release, simulate, verify
+    from edgeship.cli import agent, delta, demo, feedback, init, keys, release, runtime, simulate, verify
 
     demo.register(app)
     init.register(app)
@@ -48,6 +48,7 @@ def _register() -> None:
     simulate.register(app)
     app.add_typer(agent.app, name="agent")
     feedback.register(app)
+    app.add_typer(runtime.app, name="runtime")
     from edgeship.cli import admin, certs, device, fleet, server
 
     app.add_typer(server.app, name="server")

@@ -11,10 +11,10 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import semver
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from edgeship.errors import UsageError, ValidationError
 
@@ -102,12 +102,84 @@ class Requirements(_Frozen):
         return reasons
 
 
+class LlmCheck(_Frozen):
+    """Send a prompt to a GGUF component; the answer must meet every threshold given."""
+
+    type: Literal["llm"] = "llm"
+    component: str | None = Field(default=None, description="GGUF component name; None: the release's only one")
+    prompt: str
+    chat: bool = Field(default=False, description="send the prompt as one user message (chat template)")
+    max_tokens: int = Field(default=16, ge=1)
+    seed: int = 0
+    non_empty: bool = True
+    regex: str | None = Field(default=None, description="re.search pattern the answer must match")
+    max_latency_s: float | None = Field(default=None, gt=0)
+    min_tokens_per_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            # A typo in a pattern should fail when the release is built, not in the field.
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r} does not compile: {exc}") from exc
+        return v
+
+
+class ImageCheck(_Frozen):
+    """Run an ONNX component on a known input; its output must be close to a reference.
+
+    ``input`` and ``reference`` name ``file`` components of the same release: PNG/JPEG
+    images go through the component's image pre/post-processing, ``.npy`` tensors
+    straight to its first input and from its first output.
+    """
+
+    type: Literal["image"] = "image"
+    component: str | None = Field(default=None, description="ONNX component name; None: the release's only one")
+    input: str
+    reference: str
+    min_psnr: float | None = Field(default=None, description="dB")
+    min_ssim: float | None = Field(default=None, ge=-1, le=1)
+    max_latency_s: float | None = Field(default=None, gt=0)
+
+
+class RssCheck(_Frozen):
+    """The runtime's resident memory, with the release loaded and exercised, stays under a cap."""
+
+    type: Literal["max_rss"] = "max_rss"
+    max_rss: int = Field(gt=0, description="bytes")
+
+
+HealthCheck = Annotated[LlmCheck | ImageCheck | RssCheck, Field(discriminator="type")]
+_CHECK = TypeAdapter(HealthCheck)
+
+
 class HealthSuite(_Frozen):
-    """The trial a device runs after switching; later issues add inference checks."""
+    """The trial a device runs after switching: a shell command and inference checks.
+
+    ``checks`` stay plain dicts in the manifest (so a manifest's bytes, and so its release
+    ID, do not change when this model gains a field with a default); each is validated
+    as a :data:`HealthCheck` and read typed through :meth:`inference_checks`.
+    """
 
     command: str | None = Field(default=None, description="shell command run in the release dir")
     timeout_s: float = Field(default=60.0, gt=0)
     checks: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, v: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        for i, check in enumerate(v):
+            try:
+                _CHECK.validate_python(check)
+            except ValueError as exc:
+                raise ValueError(f"health check {i} is not valid: {exc}") from exc
+        return v
+
+    def inference_checks(self) -> tuple[LlmCheck | ImageCheck | RssCheck, ...]:
+        return tuple(_CHECK.validate_python(c) for c in self.checks)
 
 
 class Manifest(_Frozen):

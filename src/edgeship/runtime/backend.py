@@ -1,0 +1,71 @@
+"""The one protocol every inference backend implements, and how a component gets one.
+
+A backend owns one loaded model component. The runtime only needs to load it, warm it
+up, know roughly what it costs in memory and free it; what it computes is the concrete
+class's business (:class:`~edgeship.runtime.llama.LlamaBackend` generates text,
+:class:`~edgeship.runtime.onnx.OnnxBackend` runs tensors), and the app asks for the
+kind it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from edgeship.errors import RuntimeBackendError
+from edgeship.release.manifest import Component, ComponentKind
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    threads: int | None = None
+    n_ctx: int = 2048
+
+
+@runtime_checkable
+class Backend(Protocol):
+    component: Component
+
+    def warmup(self) -> None:
+        """Run one tiny inference so the first real request pays no first-call costs."""
+
+    def memory_bytes(self) -> int:
+        """Estimated resident bytes once loaded (weights + working memory)."""
+
+    def close(self) -> None:
+        """Free the model; only called once no request uses it any more."""
+
+
+def estimate_memory(component: Component, path: Path, options: BackendOptions) -> int:
+    """What loading ``component`` (installed at ``path``) will cost, before loading it."""
+    if component.kind is ComponentKind.GGUF:
+        from edgeship.runtime.llama import estimate_gguf_memory
+
+        return estimate_gguf_memory(component, path, options)
+    # onnxruntime keeps the weights once, plus arenas for activations of about the same order.
+    return 2 * component.size
+
+
+def load_backend(component: Component, path: Path, options: BackendOptions) -> Backend:
+    """Load one model component; raises RuntimeBackendError saying what to do if it cannot."""
+    # Imported here: a device with only ONNX models need not install llama-cpp-python.
+    if component.kind is ComponentKind.GGUF:
+        from edgeship.runtime.llama import LlamaBackend
+
+        return LlamaBackend.load(component, path, options)
+    if component.kind is ComponentKind.ONNX:
+        from edgeship.runtime.onnx import OnnxBackend
+
+        return OnnxBackend.load(component, path, options)
+    raise RuntimeBackendError(
+        f"component {component.name} has kind {component.kind.value}, which the runtime cannot serve",
+        hint="the runtime serves model/gguf and model/onnx components",
+    )
+
+
+def missing_library(component: Component, package: str, extra: str) -> RuntimeBackendError:
+    return RuntimeBackendError(
+        f"component {component.name} is a {component.kind.value} model but {package} is not installed",
+        hint=f"pip install 'edgeship[{extra}]'",
+    )

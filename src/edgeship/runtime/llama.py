@@ -1,0 +1,111 @@
+"""GGUF language models through llama-cpp-python, answering in OpenAI's shapes."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeship.errors import RuntimeBackendError, UsageError
+from edgeship.release.manifest import Component
+from edgeship.runtime.backend import BackendOptions, missing_library
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+_KV_BYTES = 2  # llama.cpp keeps the KV cache in f16 by default
+_WORK_BYTES = 64 * 1024 * 1024  # compute buffers and the library itself, roughly
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int | None = 16
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop: list[str] | None = None
+    seed: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "stop": self.stop or [], "seed": self.seed}
+
+
+def estimate_gguf_memory(component: Component, path: Path, options: BackendOptions) -> int:
+    """Weights (mapped from the file) + KV cache (2 x layers x ctx x kv_heads x head_dim) + buffers."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(path)).fields
+    arch = fields["general.architecture"].contents()
+
+    def value(key: str, default: int) -> int:
+        field = fields.get(f"{arch}.{key}")
+        return int(field.contents()) if field is not None else default
+
+    layers, embd = value("block_count", 0), value("embedding_length", 0)
+    heads = value("attention.head_count", 1)
+    kv_heads = value("attention.head_count_kv", heads)
+    kv = 2 * layers * options.n_ctx * kv_heads * (embd // max(heads, 1)) * _KV_BYTES
+    return component.size + kv + _WORK_BYTES
+
+
+class LlamaBackend:
+    """One GGUF model. llama.cpp contexts are not thread-safe: one generation at a time."""
+
+    def __init__(self, component: Component, llama: Llama, estimate: int) -> None:
+        self.component = component
+        self._llama = llama
+        self._estimate = estimate
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, component: Component, path: Path, options: BackendOptions) -> LlamaBackend:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise missing_library(component, "llama-cpp-python", "llm") from exc
+        try:
+            llama = Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RuntimeBackendError(
+                f"llama.cpp cannot load component {component.name}: {exc}",
+                hint="check that the GGUF file is complete and of an architecture this llama.cpp supports",
+            ) from exc
+        return cls(component, llama, estimate_gguf_memory(component, path, options))
+
+    def warmup(self) -> None:
+        self.complete("Hi", GenerationParams(max_tokens=1, temperature=0.0))
+
+    def memory_bytes(self) -> int:
+        return self._estimate
+
+    def close(self) -> None:
+        with self._lock:
+            self._llama.close()
+
+    def complete(self, prompt: str, params: GenerationParams) -> dict[str, Any]:
+        with self._lock, _as_usage_error():
+            return self._llama.create_completion(prompt, **params.kwargs())  # type: ignore[return-value]
+
+    def stream_complete(self, prompt: str, params: GenerationParams) -> Generator[dict[str, Any], None, None]:
+        with self._lock, _as_usage_error():
+            yield from self._llama.create_completion(prompt, stream=True, **params.kwargs())  # type: ignore[misc]
+
+    def chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+        with self._lock, _as_usage_error():
+            return self._llama.create_chat_completion(messages, **params.kwargs())  # type: ignore[arg-type,return-value]
+
+    def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> Generator[dict[str, Any], None, None]:
+        with self._lock, _as_usage_error():
+            yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs())  # type: ignore[arg-type,misc]
+
+
+@contextlib.contextmanager
+def _as_usage_error() -> Iterator[None]:
+    # llama-cpp-python reports a prompt longer than the context as ValueError: the caller's input.
+    try:
+        yield
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="send a shorter prompt or ask for fewer max_tokens") from exc

@@ -1,0 +1,78 @@
+"""An installed release, loaded: every model component of it behind a backend."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeship.errors import NotFoundError, RuntimeBackendError
+from edgeship.release.manifest import ComponentKind, Manifest
+from edgeship.runtime.backend import Backend, BackendOptions, estimate_memory, load_backend
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class LoadedRelease:
+    release_id: str
+    manifest: Manifest
+    directory: Path
+    backends: dict[str, Backend]
+    load_seconds: float = 0.0
+    loaded_at: float = field(default_factory=time.time)
+
+    def backend(self, model: str | None, kind: type, what: str) -> Backend:
+        """The backend named ``model`` (None: the only one of its kind), or NotFoundError listing what exists."""
+        fitting = {name: b for name, b in self.backends.items() if isinstance(b, kind)}
+        if model is None and len(fitting) == 1:
+            return next(iter(fitting.values()))
+        if model in fitting:
+            return fitting[model]
+        names = ", ".join(sorted(fitting)) or "none"
+        if model is None:
+            raise NotFoundError(f"this release has {len(fitting)} {what} models; say which", hint=f"available: {names}")
+        raise NotFoundError(f"no {what} model {model!r} in release {self.manifest.ref}", hint=f"available: {names}")
+
+    def close(self) -> None:
+        for b in self.backends.values():
+            b.close()
+        self.backends.clear()
+
+
+def read_manifest(directory: Path) -> Manifest:
+    try:
+        return Manifest.from_bytes((directory / MANIFEST).read_bytes())
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"no release installed at {directory}", hint="let the agent install one, then swap to it") from exc
+
+
+def estimate_release(directory: Path, options: BackendOptions) -> int:
+    """Bytes the release's models will need once loaded, from its files alone."""
+    manifest = read_manifest(directory)
+    return sum(estimate_memory(c, directory / c.path, options) for c in manifest.components if _served(c.kind))
+
+
+def _served(kind: ComponentKind) -> bool:
+    return kind in (ComponentKind.GGUF, ComponentKind.ONNX)
+
+
+def load_release(directory: Path, options: BackendOptions) -> LoadedRelease:
+    """Load and warm up every model of the release at ``directory``; all or nothing."""
+    started = time.perf_counter()
+    manifest = read_manifest(directory)
+    backends: dict[str, Backend] = {}
+    try:
+        for c in manifest.components:
+            if _served(c.kind):
+                backends[c.name] = load_backend(c, directory / c.path, options)
+                backends[c.name].warmup()
+    except BaseException:
+        # All or nothing: a half-loaded release must not keep memory the old one needs.
+        for b in backends.values():
+            b.close()
+        raise
+    if not backends:
+        raise RuntimeBackendError(f"release {manifest.ref} has no model the runtime can serve",
+                                  hint="add a model/gguf or model/onnx component")
+    return LoadedRelease(directory.name, manifest, directory, backends, time.perf_counter() - started)

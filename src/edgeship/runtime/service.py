@@ -1,0 +1,268 @@
+"""One runtime: the serving release, its inference calls, metrics and result publishing.
+
+HTTP handlers (``app.py``) parse and format; everything they call is here. Nothing is
+global: two runtimes in one process have two hosts, two registries, two publishers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeship.agent.store import CURRENT, DeviceStore
+from edgeship.errors import NotFoundError, RuntimeBackendError
+from edgeship.runtime.backend import BackendOptions
+from edgeship.runtime.config import RuntimeConfig, ensure_token
+from edgeship.runtime.health import HealthReport, run_suite
+from edgeship.runtime.llama import GenerationParams, LlamaBackend
+from edgeship.runtime.metrics import RuntimeMetrics
+from edgeship.runtime.release import LoadedRelease, estimate_release, load_release
+from edgeship.runtime.schemas import ChatRequest, CompletionRequest
+from edgeship.runtime.swap import Lease, ModelHost, SwapOutcome
+from edgeship.runtime.tensors import from_json, summary, to_json
+
+log = logging.getLogger(__name__)
+_RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to "until the context is full"
+
+
+class ResultSink(Protocol):
+    def publish(self, model: str, result: dict[str, Any]) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class TokenStream:
+    """Chunks of a streamed answer, holding its lease until the last one (or :meth:`close`)."""
+
+    lease: Lease
+    chunks: Generator[dict[str, Any], None, None]  # the backend's: closing it frees the model's lock
+    stamp: Callable[[dict[str, Any]], dict[str, Any]]
+    on_done: Callable[[str, int, float], None]  # text, tokens, seconds
+    first: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self._started = time.perf_counter()
+        self._text: list[str] = []
+        self._tokens = 0
+        self._done = False
+        # Pull the first chunk now: an error (prompt too long) then becomes a 4xx, not a broken stream.
+        self.first = next(self.chunks, None)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            if self.first is not None:
+                yield self._count(self.first)
+            for chunk in self.chunks:
+                yield self._count(chunk)
+            self._finish()
+        finally:
+            self.close()
+
+    def _count(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        chunk = self.stamp(chunk)
+        choice = chunk["choices"][0]
+        piece = choice.get("text", choice.get("delta", {}).get("content"))
+        if piece is not None and choice.get("finish_reason") is None:
+            self._tokens += 1
+            self._text.append(piece)
+        return chunk
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.on_done("".join(self._text), self._tokens, time.perf_counter() - self._started)
+
+    def close(self) -> None:
+        """Idempotent: frees the model lock (closing the generator) and the lease."""
+        self.chunks.close()
+        self.lease.close()
+
+
+class Runtime:
+    def __init__(self, config: RuntimeConfig, *, publisher: ResultSink | None = None) -> None:
+        self.config = config
+        self.store = DeviceStore(Path(config.data_dir))
+        self.metrics = RuntimeMetrics()
+        options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx)
+        self.host = ModelHost(lambda d: load_release(d, options), lambda d: estimate_release(d, options),
+                              memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
+                              drain_timeout_s=config.drain_timeout_s)
+        self.publisher = publisher
+        self.token = ensure_token(config.token_path)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the release under `current`, if there is one; without one, start not ready."""
+        if self.store.link(CURRENT) is None:
+            log.warning("no release under %s/current yet: not ready until the agent installs one", self.config.data_dir)
+            return
+        try:
+            self.swap(None)
+        except RuntimeBackendError as exc:
+            # Stay up and say why on /readyz: the agent's trial sees it and rolls back.
+            log.error("cannot serve the current release: %s", exc)
+
+    def close(self) -> None:
+        self.host.close()
+        self.metrics.ready.set(0)
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def swap(self, release_id: str | None) -> SwapOutcome:
+        """Serve ``release_id`` (None: whatever `current` points at now)."""
+        target = release_id or self.store.link(CURRENT)
+        if target is None or not _RELEASE_ID.match(target):
+            raise NotFoundError("no release to swap to: `current` is not set", hint="install a release with the agent first")
+        if not self.store.is_complete(target):
+            raise NotFoundError(f"release {target[:12]} is not completely installed on this device",
+                                hint="let the agent install and stage it, then swap")
+        try:
+            outcome = self.host.swap(self.store.release_dir(target))
+        except RuntimeBackendError:
+            self.metrics.swaps.labels("failed").inc()
+            self.metrics.ready.set(1 if self.host.current else 0)
+            raise
+        self.metrics.swaps.labels("ok").inc()
+        self.metrics.ready.set(1)
+        if outcome.changed:
+            self.metrics.load_seconds.set(outcome.load_seconds)
+        return outcome
+
+    def readiness(self) -> dict[str, Any]:
+        current = self.host.current
+        return {"ready": current is not None, "release_id": current.release_id if current else None,
+                "release": current.manifest.ref if current else None, "error": self.host.last_error}
+
+    # -- inference ------------------------------------------------------------------------
+
+    def _text_backend(self, lease: Lease, model: str) -> LlamaBackend:
+        backend = lease.release.backend(model, LlamaBackend, "text")
+        assert isinstance(backend, LlamaBackend)
+        return backend
+
+    def completion(self, req: CompletionRequest) -> dict[str, Any] | TokenStream:
+        params = req.params(COMPLETION_MAX_TOKENS)
+        return self._generate(req.model, "completions", req.stream,
+                              lambda b: b.stream_complete(req.prompt, params),
+                              lambda b: b.complete(req.prompt, params),
+                              lambda out: out["choices"][0]["text"])
+
+    def chat(self, req: ChatRequest) -> dict[str, Any] | TokenStream:
+        params = req.params(None)
+        messages = [m.plain() for m in req.messages]
+        return self._generate(req.model, "chat.completions", req.stream,
+                              lambda b: b.stream_chat(messages, params),
+                              lambda b: b.chat(messages, params),
+                              lambda out: out["choices"][0]["message"]["content"] or "")
+
+    def _generate(self, model: str, endpoint: str, stream: bool,
+                  streamer: Callable[[LlamaBackend], Generator[dict[str, Any], None, None]],
+                  caller: Callable[[LlamaBackend], dict[str, Any]],
+                  text_of: Callable[[dict[str, Any]], str]) -> dict[str, Any] | TokenStream:
+        lease = self.host.lease()
+        handed_over = False  # a stream owns its lease until its last chunk
+        try:
+            backend = self._text_backend(lease, model)
+            release_id = lease.release.release_id
+
+            def done(text: str, tokens: int, seconds: float) -> None:
+                self.metrics.observe_generation(model, tokens, seconds)
+                self._publish(model, endpoint, release_id, seconds, text)
+
+            if stream:
+                result = TokenStream(lease, streamer(backend), lambda c: self._stamp(c, model, release_id), done)
+                handed_over = True
+                return result
+            started = time.perf_counter()
+            out = caller(backend)
+            done(text_of(out), out["usage"]["completion_tokens"], time.perf_counter() - started)
+            return self._stamp(out, model, release_id)
+        finally:
+            if not handed_over:
+                lease.close()
+
+    @staticmethod
+    def _stamp(out: dict[str, Any], model: str, release_id: str) -> dict[str, Any]:
+        # system_fingerprint is OpenAI's field for "which backend configuration answered":
+        # here the release ID, so a client can tell which release served it across a swap.
+        out["model"] = model
+        out["system_fingerprint"] = release_id
+        return out
+
+    def predict(self, model: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Named tensors in (nested lists or arrays), named tensors out as JSON."""
+        from edgeship.runtime.onnx import OnnxBackend
+
+        with self.host.lease() as lease:
+            backend = lease.release.backend(model, OnnxBackend, "tensor")
+            assert isinstance(backend, OnnxBackend)
+            dtypes = {s.name: s.dtype for s in backend.inputs}
+            arrays = {n: v if isinstance(v, np.ndarray) else from_json(n, v, dtypes.get(n, np.dtype(np.float32)))
+                      for n, v in inputs.items()}
+            started = time.perf_counter()
+            outputs = backend.run(arrays)
+            seconds = time.perf_counter() - started
+            name, release_id = backend.component.name, lease.release.release_id
+        self._publish(name, "predict", release_id, seconds, {k: summary(v) for k, v in outputs.items()})
+        return {"model": name, "release_id": release_id, "latency_s": seconds,
+                "outputs": {k: to_json(v) for k, v in outputs.items()}}
+
+    def predict_image(self, model: str | None, data: bytes, fmt: str) -> tuple[bytes, str, str]:
+        """An uploaded PNG/JPEG through an image-to-image model: (image bytes, media type, release ID)."""
+        from edgeship.runtime import imaging
+        from edgeship.runtime.onnx import OnnxBackend
+
+        with self.host.lease() as lease:
+            backend = lease.release.backend(model, OnnxBackend, "tensor")
+            assert isinstance(backend, OnnxBackend)
+            started = time.perf_counter()
+            image = backend.run_image(data)
+            seconds = time.perf_counter() - started
+            name, release_id = backend.component.name, lease.release.release_id
+        body, media_type = imaging.encode(image, fmt)
+        self._publish(name, "predict", release_id, seconds,
+                      {"image": {"width": image.width, "height": image.height, "format": fmt, "bytes": len(body)}})
+        return body, media_type, release_id
+
+    def _publish(self, model: str, endpoint: str, release_id: str, seconds: float, output: Any) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(model, {"ts": time.time(), "release_id": release_id, "endpoint": endpoint,
+                                           "latency_s": round(seconds, 6), "output": output})
+
+    def models(self) -> list[dict[str, Any]]:
+        from edgeship.runtime.onnx import OnnxBackend
+
+        current = self.host.current
+        if current is None:
+            return []
+        return [_describe(current, name, backend, OnnxBackend) for name, backend in current.backends.items()]
+
+    def health(self) -> HealthReport:
+        with self.host.lease() as lease:
+            return run_suite(lease.release)
+
+
+def _describe(release: LoadedRelease, name: str, backend: Any, onnx_type: type) -> dict[str, Any]:
+    entry = {"id": name, "object": "model", "created": int(release.loaded_at), "owned_by": "edgeship",
+             "kind": backend.component.kind.value, "release_id": release.release_id, "release": release.manifest.ref}
+    if isinstance(backend, onnx_type):
+        entry.update(backend.describe())
+    return entry
+
+
+def sse(stream: TokenStream) -> Iterator[str]:
+    """Server-sent events as OpenAI streams them: one ``data:`` line per chunk, then ``[DONE]``."""
+    for chunk in stream:
+        yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+    yield "data: [DONE]\n\n"
