@@ -1,0 +1,1 @@
+"""Tiny, generated model files for tests, the demo and benchmarks (no downloads, ever)."""
