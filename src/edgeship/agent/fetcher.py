@@ -12,6 +12,7 @@ One fetcher serves both paths into the device:
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import random
 import time
@@ -25,6 +26,8 @@ from edgeship.agent.backoff import Backoff, RateBudget
 from edgeship.agent.journal import CRASH_ENV
 from edgeship.errors import ServerError, StoreError
 from edgeship.trust.fetcher import HttpFetcher
+
+log = logging.getLogger("edgeship.agent")
 
 CHUNK = 64 * 1024  # small enough to pace a capped link smoothly and keep memory flat
 SYNC_EVERY = 64 * 1024 * 1024  # fsync the partial now and then so a power cut loses little
@@ -144,6 +147,8 @@ class ResumableFetcher(HttpFetcher):
 
     def _get_range(self, url: str, dest: Path, have: int, length: int, progress: Callable[[int], None] | None) -> int:
         headers = {"Range": f"bytes={have}-"} if have else {}
+        if have:
+            log.info("resuming %s at byte %d of %d", url.rsplit("/", 1)[-1][:12], have, length)
         with self._client.stream("GET", url, headers=headers) as r:
             if r.status_code == 416:
                 os.truncate(dest, 0)  # our partial does not fit the file: start over

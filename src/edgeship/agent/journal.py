@@ -7,7 +7,7 @@
      "notified_at": 1760000000.0, "switch_at": 1760003600.0|null,
      "verify_round": 0, "trial_round": 0,
      "outcome": {"ok": true, "reason": null, "retry": false}|null,
-     "rejected": {"<release-id>": "<reason>"}}
+     "rejected": {"<release-id>[:rollback]": "<reason>"}}
 
 Only the last record matters: it names the step in flight and everything needed to finish
 or undo it (`edgeship.agent.machine.recover`). ``rejected`` carries over from job to job
@@ -46,6 +46,11 @@ class Assignment:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def key(self) -> str:
+        """What a refusal is remembered by: a refused downgrade may still come as a rollback order."""
+        return self.release_id + (":rollback" if self.rollback else "")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Assignment:

@@ -32,7 +32,6 @@ from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
 from edgeship.agent.trial import run_trial
 from edgeship.errors import AgentError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
 from edgeship.release.manifest import Manifest
-from edgeship.rollout.window import MaintenanceWindow, next_switch_time
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import write_atomic
 from edgeship.trust.client import ReleaseVerifier
@@ -172,14 +171,22 @@ class Agent:
     def _wanted(self, a: Assignment, last: JournalEntry | None) -> bool:
         if a.release_id == self.store.link(CURRENT):
             return False
-        if last is not None and a.release_id in last.rejected:
-            log.info("not installing %s again: %s", a.ref, last.rejected[a.release_id])
+        if last is not None and a.key in last.rejected:
+            log.info("not installing %s again: %s", a.ref, last.rejected[a.key])
             return False
         return True
 
     def _new_job(self, a: Assignment, last: JournalEntry | None) -> JournalEntry:
         now = self.clock()
-        window = MaintenanceWindow.parse(f"{a.window['start']}-{a.window['end']}") if a.window else None
+        if a.window or a.notice_s:
+            # Imported only when needed: the rollout package pulls in numpy, which would
+            # more than double an idle agent's memory.
+            from edgeship.rollout.window import MaintenanceWindow, next_switch_time
+
+            window = MaintenanceWindow.parse(f"{a.window['start']}-{a.window['end']}") if a.window else None
+            switch_at = next_switch_time(now, window, self.zone, a.notice_s)
+        else:
+            switch_at = now
         return JournalEntry(
             job=str(uuid.uuid4()),
             step=State.ASSIGNED,
@@ -188,7 +195,7 @@ class Agent:
             from_release=self.store.link(CURRENT),
             from_previous=self.store.link(PREVIOUS),
             notified_at=now,
-            switch_at=next_switch_time(now, window, self.zone, a.notice_s),
+            switch_at=switch_at,
             rejected=dict(last.rejected) if last else {},
             seq=last.seq if last else 0,
         )
@@ -232,6 +239,8 @@ class Agent:
                 return entry
             entry = self.journal.write(entry.at(state, Phase.END, outcome=outcome))
             self._write_status(force=True)
+            if outcome.retry:
+                log.warning("%s: %s; downloading again", entry.assignment.ref, outcome.reason)
             if state.terminal:
                 return entry
             nxt = next_state(state, outcome, verify_round=entry.verify_round, verify_attempts=self.config.verify_attempts)
@@ -245,9 +254,9 @@ class Agent:
         if state is State.TRIAL:
             changes["trial_round"] = entry.trial_round + 1
         if state is State.FAILED and entry.outcome is not None and entry.outcome.refused:
-            changes["rejected"] = {**entry.rejected, entry.assignment.release_id: reason or "refused"}
+            changes["rejected"] = {**entry.rejected, entry.assignment.key: reason or "refused"}
         if state is State.ROLLED_BACK:
-            changes["rejected"] = {**entry.rejected, entry.assignment.release_id: reason or "rolled back"}
+            changes["rejected"] = {**entry.rejected, entry.assignment.key: reason or "rolled back"}
         entry = self.journal.write(entry.at(state, Phase.BEGIN, **changes))
         round_ = entry.trial_round if state is State.TRIAL else entry.verify_round
         data: dict[str, Any] = {"job": entry.job}

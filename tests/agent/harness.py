@@ -1,0 +1,175 @@
+"""A real update server in its own process and real agent processes, for end-to-end and fault tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.server.bootstrap import init_data_dir
+from edgeship.server.settings import ServerSettings
+from edgeship.workspace import Workspace
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """The real edgeship server (``create_app``) under uvicorn, behind `tests.agent.faults`."""
+
+    settings: ServerSettings
+    admin_token: str
+    proc: subprocess.Popen | None = None
+
+    @classmethod
+    def create(cls, ws: Workspace, data_dir: Path) -> Server:
+        settings = ServerSettings(data_dir=data_dir, port=free_port(), access_log=False, log_level="warning", poll_interval_s=1)
+        cred = init_data_dir(settings, ws)
+        return cls(settings, cred.token)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    def start(self, faults: str = "") -> None:
+        env = {**os.environ, **self.settings.to_env(), "EDGESHIP_TEST_FAULTS": faults}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.agent.serve"], cwd=REPO_ROOT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not come up within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()  # as hard as a crash: no graceful close of open downloads
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self, faults: str = "") -> None:
+        self.stop()
+        self.start(faults)
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        r = httpx.request(method, self.url + path, json=body, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def enroll_token(self, tags: dict[str, str]) -> str:
+        return self.admin("POST", "/v1/admin/enroll-tokens", {"tags": tags})["token"]
+
+    def assign(self, release: str, *, tag: str, rollback: bool = False) -> None:
+        self.admin("POST", "/v1/admin/assignments", {"release": release, "tag": tag, "rollback": rollback})
+
+    def events(self, device_id: str) -> list[dict[str, Any]]:
+        out, after = [], 0
+        while True:
+            page = self.admin("GET", f"/v1/admin/events?device_id={device_id}&after={after}&limit=500")
+            out += page["events"]
+            if not page["events"]:
+                return out
+            after = page["next_after"]
+
+
+@dataclass
+class Device:
+    """One device: a data dir and `edgeship agent run` processes started on it."""
+
+    server: Server
+    data: Path
+    root: Path
+    tag: str
+    token: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> DeviceStore:
+        return DeviceStore(self.data)
+
+    @property
+    def device_id(self) -> str:
+        return json.loads((self.data / "identity.json").read_text())["device_id"]
+
+    def command(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(self.data), "--server", self.server.url,
+                "--root", str(self.root), "--enroll-token", self.token, "--tag", self.tag, "-v", *extra]
+
+    def run(self, *extra: str, crash_at: str | None = None, fsize_limit: int | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``agent run --once``; ``crash_at`` sets the SIGKILL hook, ``fsize_limit`` RLIMIT_FSIZE."""
+        env = {**os.environ, **self.env}
+        env.pop("EDGESHIP_AGENT_CRASH_AT", None)
+        if crash_at:
+            env["EDGESHIP_AGENT_CRASH_AT"] = crash_at
+        preexec: Callable[[], None] | None = None
+        if fsize_limit is not None:
+            def preexec() -> None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
+        return subprocess.run(self.command("--once", *extra), env=env, text=True, capture_output=True, timeout=timeout,
+                              preexec_fn=preexec, cwd=REPO_ROOT)
+
+    def version(self, link: str = CURRENT) -> str | None:
+        d = self.store.describe(self.store.link(link))
+        return d["version"] if d else None
+
+    def clone(self, data: Path) -> Device:
+        """The same device (identity included) in another dir, hard links kept (`cp -a`)."""
+        subprocess.run(["cp", "-a", str(self.data), str(data)], check=True)
+        return Device(self.server, data, self.root, self.tag, self.token)
+
+
+def assert_consistent(device: Device, allowed: set[str | None]) -> None:
+    """The device runs a complete release from ``allowed``, fsck is clean, no event repeats."""
+    store = device.store
+    cur = store.link(CURRENT)
+    assert device.version() in allowed, f"device runs {device.version()}, expected one of {allowed}"
+    if cur is not None:
+        assert store.is_complete(cur)
+    prev = store.link(PREVIOUS)
+    if prev is not None:
+        assert store.is_complete(prev)
+    report = store.fsck()
+    assert report.clean, report.problems
+
+
+def no_duplicate_steps(events: list[dict[str, Any]]) -> None:
+    """Each (job, step, round) is reported once: a step re-run after a crash re-sends the same ID."""
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids))
+    keys = [(e["data"].get("job"), e["state"], e["id"]) for e in events if e["type"] == "state"]
+    per_step: dict[tuple[Any, Any], int] = {}
+    for job, state, _ in keys:
+        per_step[(job, state)] = per_step.get((job, state), 0) + 1
+    # Only a re-run trial (a new round after a crash) or a verify retry may report a step twice.
+    repeats = {k: n for k, n in per_step.items() if n > 1 and k[1] not in ("trial", "downloading", "verifying")}
+    assert not repeats, repeats
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,270 @@
+"""The agent against the real update server: real processes, real HTTP, real signatures."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeship.agent.store import CURRENT
+from edgeship.release.manifest import HealthSuite, Manifest
+from edgeship.store.digest import Digest
+from edgeship.workspace import Workspace
+from tests.agent.conftest import Releases
+from tests.agent.harness import Device, Server, assert_consistent, no_duplicate_steps
+
+WEIGHTS = 3 * 1024 * 1024  # the 2.0.0 release carries this many bytes of weights
+
+
+@dataclass
+class Fleet:
+    server: Server
+    releases: Releases
+    tmp: Path
+    manifests: dict[str, Manifest]
+
+    def device(self, name: str) -> Device:
+        token = self.server.enroll_token({"dev": name})
+        return Device(self.server, self.tmp / name, self.releases.root(), f"dev={name}", token)
+
+    def installed(self, name: str, *versions: str) -> Device:
+        """A device that went through ``versions`` in order, each committed."""
+        d = self.device(name)
+        for v in versions:
+            self.server.assign(f"llm@{v}", tag=d.tag)
+            r = d.run()
+            assert r.returncode == 0 and d.version() == v, r.stderr
+        return d
+
+    def weights_blob(self) -> Digest:
+        return Digest(self.manifests["2.0.0"].components[2].hexdigest)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    ws = Workspace.init(tmp / "ws", passphrase=None)
+    rel = Releases(ws, tiny_gguf, tmp / "src")
+    weights = tmp / "weights.bin"
+    weights.write_bytes(os.urandom(WEIGHTS))
+    manifests = {
+        "1.0.0": rel.publish("1.0.0"),
+        "2.0.0": rel.publish("2.0.0", health=HealthSuite(command="test -s weights.bin", timeout_s=30), big=weights),
+        "3.0.0": rel.publish("3.0.0", broken_model=True),
+        "4.0.0": rel.publish("4.0.0", health=HealthSuite(command="echo sick >&2; exit 3", timeout_s=30)),
+        "5.0.0": rel.publish("5.0.0", health=HealthSuite(command="sleep 60", timeout_s=1)),
+        "6.0.0": rel.publish("6.0.0"),
+    }
+    server = Server.create(ws, tmp / "server")
+    server.start()
+    try:
+        yield Fleet(server, rel, tmp, manifests)
+    finally:
+        server.stop()
+
+
+def states(server: Server, device: Device) -> list[tuple[str, str | None]]:
+    return [(e["state"], e["release"]) for e in server.events(device.device_id) if e["type"] == "state"]
+
+
+def test_enroll_install_upgrade_report_and_feedback(fleet: Fleet) -> None:
+    d = fleet.installed("happy", "1.0.0", "2.0.0")
+    assert (d.version(), d.version("previous")) == ("2.0.0", "1.0.0")
+    assert (d.data / "identity.json").stat().st_mode & 0o777 == 0o600
+    log = states(fleet.server, d)
+    v2 = [s for s, r in log if r == "llm@2.0.0"]
+    assert v2 == ["assigned", "waiting_window", "downloading", "verifying", "staged", "switching", "trial", "committed"]
+    status = subprocess.run([*d.command()[:3], "status", "--data-dir", str(d.data), "--json"], capture_output=True, text=True)
+    doc = json.loads(status.stdout)
+    assert doc["current"]["version"] == "2.0.0" and doc["state"] == "committed" and doc["queued_events"] == 0
+    fb = subprocess.run([*d.command()[:1], "-c", "from edgeship.cli.main import main; main()", "feedback",
+                         "--data-dir", str(d.data), "--rating", "4", "--comment", "faster"], capture_output=True, text=True)
+    assert fb.returncode == 0, fb.stderr
+    assert d.run().returncode == 0
+    feedback = [e for e in fleet.server.events(d.device_id) if e["type"] == "feedback"]
+    assert [(e["release"], e["data"]["rating"], e["data"]["comment"]) for e in feedback] == [("llm@2.0.0", 4, "faster")]
+    no_duplicate_steps(fleet.server.events(d.device_id))
+    assert_consistent(d, {"2.0.0"})
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    ("3.0.0", "model check failed"),
+    ("4.0.0", "exited 3"),
+    ("5.0.0", "did not finish within 1s"),
+])
+def test_a_bad_release_is_rolled_back_and_not_retried(fleet: Fleet, version: str, why: str) -> None:
+    d = fleet.installed(f"bad-{version}", "1.0.0")
+    fleet.server.assign(f"llm@{version}", tag=d.tag)
+    r = d.run()
+    assert r.returncode == 1 and why in r.stderr
+    assert d.version() == "1.0.0"
+    rolled = [e for e in fleet.server.events(d.device_id) if e["state"] == "rolled_back"]
+    assert len(rolled) == 1 and why in rolled[0]["data"]["reason"]
+    d.run()  # the same assignment again: the device does not try it a second time
+    assert d.version() == "1.0.0"
+    assert sum(1 for s, _ in states(fleet.server, d) if s == "switching") == 2  # 1.0.0 and the bad one, once
+    assert_consistent(d, {"1.0.0"})
+
+
+def test_downgrade_needs_a_signed_rollback_and_an_order(fleet: Fleet) -> None:
+    d = fleet.installed("downgrade", "1.0.0", "2.0.0")
+    before = sorted(p.name for p in d.store.releases_dir.iterdir())
+    fleet.server.assign("llm@1.0.0", tag=d.tag)  # not a rollback order
+    r = d.run()
+    assert r.returncode == 1 and "needs a rollback order" in r.stderr
+    assert d.version() == "2.0.0" and sorted(p.name for p in d.store.releases_dir.iterdir()) == before
+    fleet.server.assign("llm@1.0.0", tag=d.tag, rollback=True)  # 2.0.0 was signed with rollback_to 1.0.0
+    r = d.run()
+    assert r.returncode == 0, r.stderr
+    assert (d.version(), d.version("previous")) == ("1.0.0", "2.0.0")
+    assert_consistent(d, {"1.0.0"})
+
+
+def test_a_rollback_order_the_operator_did_not_sign_is_refused(fleet: Fleet) -> None:
+    d = fleet.installed("unsigned-rollback", "6.0.0")
+    fleet.server.assign("llm@1.0.0", tag=d.tag, rollback=True)  # 6.0.0 may only go back to 5.0.0
+    r = d.run()
+    assert r.returncode == 1 and "allows a rollback only to 5.0.0" in r.stderr
+    assert d.version() == "6.0.0"
+
+
+def test_a_device_trusting_other_keys_installs_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    other = Workspace.init(tmp_path / "other", passphrase=None)
+    d = fleet.device("wrong-key")
+    d.root = other.repo_dir / "metadata" / "1.root.json"
+    fleet.server.assign("llm@1.0.0", tag=d.tag)
+    r = d.run()
+    assert r.returncode == 1 and "not signed by a trusted key" in r.stderr
+    assert d.store.link(CURRENT) is None and not list(d.store.blobs.digests())
+
+
+def test_a_release_the_repository_never_signed_is_refused(fleet: Fleet) -> None:
+    d = fleet.installed("forged", "1.0.0")
+    # A compromised server assigns a release that is not in the signed targets.
+    fleet.server.restart(faults=f"assign:llm@9.0.0:{'ab' * 32}")
+    try:
+        r = d.run()
+    finally:
+        fleet.server.restart()
+    assert r.returncode == 1 and "not signed by the repository" in r.stderr
+    assert d.version() == "1.0.0" and len(list(d.store.releases_dir.iterdir())) == 1
+
+
+def test_download_cut_mid_file_resumes_with_range(fleet: Fleet) -> None:
+    d = fleet.installed("cut", "1.0.0")
+    fleet.server.restart(faults=f"cut:{WEIGHTS // 3 + 12345}")
+    try:
+        fleet.server.assign("llm@2.0.0", tag=d.tag)
+        r = d.run()
+    finally:
+        fleet.server.restart()
+    assert r.returncode == 0, r.stderr
+    # Resumed from what reached the disk: at most the cut, at least what came in whole chunks.
+    m = re.search(rf"resuming \w+ at byte (\d+) of {WEIGHTS}", r.stderr)
+    assert m and 0 < int(m.group(1)) <= WEIGHTS // 3 + 12345, r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+def test_bytes_flipped_in_transit_are_rejected_and_fetched_again(fleet: Fleet) -> None:
+    d = fleet.installed("flip", "1.0.0")
+    fleet.server.restart(faults=f"flip:{WEIGHTS // 2}")
+    try:
+        fleet.server.assign("llm@2.0.0", tag=d.tag)
+        r = d.run()
+    finally:
+        fleet.server.restart()
+    assert r.returncode == 0, r.stderr
+    assert "do not match the signed hash" in r.stderr
+    assert_consistent(d, {"2.0.0"})
+    no_duplicate_steps(fleet.server.events(d.device_id))
+
+
+def test_bytes_flipped_in_the_partial_file_are_rejected(fleet: Fleet) -> None:
+    d = fleet.installed("flip-disk", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    r = d.run(crash_at=f"download:{WEIGHTS // 2}")
+    assert r.returncode == -9
+    partial = d.store.partial(fleet.weights_blob())
+    with open(partial, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0x01]))
+    r = d.run()
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "do not match the signed hash" in r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+def test_server_stopped_mid_download_and_restarted(fleet: Fleet) -> None:
+    d = fleet.installed("outage", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    fleet.server.restart(faults=f"stall:{WEIGHTS // 2}")  # the server hangs mid-file, then dies
+    proc = subprocess.Popen(d.command("--once"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = d.store.partial(fleet.weights_blob())
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size >= WEIGHTS // 4) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fleet.server.stop()
+    time.sleep(2)  # the agent sees the connection drop, then connection refused, and backs off
+    fleet.server.start()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert re.search(r"resuming \w+ at byte [1-9]", err), err
+    assert_consistent(d, {"2.0.0"})
+    no_duplicate_steps(fleet.server.events(d.device_id))
+
+
+def test_disk_full_during_download_leaves_the_old_release_running(fleet: Fleet) -> None:
+    d = fleet.installed("full", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    r = d.run(fsize_limit=1024 * 1024)  # no file may grow past 1 MiB: the 3 MiB weights cannot land
+    assert r.returncode == 1 and "ran out of space" in r.stderr
+    assert d.version() == "1.0.0" and d.store.is_complete(d.store.link(CURRENT))
+    failed = [e for e in fleet.server.events(d.device_id) if e["state"] == "failed"]
+    assert failed and "ran out of space" in failed[-1]["data"]["reason"]
+    r = d.run()  # space is back: the same assignment is tried again and resumes
+    assert r.returncode == 0, r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+STEPS = ("assigned", "waiting_window", "downloading", "verifying", "staged", "switching", "trial", "committed")
+GOOD_POINTS = [f"{s}:{p}" for s in STEPS for p in ("before", "after")] + ["switching:mid", f"download:{WEIGHTS // 2}"]
+BAD_POINTS = ["trial:after", "rolled_back:before", "rolled_back:after"]
+
+
+def kill_and_recover(fleet: Fleet, base: Device, points: list[str], expect: str) -> None:
+    for i, point in enumerate(points):
+        d = base.clone(base.data.with_name(f"{base.data.name}-{i}"))
+        r = d.run(crash_at=point)
+        assert r.returncode == -9, (point, r.stderr[-2000:])
+        # Killed: `current` still names a complete release, old or new, never a mix.
+        cur = d.store.link(CURRENT)
+        assert cur is not None and d.store.is_complete(cur), point
+        r = d.run()
+        assert r.returncode == 0 or expect != "2.0.0", (point, r.stderr[-2000:])
+        assert_consistent(d, {expect})
+    no_duplicate_steps(fleet.server.events(base.device_id))
+
+
+@pytest.mark.slow
+def test_kill_9_at_every_step_of_an_upgrade_ends_on_a_complete_release(fleet: Fleet) -> None:
+    base = fleet.installed("kill", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=base.tag)
+    kill_and_recover(fleet, base, GOOD_POINTS, "2.0.0")
+
+
+@pytest.mark.slow
+def test_kill_9_at_every_step_of_a_rollback_ends_on_the_old_release(fleet: Fleet) -> None:
+    base = fleet.installed("kill-bad", "1.0.0")
+    fleet.server.assign("llm@4.0.0", tag=base.tag)
+    kill_and_recover(fleet, base, BAD_POINTS, "1.0.0")
+    rolled = [e for e in fleet.server.events(base.device_id) if e["state"] == "rolled_back"]
+    assert len(rolled) == len(BAD_POINTS)  # one per killed device, never twice for one job
