@@ -1,0 +1,119 @@
+"""Quantize a float GGUF with llama.cpp's own quantizer (``llama_model_quantize``).
+
+llama.cpp decides the per-tensor mix of each file type (e.g. Q4_K_M keeps some
+``ffn_down``/``attn_v`` tensors at Q6_K, and the output head at Q6_K). K-quants work on
+blocks of 256 values along a tensor row (QK_K); a tensor whose rows are not a multiple of
+256 gets a fallback type (Q4_0/Q5_0/Q5_1/Q8_0 class), which the result's ``tensor_types``
+shows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeship.errors import OptimizeError, UsageError
+from edgeship.optimize.llamacpp import bindings, capture_logs, default_threads
+from edgeship.optimize.memory import read_facts
+
+# The candidates `edgeship optimize` tries by default, best quality first.
+DEFAULT_TYPES: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
+# These need an importance matrix, which llama.cpp refuses to go without.
+NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"})
+_PROGRESS = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*\]\s+(\S+)")
+
+# (done, total, tensor name) after each tensor
+TensorHook = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    qtype: str
+    path: Path
+    seconds: float
+    source_bytes: int
+    output_bytes: int
+    tensor_types: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mb_per_s(self) -> float:
+        """Source megabytes (10^6) quantized per second."""
+        return self.source_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+def known_types() -> list[str]:
+    L = bindings()
+    prefix = "LLAMA_FTYPE_MOSTLY_"
+    return sorted(n[len(prefix) :] for n in dir(L) if n.startswith(prefix) and not n.endswith("_GUESSED"))
+
+
+def parse_types(text: str | None) -> list[str]:
+    """'q4_k_m,Q8_0' -> ['Q4_K_M', 'Q8_0']; None -> the default candidates."""
+    if not text:
+        return list(DEFAULT_TYPES)
+    names = [t.strip().upper() for t in text.split(",") if t.strip()]
+    known = set(known_types())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown quantization type{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            hint=f"use llama.cpp file types such as {', '.join(DEFAULT_TYPES)}",
+        )
+    needs = [n for n in names if n in NEEDS_IMATRIX]
+    if needs:
+        raise UsageError(f"{', '.join(needs)} need an importance matrix", hint="pick a type without one, e.g. Q2_K or Q3_K_M")
+    return list(dict.fromkeys(names))
+
+
+def quantize(
+    source: Path,
+    output: Path,
+    qtype: str,
+    *,
+    n_threads: int | None = None,
+    on_tensor: TensorHook | None = None,
+) -> QuantizeResult:
+    """Quantize ``source`` (F32/F16/BF16 GGUF) to ``qtype`` at ``output``."""
+    facts = read_facts(source)
+    if facts.is_quantized:
+        raise UsageError(
+            f"{source.name} is already quantized ({facts.file_type})",
+            hint="quantize from the F32, F16 or BF16 GGUF: requantizing compounds the error",
+        )
+    qtype = parse_types(qtype)[0]
+    L = bindings()
+    params = L.llama_model_quantize_default_params()
+    params.ftype = getattr(L, f"LLAMA_FTYPE_MOSTLY_{qtype}")
+    params.nthread = n_threads or default_threads()
+
+    def on_line(line: str) -> None:
+        m = _PROGRESS.search(line)
+        if m and on_tensor is not None:
+            on_tensor(int(m.group(1)), int(m.group(2)), m.group(3).rstrip(","))
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    start = time.perf_counter()
+    with capture_logs(on_line) as lines:
+        rc = L.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
+    seconds = time.perf_counter() - start
+    if rc != 0:
+        partial.unlink(missing_ok=True)
+        errors = [ln.strip() for ln in lines if "fail" in ln.lower() or "error" in ln.lower()]
+        raise OptimizeError(
+            f"llama.cpp refused to quantize {source.name} to {qtype}: {errors[-1] if errors else f'code {rc}'}",
+            hint="try another --types value",
+        )
+    # Renamed only when complete: a crash never leaves a half-written variant under its real name.
+    partial.replace(output)
+    return QuantizeResult(
+        qtype=qtype,
+        path=output,
+        seconds=seconds,
+        source_bytes=source.stat().st_size,
+        output_bytes=output.stat().st_size,
+        tensor_types=read_facts(output).tensor_types,
+    )

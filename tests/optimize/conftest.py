@@ -1,0 +1,61 @@
+"""Fixtures for the optimizer: a small llama GGUF that knows a Markov chain, its text, its variants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli.main import run
+from edgeship.optimize.bigram import Chain, write_chain_model
+from edgeship.optimize.quantize import DEFAULT_TYPES, quantize
+from edgeship.samples.llama import TinyLlama
+
+# Rows of 256 and 512 values: every tensor is K-quantizable (QK_K = 256), no fallback types.
+SPEC = TinyLlama(n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, n_ctx=512, name="chain-test")
+CHAIN = Chain()
+
+
+@pytest.fixture(scope="session")
+def source_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_chain_model(tmp_path_factory.mktemp("source") / "chain.gguf", SPEC, CHAIN)
+
+
+@pytest.fixture(scope="session")
+def eval_text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "eval.txt"
+    path.write_text(CHAIN.sample(2000))
+    return path
+
+
+@pytest.fixture(scope="session")
+def variants(source_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every default type, quantized once per test session by llama.cpp."""
+    out = tmp_path_factory.mktemp("variants")
+    return {t: quantize(source_model, out / f"chain.{t}.gguf", t, n_threads=2).path for t in DEFAULT_TYPES}
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """Run `edgeship ARGS…` in-process; returns exit code and captured output."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def invoke(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
