@@ -191,6 +191,36 @@ def _cells(row: Row) -> str:
     )
 
 
+def goals(scenario: str, rows: list[Row], alone: int, largest: int) -> list[str]:
+    """The issue's goals for one scenario, each as "ok …" or "MISSED …"."""
+    ours = next(r for r in rows if r.tool == "edgeship")
+    baselines = [r for r in rows if r.tool != "edgeship" and r.patch is not None]
+    assert ours.patch is not None and ours.encode is not None and ours.apply is not None
+    checks: list[tuple[bool, str]] = []
+    if LETTERS[scenario] in "abcd":
+        limit = 1.05 * alone + 64 * 1024
+        checks.append(
+            (
+                ours.patch <= limit,
+                f"patch <= 1.05 x changed alone + 64 KiB ({_kib(int(limit))} KiB)",
+            )
+        )
+        checks += [(ours.patch < b.patch, f"smaller than {b.tool}") for b in baselines if b.patch]
+    elif baselines:
+        best = min(baselines, key=lambda b: b.patch or 0)
+        checks.append(
+            (ours.patch <= (best.patch or 0), f"no larger than the best baseline ({best.tool})")
+        )
+    bsdiff = next((b for b in baselines if b.tool == "bsdiff4"), None)
+    if bsdiff is not None and bsdiff.encode is not None:
+        speedup = bsdiff.encode.seconds / ours.encode.seconds
+        checks.append((speedup >= 10, f"encode {speedup:.0f}x faster than bsdiff4"))
+    rss_limit = 2 * largest + 128 * MiB
+    peak = max(ours.encode.max_rss, ours.apply.max_rss)
+    checks.append((peak < rss_limit, f"peak RSS {_mib(peak)} < 2 x largest tensor + 128 MiB"))
+    return [("ok     " if passed else "MISSED ") + what for passed, what in checks]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=200, help="size of each F16 model (MiB)")
@@ -203,6 +233,7 @@ def main() -> None:
     print(f"# delta benchmark: {args.size_mb} MiB F16 GGUF pairs, vocab {args.vocab}\n")
     print("| scenario | tool | patch KiB | encode s | apply s | encode RSS MiB | apply RSS MiB |")
     print("|---|---|---|---|---|---|---|")
+    verdicts: dict[str, list[str]] = {}
     try:
         for scenario in args.scenarios.split(","):
             work = root / scenario
@@ -210,18 +241,26 @@ def main() -> None:
             old, new = work / "old.gguf", work / "new.gguf"
             changed = write_gguf_pair(old, new, scenario, size=args.size_mb * MiB, vocab=args.vocab)
             largest = max(s.length for s in regions(new) if s.kind.value == "tensor")
+            alone = changed_alone(new, changed)
             label = f"({LETTERS[scenario]}) {scenario}"
             print(
                 f"| {label} | *target {_mib(new.stat().st_size)} MiB, changed tensors alone "
-                f"{_mib(changed_alone(new, changed))} MiB, largest tensor {_mib(largest)} MiB* "
+                f"{_mib(alone)} MiB, largest tensor {_mib(largest)} MiB* "
                 "| | | | | |",
                 flush=True,
             )
+            rows = []
             for tool in TOOLS:
                 skip = _skip_reason(tool, args.size_mb, args.bsdiff_max_mb)
-                row = run_tool(tool, scenario, old, new, work, skip)
-                print(f"| {label} | {tool.name} {_cells(row)}", flush=True)
+                rows.append(run_tool(tool, scenario, old, new, work, skip))
+                print(f"| {label} | {tool.name} {_cells(rows[-1])}", flush=True)
+            verdicts[label] = goals(scenario, rows, alone, largest)
             shutil.rmtree(work)
+        print("\n## goals\n")
+        for label, lines in verdicts.items():
+            print(f"{label}:")
+            for line in lines:
+                print(f"    {line}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

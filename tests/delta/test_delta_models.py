@@ -49,7 +49,7 @@ def test_gguf_scenarios(scenario: str, tmp_path: Path, check_roundtrip: Check) -
         assert stats.patch_size < 2 * KiB
         assert set(sent) == {"header"}
     elif scenario == "full":
-        assert all(sent[n].coding == "sub/2" for n in changed)
+        assert all(sent[n].coding.startswith("sub") for n in changed)
         assert stats.patch_size < 0.3 * stats.target_size
     else:
         assert stats.patch_size < 0.9 * stats.target_size
@@ -66,8 +66,8 @@ def test_gguf_f32_f16_and_q8_0_tensors(tmp_path: Path, check_roundtrip: Check) -
     write_gguf(new, nudged, meta, types)
     stats = check_roundtrip(old, new)
     codings = {s.name: s.coding for s in stats.segments_sent}
-    assert codings["f32"] == "sub/4"
-    assert codings["f16"] == "sub/2"
+    assert codings["f32"].startswith("sub") and codings["f32"].endswith("/4")
+    assert codings["f16"].startswith("sub") and codings["f16"].endswith("/2")
     assert set(codings) == {"f32", "f16", "q8"}
 
 

@@ -45,7 +45,7 @@ def test_inline_initializers_are_tensors(tmp_path: Path, check_roundtrip: Check)
     stats = check_roundtrip(old, new)
     assert stats.encoder == "onnx"
     sent = {s.name: s for s in stats.segments_sent}
-    assert sent["conv3.weight"].coding == "sub/4"
+    assert sent["conv3.weight"].coding in ("sub/4", "sub-nibbles/4")
     assert stats.patch_size < 0.6 * weights["conv3.weight"].nbytes
 
 

@@ -10,7 +10,15 @@ from typing import Protocol
 from edgeship.delta import generic, gguf, onnx, safetensors
 from edgeship.delta.codec import Coded, code_piece, code_with_prefix
 from edgeship.delta.files import pread, require_file
-from edgeship.delta.format import Copy, Data, End, Header, Transform, encode_block
+from edgeship.delta.format import (
+    DIFFERENCES,
+    Copy,
+    Data,
+    End,
+    Header,
+    Transform,
+    encode_block,
+)
 from edgeship.delta.listing import FormatError, Kind, Listing, Segment, hash_segments
 from edgeship.delta.plan import CodeOp, CopyOp, plan
 from edgeship.delta.stats import PatchStats, SegmentStats
@@ -27,6 +35,11 @@ class _Format(Protocol):
 
 _FORMATS: dict[str, _Format] = {"gguf": gguf, "safetensors": safetensors, "onnx": onnx}
 ENCODERS = ("auto", *_FORMATS, "generic")
+_CODING_NAMES = {
+    Transform.PLAIN: "planes",
+    Transform.SUB: "sub",
+    Transform.SUB_NIBBLES: "sub-nibbles",
+}
 
 
 def detect(path: Path) -> str:
@@ -61,9 +74,9 @@ def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing
 def _coding_name(coded: Coded) -> str:
     if coded.transform is Transform.PREFIX:
         return "prefix"
-    if coded.transform is Transform.SUB:
-        return f"sub/{coded.width}"
-    return "zstd" if coded.width == 1 else f"planes/{coded.width}"
+    if coded.transform is Transform.PLAIN and coded.width == 1:
+        return "zstd"
+    return f"{_CODING_NAMES[coded.transform]}/{coded.width}"
 
 
 def _code(op: CodeOp, src: int, dst: int) -> Iterator[tuple[Data, str]]:
@@ -84,7 +97,7 @@ def _code(op: CodeOp, src: int, dst: int) -> Iterator[tuple[Data, str]]:
         ref = pread(src, base.offset + rel, n) if base is not None else None
         coded = code_piece(pread(dst, seg.offset + rel, n), seg.width, ref)
         ref_offset, ref_length = (
-            (base.offset + rel, n) if coded.transform is Transform.SUB else (0, 0)
+            (base.offset + rel, n) if coded.transform in DIFFERENCES else (0, 0)
         )
         block = Data(coded.transform, coded.width, ref_offset, ref_length, n, coded.payload)
         yield block, _coding_name(coded)

@@ -50,6 +50,10 @@ class Transform(enum.IntEnum):
     PLAIN = 0  # output = planes⁻¹(zstd⁻¹(payload))
     PREFIX = 1  # like PLAIN, but zstd used source[ref] as a raw-content dictionary
     SUB = 2  # output = source[ref] + zigzag⁻¹(planes⁻¹(zstd⁻¹(payload))), per `width` int
+    SUB_NIBBLES = 3  # like SUB, with nibbles⁻¹ between zstd⁻¹ and planes⁻¹
+
+
+DIFFERENCES = frozenset({Transform.SUB, Transform.SUB_NIBBLES})  # coded against source[ref]
 
 
 @dataclass(frozen=True)
