@@ -26,7 +26,7 @@ def source_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def eval_text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("text") / "eval.txt"
-    path.write_text(CHAIN.sample(2000))
+    path.write_text(CHAIN.sample(1000))
     return path
 
 

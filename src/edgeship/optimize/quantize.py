@@ -21,8 +21,6 @@ from edgeship.optimize.memory import read_facts
 
 # The candidates `edgeship optimize` tries by default, best quality first.
 DEFAULT_TYPES: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
-# These need an importance matrix, which llama.cpp refuses to go without.
-NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"})
 _PROGRESS = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*\]\s+(\S+)")
 
 # (done, total, tensor name) after each tensor
@@ -62,9 +60,6 @@ def parse_types(text: str | None) -> list[str]:
             f"unknown quantization type{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
             hint=f"use llama.cpp file types such as {', '.join(DEFAULT_TYPES)}",
         )
-    needs = [n for n in names if n in NEEDS_IMATRIX]
-    if needs:
-        raise UsageError(f"{', '.join(needs)} need an importance matrix", hint="pick a type without one, e.g. Q2_K or Q3_K_M")
     return list(dict.fromkeys(names))
 
 
