@@ -37,8 +37,12 @@ def estimate_gguf_memory(component: Component, path: Path, options: BackendOptio
     """Weights (mapped from the file) + KV cache (2 x layers x ctx x kv_heads x head_dim) + buffers."""
     import gguf
 
-    fields = gguf.GGUFReader(str(path)).fields
-    arch = fields["general.architecture"].contents()
+    try:
+        fields = gguf.GGUFReader(str(path)).fields
+        arch = fields["general.architecture"].contents()
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise RuntimeBackendError(f"cannot read the GGUF header of component {component.name}: {exc}",
+                                  hint="the file is damaged or not GGUF; reinstall the release") from exc
 
     def value(key: str, default: int) -> int:
         field = fields.get(f"{arch}.{key}")

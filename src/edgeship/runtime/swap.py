@@ -148,7 +148,11 @@ class ModelHost:
                 return SwapOutcome(release_id=old.release.release_id, previous_release_id=old.release.release_id,
                                    changed=False, load_seconds=0.0, swap_seconds=0.0, drain_first=False,
                                    not_ready_seconds=0.0, old_freed=False)
-            need = self._estimate(directory)
+            try:
+                need = self._estimate(directory)
+            except RuntimeBackendError as exc:
+                self.last_error = f"cannot size release {directory.name[:12]}: {exc}"
+                raise
             if old is not None and self.memory_budget is not None and old.memory + need > self.memory_budget:
                 return self._swap_drain_first(old, directory, need, started)
             new = self._load_or_report(directory, need)

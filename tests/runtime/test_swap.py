@@ -1,0 +1,204 @@
+"""Hot swap: zero failed requests under load, failed loads keep the old release, memory-bound drains."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from edgeship.errors import RuntimeBackendError
+from edgeship.release.manifest import ComponentKind
+from edgeship.runtime import BackgroundServer, RuntimeClient
+from edgeship.runtime.app import create_app
+from edgeship.runtime.backend import BackendOptions
+from edgeship.runtime.llama import GenerationParams
+from edgeship.runtime.release import estimate_release
+from edgeship.runtime.service import Runtime
+
+from .conftest import Device, Models, config_for, standard_release
+
+PROMPT = {"model": "llm", "prompt": "Swap", "max_tokens": 3, "temperature": 0}
+TENSOR = {"inputs": {"image": [[[[0.5] * 32] * 32] * 3]}}
+
+
+@dataclass
+class Load:
+    """Clients sending completions and predictions without pause, recording every answer."""
+
+    url: str
+    threads: int = 2
+    answers: list[tuple[float, float, int, str | None, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _loop(self, n: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            i = 0
+            while not self._stop.is_set():
+                started = time.monotonic()
+                if (i + n) % 3 == 0:
+                    reply = http.post("/v1/predict", json=TENSOR)
+                    release, text = (reply.json().get("release_id"), None) if reply.status_code == 200 else (None, None)
+                else:
+                    reply = http.post("/v1/completions", json=PROMPT)
+                    body = reply.json() if reply.status_code == 200 else {}
+                    release, text = body.get("system_fingerprint"), (body.get("choices") or [{}])[0].get("text")
+                self.answers.append((started, time.monotonic(), reply.status_code, release, text))
+                i += 1
+
+    def __enter__(self) -> Load:
+        self._threads = [threading.Thread(target=self._loop, args=(n,)) for n in range(self.threads)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def two_releases(device: Device, models: Models) -> tuple[str, str]:
+    a = standard_release(device, models, "1.0.0", llama=models.llama_a)
+    b = standard_release(device, models, "2.0.0", llama=models.llama_b, make_current=False)
+    return a, b
+
+
+@pytest.mark.slow
+def test_fifty_swaps_under_load_fail_no_request(device: Device, models: Models) -> None:
+    a, b = two_releases(device, models)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        expected_text = {}
+        for release in (b, a):  # ends on a, which it started with
+            client.swap(release)
+            expected_text[release] = httpx.post(f"{server.url}/v1/completions", json=PROMPT).json()["choices"][0]["text"]
+        assert expected_text[a] != expected_text[b]  # the two releases answer differently, not just by label
+        swaps: list[tuple[float, float, str]] = []  # (called, returned, release)
+        with Load(server.url) as load:
+            for i in range(50):
+                target = b if i % 2 == 0 else a
+                called = time.monotonic()
+                outcome = client.swap(target)
+                swaps.append((called, time.monotonic(), target))
+                assert outcome.changed and outcome.release_id == target
+                time.sleep(0.05)  # let requests land on the new release before the next swap
+    assert len(load.answers) > 100
+    failures = [a_ for a_ in load.answers if a_[2] != 200]
+    assert failures == []
+    for started, ended, _, release, text in load.answers:
+        assert release in (a, b)
+        if text is not None:
+            assert text == expected_text[release]  # the answer really comes from that release's weights
+        # A request sent after swap k returned (and finished before swap k+1 began) is answered by k's release.
+        for k, (_, returned, target) in enumerate(swaps):
+            next_called = swaps[k + 1][0] if k + 1 < len(swaps) else float("inf")
+            if returned <= started and ended <= next_called:
+                assert release == target
+
+
+def test_failed_load_keeps_serving_the_old_release(device: Device, models: Models, tmp_path) -> None:
+    good = standard_release(device, models)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(models.llama_a.read_bytes()[: models.llama_a.stat().st_size // 2])
+    bad = device.install("2.0.0", {"llm": (ComponentKind.GGUF, broken)}, make_current=False, inspect=False)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        with pytest.raises(RuntimeBackendError, match=r"runtime /admin/swap failed \(500\): .*component llm"):
+            client.swap(bad)
+        answer = httpx.post(f"{server.url}/v1/completions", json=PROMPT)
+        assert answer.status_code == 200 and answer.json()["system_fingerprint"] == good
+        ready = httpx.get(f"{server.url}/readyz").json()
+        assert ready["ready"] and ready["release_id"] == good and bad[:12] in ready["error"]
+        assert 'edgeship_runtime_swaps_total{outcome="failed"} 1.0' in httpx.get(f"{server.url}/metrics").text
+
+
+def test_drain_first_when_both_releases_do_not_fit(device: Device, models: Models) -> None:
+    a, b = two_releases(device, models)
+    one = estimate_release(device.store.release_dir(a), BackendOptions(threads=1, n_ctx=256))
+    config = config_for(device, memory_budget=int(one * 1.5))
+    with BackgroundServer(config) as server, RuntimeClient(device.root, server.url) as client:
+        with Load(server.url) as load:
+            time.sleep(0.3)
+            outcome = client.swap(b)
+            time.sleep(0.3)
+        assert outcome.drain_first and outcome.old_freed
+        assert 0 < outcome.not_ready_seconds < 5
+        assert [x for x in load.answers if x[2] != 200] == []  # requests in the gap waited, none failed
+        assert {x[3] for x in load.answers} == {a, b}
+
+
+def test_swap_waits_for_in_flight_work_on_the_old_release(device: Device, models: Models) -> None:
+    a, b = two_releases(device, models)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        in_flight = server.runtime.host.lease()  # what every request holds while it runs
+        swapped: list = []
+        t = threading.Thread(target=lambda: swapped.append(client.swap(b)))
+        t.start()
+        while httpx.post(f"{server.url}/v1/predict", json=TENSOR).json()["release_id"] != b:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert not swapped  # new requests go to b; the swap waits for a to drain...
+        old_llm = in_flight.release.backends["llm"]
+        assert old_llm.complete("Hi", GenerationParams(max_tokens=2)) is not None  # ...and a still works for it
+        in_flight.close()
+        t.join(timeout=30)
+        assert swapped and swapped[0].old_freed and not in_flight.release.backends  # a is freed once idle
+
+
+def test_in_flight_stream_finishes_on_the_old_release(device: Device, models: Models) -> None:
+    a, b = two_releases(device, models)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        with httpx.stream("POST", f"{server.url}/v1/completions", json={**PROMPT, "max_tokens": 100, "stream": True}) as s:
+            lines = s.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            outcome = client.swap(b)  # returns once a has drained, i.e. once this stream is done
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert outcome.old_freed
+        assert rest[-1] == "data: [DONE]" and len(rest) > 10
+        assert all(f'"system_fingerprint":"{a}"' in line for line in [first, *rest[:-1]])
+        assert httpx.post(f"{server.url}/v1/completions", json=PROMPT).json()["system_fingerprint"] == b
+
+
+def test_starts_unready_without_a_release_and_serves_after_a_swap(device: Device, models: Models) -> None:
+    release = standard_release(device, models, make_current=False)
+    with BackgroundServer(config_for(device, ready_wait_s=0.2)) as server, RuntimeClient(device.root, server.url) as client:
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        waited = httpx.post(f"{server.url}/v1/completions", json=PROMPT)
+        assert waited.status_code == 503 and waited.headers["retry-after"] == "1"
+        assert "no model is loaded" in waited.json()["error"]["message"]
+        with pytest.raises(RuntimeBackendError, match="404.*`current` is not set"):
+            client.swap()
+        with pytest.raises(RuntimeBackendError, match="404.*not completely installed"):
+            client.swap("0" * 64)
+        assert client.swap(release).release_id == release
+        assert client.ready()
+
+
+def test_admin_needs_the_token_and_loopback(served: tuple[BackgroundServer, str]) -> None:
+    server, release_id = served
+    token_file = server.data_dir / "runtime.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        reply = httpx.post(f"{server.url}/admin/swap", json={}, headers=headers)
+        assert reply.status_code == 403 and "admin token" in reply.json()["error"]["message"]
+    good = {"Authorization": f"Bearer {token_file.read_text()}"}
+    assert httpx.post(f"{server.url}/admin/swap", json={}, headers=good).json()["changed"] is False
+    assert httpx.post(f"{server.url}/admin/swap", json={"release_id": "../../etc"}, headers=good).status_code == 400
+    # The ASGI test client calls from host "testclient": not loopback, so refused even with the token.
+    with TestClient(create_app(server.runtime)) as remote:
+        reply = remote.post("/admin/swap", json={}, headers=good)
+        assert reply.status_code == 403 and "loopback only" in reply.json()["error"]["message"]
+
+
+def test_two_runtimes_in_one_process(tmp_path, models: Models) -> None:
+    first, second = Device(tmp_path / "one"), Device(tmp_path / "two")
+    a = standard_release(first, models, llama=models.llama_a)
+    b = standard_release(second, models, llama=models.llama_b)
+    with BackgroundServer(config_for(first)) as one, BackgroundServer(config_for(second)) as two:
+        assert httpx.post(f"{one.url}/v1/completions", json=PROMPT).json()["system_fingerprint"] == a
+        assert httpx.post(f"{two.url}/v1/completions", json=PROMPT).json()["system_fingerprint"] == b
+        one_metrics = httpx.get(f"{one.url}/metrics").text
+        assert 'edgeship_runtime_requests_total{endpoint="/v1/completions",status="200"} 1.0' in one_metrics
+        assert one.runtime.token != two.runtime.token
