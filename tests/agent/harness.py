@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,11 +17,50 @@ from typing import Any
 import httpx
 
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.release.bundle import ComponentSpec, build_release
+from edgeship.release.manifest import MEDIA_TYPES, Component, ComponentKind, HealthSuite, Manifest
 from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.settings import ServerSettings
 from edgeship.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Releases:
+    """Publishes releases of one name into a real workspace, as an operator would."""
+
+    ws: Workspace
+    model: Path
+    src: Path
+    name: str = "llm"
+
+    def publish(self, version: str, *, health: HealthSuite | None = None, model: Path | None = None,
+                broken_model: bool = False, big: Path | None = None) -> Manifest:
+        """A release of the tiny GGUF model (shared between versions) and a per-version config.
+
+        ``broken_model`` ships garbage labelled as GGUF, which only a device trial catches.
+        """
+        d = self.src / version
+        d.mkdir(parents=True, exist_ok=True)
+        config = d / "config.json"
+        config.write_text(json.dumps({"version": version}))
+        specs = [ComponentSpec(ComponentKind.GGUF, model or self.model, "model"), ComponentSpec(ComponentKind.CONFIG, config, "config")]
+        if big is not None:
+            specs.append(ComponentSpec(ComponentKind.FILE, big, "weights"))
+        manifest = build_release(self.name, version, specs, self.ws.store, health=health)
+        if broken_model:
+            bad = d / "model.gguf"
+            bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
+            digest, size = self.ws.store.put_file(bad)
+            model_c = Component(name="model", kind=ComponentKind.GGUF, path="model.gguf", digest=str(digest), size=size,
+                                media_type=MEDIA_TYPES[ComponentKind.GGUF])
+            manifest = manifest.model_copy(update={"components": (model_c, *manifest.components[1:])})
+        self.ws.publish(manifest)
+        return manifest
+
+    def root(self) -> Path:
+        return self.ws.repo_dir / "metadata" / "1.root.json"
 
 
 def free_port() -> int:
@@ -41,8 +78,9 @@ class Server:
     proc: subprocess.Popen | None = None
 
     @classmethod
-    def create(cls, ws: Workspace, data_dir: Path) -> Server:
-        settings = ServerSettings(data_dir=data_dir, port=free_port(), access_log=False, log_level="warning", poll_interval_s=1)
+    def create(cls, ws: Workspace, data_dir: Path, *, poll_interval_s: int = 1) -> Server:
+        settings = ServerSettings(data_dir=data_dir, port=free_port(), access_log=False, log_level="warning",
+                                  poll_interval_s=poll_interval_s)
         cred = init_data_dir(settings, ws)
         return cls(settings, cred.token)
 
@@ -165,11 +203,3 @@ def no_duplicate_steps(events: list[dict[str, Any]]) -> None:
     # Only a re-run trial (a new round after a crash) or a verify retry may report a step twice.
     repeats = {k: n for k, n in per_step.items() if n > 1 and k[1] not in ("trial", "downloading", "verifying")}
     assert not repeats, repeats
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-
-
-def remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

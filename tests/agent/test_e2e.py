@@ -9,16 +9,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from edgeship.agent.config import AgentConfig
+from edgeship.agent.journal import Assignment
+from edgeship.agent.loop import Agent, read_status
+from edgeship.agent.machine import State
 from edgeship.agent.store import CURRENT
 from edgeship.release.manifest import HealthSuite, Manifest
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
-from tests.agent.conftest import Releases
-from tests.agent.harness import Device, Server, assert_consistent, no_duplicate_steps
+from tests.agent.harness import Device, Releases, Server, assert_consistent, no_duplicate_steps
 
 WEIGHTS = 3 * 1024 * 1024  # the 2.0.0 release carries this many bytes of weights
 
@@ -268,3 +273,26 @@ def test_kill_9_at_every_step_of_a_rollback_ends_on_the_old_release(fleet: Fleet
     kill_and_recover(fleet, base, BAD_POINTS, "1.0.0")
     rolled = [e for e in fleet.server.events(base.device_id) if e["state"] == "rolled_back"]
     assert len(rolled) == len(BAD_POINTS)  # one per killed device, never twice for one job
+
+
+def test_downloads_early_and_switches_only_inside_the_window_after_notice(fleet: Fleet) -> None:
+    d = fleet.installed("window", "1.0.0")
+    now = [datetime(2026, 6, 10, 12, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()]
+    agent = Agent(AgentConfig(data_dir=d.data, server_url=fleet.server.url, timezone="Europe/Berlin"), clock=lambda: now[0])
+    agent.repo_url = fleet.server.url + "/repo/"
+    m = fleet.manifests["2.0.0"]
+    assignment = Assignment("llm", "2.0.0", m.release_id, window={"start": "02:00", "end": "04:00"}, notice_s=3600)
+    try:
+        entry = agent.work(assignment)
+        # Downloaded and staged at noon, but the switch waits for 02:00 local time.
+        assert entry is not None and entry.step is State.STAGED and d.version() == "1.0.0"
+        assert agent.store.is_complete(m.release_id)
+        job = read_status(d.data)["job"]
+        assert job["switch_at"] == "2026-06-11T00:00:00Z" and job["window"] == {"start": "02:00", "end": "04:00"}
+        now[0] += 13 * 3600  # 01:00 local: still outside the window
+        assert agent.work(assignment).step is State.STAGED and d.version() == "1.0.0"
+        now[0] += 3600 + 60  # 02:01 local
+        entry = agent.work(assignment)
+    finally:
+        agent.close()
+    assert entry is not None and entry.step is State.COMMITTED and d.version() == "2.0.0"

@@ -6,7 +6,8 @@ import os
 
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
 from edgeship.store.digest import Digest
-from tests.agent.conftest import Releases, install_locally
+from tests.agent.conftest import install_locally
+from tests.agent.harness import Releases
 
 
 def test_stage_links_blobs_and_switch_moves_current_and_previous(releases: Releases, device_store: DeviceStore) -> None:

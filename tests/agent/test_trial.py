@@ -7,7 +7,8 @@ import time
 from edgeship.agent.store import DeviceStore
 from edgeship.agent.trial import run_trial
 from edgeship.release.manifest import HealthSuite
-from tests.agent.conftest import Releases, install_locally
+from tests.agent.conftest import install_locally
+from tests.agent.harness import Releases
 
 
 def trial(releases: Releases, store: DeviceStore, version: str, **kw: object):  # noqa: ANN201

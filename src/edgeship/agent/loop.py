@@ -117,7 +117,7 @@ class Agent:
             reply = self._checkin()
             poll = reply.poll_interval_s
             self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
-            entry = self._work(reply.assignment)
+            entry = self.work(reply.assignment)
             self._flush()
             log.debug("round done: %s", entry.step.value if entry else "idle")
         except (ServerError, AgentError, StoreError) as exc:
@@ -155,7 +155,8 @@ class Agent:
         return self.api.checkin(self.store.describe(self.store.link(CURRENT)), self.store.describe(self.store.link(PREVIOUS)),
                                 state, device_facts(self.zone))
 
-    def _work(self, assignment: Assignment | None) -> JournalEntry | None:
+    def work(self, assignment: Assignment | None) -> JournalEntry | None:
+        """Act on the server's answer: go on with the job in flight, or start one for ``assignment``."""
         entry = self.journal.read()
         self._wait_until = None
         if entry is not None and not (entry.step.terminal and entry.phase is Phase.END):
