@@ -22,6 +22,7 @@ from edgeship.runtime.release import LoadedRelease
 from edgeship.runtime.tensors import from_npy
 
 _SSIM_WINDOW = 7
+PSNR_IDENTICAL = 999.0  # dB; any real threshold is far below
 
 
 class CheckResult(BaseModel):
@@ -126,9 +127,9 @@ def _image(release: LoadedRelease, index: int, check: ImageCheck) -> CheckResult
 
 
 def psnr(got: np.ndarray, want: np.ndarray, peak: float) -> float:
-    """Peak signal-to-noise ratio in dB (identical arrays: infinity)."""
+    """Peak signal-to-noise ratio in dB; identical arrays give PSNR_IDENTICAL (JSON has no infinity)."""
     mse = float(np.mean((got - want) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+    return PSNR_IDENTICAL if mse == 0 else min(PSNR_IDENTICAL, float(10 * np.log10(peak**2 / mse)))
 
 
 def _box(x: np.ndarray, k: int) -> np.ndarray:
