@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.delta import apply_patch, make_patch, read_stats
-from edgeship.delta.format import Copy, Data, End, Header, Transform, encode_block
+from edgeship.delta.format import Copies, Copy, Data, End, Header, Transform, encode_block
 from edgeship.errors import DeltaError, UsageError
 
 
@@ -25,7 +25,7 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def craft(
-    old: Path, target: bytes, blocks: list[Copy | Data], path: Path, size: int | None = None
+    old: Path, target: bytes, blocks: list[Copies | Data], path: Path, size: int | None = None
 ) -> Path:
     """A well-formed patch (valid checksums) with whatever ops a test wants."""
     header = Header(
@@ -72,7 +72,7 @@ def test_flipped_byte_in_data(files: tuple[Path, Path, Path], tmp_path: Path) ->
 def test_copy_outside_the_source(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old = files[0]
     size = old.stat().st_size
-    patch = craft(old, bytes(100), [Copy(size - 50, 100)], tmp_path / "x.esd")
+    patch = craft(old, bytes(100), [Copies((Copy(size - 50, 100),))], tmp_path / "x.esd")
     refused(old, patch, tmp_path / "out", "beyond")
 
 
@@ -85,19 +85,23 @@ def test_reference_outside_the_source(files: tuple[Path, Path, Path], tmp_path: 
 def test_ops_write_more_than_declared(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old = files[0]
     target = old.read_bytes()[:1000]
-    patch = craft(old, target, [Copy(0, 1000), Copy(0, 1000)], tmp_path / "x.esd")
+    patch = craft(
+        old, target, [Copies((Copy(0, 1000),)), Copies((Copy(0, 1000),))], tmp_path / "x.esd"
+    )
     refused(old, patch, tmp_path / "out", "more than the declared")
 
 
 def test_ops_write_less_than_declared(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old = files[0]
-    patch = craft(old, old.read_bytes()[:1000], [Copy(0, 500)], tmp_path / "x.esd", size=1000)
+    patch = craft(
+        old, old.read_bytes()[:1000], [Copies((Copy(0, 500),))], tmp_path / "x.esd", size=1000
+    )
     refused(old, patch, tmp_path / "out", "the header declares")
 
 
 def test_valid_ops_building_the_wrong_bytes(files: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old = files[0]
-    patch = craft(old, b"something else", [Copy(0, 14)], tmp_path / "x.esd")
+    patch = craft(old, b"something else", [Copies((Copy(0, 14),))], tmp_path / "x.esd")
     refused(old, patch, tmp_path / "out", "target digest")
 
 

@@ -1,4 +1,4 @@
-"""apply_patch and read_stats: stream a patch, never leave a wrong output file behind."""
+"""apply_patch: stream a patch, never leave a wrong output file behind."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from edgeship.delta.codec import check_data_block, decode_piece
 from edgeship.delta.files import pread, require_file
 from edgeship.delta.format import (
     FULL_BLOB_HINT,
-    Copy,
+    Copies,
     Data,
     End,
     Header,
@@ -21,7 +21,6 @@ from edgeship.delta.format import (
     read_header,
 )
 from edgeship.delta.listing import file_sha256
-from edgeship.delta.stats import PatchStats
 from edgeship.errors import DeltaError, UsageError
 from edgeship.store.fsutil import atomic_writer
 
@@ -45,19 +44,22 @@ def _check_range(offset: int, length: int, source_size: int) -> None:
         raise corrupt(f"op reads source bytes {offset}..{offset + length} beyond its {source_size}")
 
 
-def _output(block: Copy | Data, src: int, source_size: int) -> Iterator[bytes]:
-    if isinstance(block, Copy):
-        _check_range(block.src_offset, block.length, source_size)
-        for rel in range(0, block.length, COPY_STEP):
-            yield pread(src, block.src_offset + rel, min(COPY_STEP, block.length - rel))
+def _output(block: Copies | Data, src: int, source_size: int) -> Iterator[bytes]:
+    if isinstance(block, Copies):
+        for op in block.ops:
+            _check_range(op.src_offset, op.length, source_size)
+            for rel in range(0, op.length, COPY_STEP):
+                yield pread(src, op.src_offset + rel, min(COPY_STEP, op.length - rel))
         return
     check_data_block(block)
     _check_range(block.ref_offset, block.ref_length, source_size)
     yield decode_piece(block, pread(src, block.ref_offset, block.ref_length))
 
 
-def _block_length(block: Copy | Data) -> int:
-    return block.length if isinstance(block, Copy) else block.out_length
+def _block_length(block: Copies | Data) -> int:
+    if isinstance(block, Copies):
+        return sum(op.length for op in block.ops)
+    return block.out_length
 
 
 def _write_target(patch: BinaryIO, header: Header, src: int, out: BinaryIO) -> None:
@@ -103,14 +105,3 @@ def apply_patch(old: Path, patch: Path, out: Path, *, expected_digest: str | Non
         with old.open("rb") as src, atomic_writer(out) as f:
             _write_target(p, header, src.fileno(), f)
     return result
-
-
-def read_stats(patch: Path) -> PatchStats:
-    """The statistics stored in a patch (its blocks are checksum-verified on the way)."""
-    patch = Path(patch)
-    require_file(patch, "patch")
-    with patch.open("rb") as p:
-        header = read_header(p)
-        while not isinstance(block := read_block(p), End):
-            pass
-        return PatchStats.from_trailer(header, block.stats, patch.stat().st_size)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from edgeship.delta import generic, gguf, onnx, safetensors
-from edgeship.delta.codec import Coded, code_piece, code_with_prefix
+from edgeship.delta.codec import code_piece, code_with_prefix
 from edgeship.delta.files import pread, require_file
 from edgeship.delta.format import (
     DIFFERENCES,
+    MAX_COPIES,
+    Copies,
     Copy,
     Data,
     End,
     Header,
-    Transform,
     encode_block,
 )
 from edgeship.delta.listing import FormatError, Kind, Listing, Segment, hash_segments
-from edgeship.delta.plan import CodeOp, CopyOp, plan
-from edgeship.delta.stats import PatchStats, SegmentStats
+from edgeship.delta.plan import CodeOp, CopyOp, Op, plan
+from edgeship.delta.stats import PatchStats, Trailer, read_stats
 from edgeship.errors import DeltaError, UsageError
 from edgeship.store.fsutil import atomic_writer
 
@@ -35,11 +35,6 @@ class _Format(Protocol):
 
 _FORMATS: dict[str, _Format] = {"gguf": gguf, "safetensors": safetensors, "onnx": onnx}
 ENCODERS = ("auto", *_FORMATS, "generic")
-_CODING_NAMES = {
-    Transform.PLAIN: "planes",
-    Transform.SUB: "sub",
-    Transform.SUB_NIBBLES: "sub-nibbles",
-}
 
 
 def detect(path: Path) -> str:
@@ -71,36 +66,46 @@ def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing
         return "generic", generic.listing(old), generic.listing(new)
 
 
-def _coding_name(coded: Coded) -> str:
-    if coded.transform is Transform.PREFIX:
-        return "prefix"
-    if coded.transform is Transform.PLAIN and coded.width == 1:
-        return "zstd"
-    return f"{_CODING_NAMES[coded.transform]}/{coded.width}"
-
-
-def _code(op: CodeOp, src: int, dst: int) -> Iterator[tuple[Data, str]]:
+def _code(op: CodeOp, src: int, dst: int) -> Iterator[Data]:
     """DATA blocks for one coded segment, a piece at a time so memory stays bounded."""
     seg, base = op.target, op.base
     if base is not None and seg.kind is Kind.HEADER:
-        coded = code_with_prefix(
-            pread(dst, seg.offset, seg.length), pread(src, base.offset, base.length)
-        )
-        yield (
-            Data(coded.transform, 1, base.offset, base.length, seg.length, coded.payload),
-            "prefix",
-        )
+        old, new = pread(src, base.offset, base.length), pread(dst, seg.offset, seg.length)
+        coded = code_with_prefix(new, old)
+        yield Data(coded.transform, 1, base.offset, base.length, seg.length, coded.payload)
         return
     step = PIECE - PIECE % seg.width
     for rel in range(0, seg.length, step):
         n = min(step, seg.length - rel)
         ref = pread(src, base.offset + rel, n) if base is not None else None
         coded = code_piece(pread(dst, seg.offset + rel, n), seg.width, ref)
-        ref_offset, ref_length = (
-            (base.offset + rel, n) if coded.transform in DIFFERENCES else (0, 0)
-        )
-        block = Data(coded.transform, coded.width, ref_offset, ref_length, n, coded.payload)
-        yield block, _coding_name(coded)
+        ref_range = (base.offset + rel, n) if coded.transform in DIFFERENCES else (0, 0)
+        yield Data(coded.transform, coded.width, *ref_range, n, coded.payload)
+
+
+def _write_ops(ops: list[Op], src: int, dst: int, f: BinaryIO) -> Trailer:
+    trailer = Trailer()
+    copies: list[Copy] = []
+    for op in ops:
+        if isinstance(op, CopyOp):
+            copies.append(Copy(op.src_offset, op.length))
+            trailer.segments_copied += op.segments
+            if len(copies) < MAX_COPIES:
+                continue
+        if copies:
+            f.write(encode_block(Copies(tuple(copies))))
+            copies = []
+        if isinstance(op, CodeOp):
+            blocks = 0
+            for block in _code(op, src, dst):
+                f.write(encode_block(block))
+                blocks += 1
+            seg = op.target
+            label = seg.name or ("header" if seg.kind is Kind.HEADER else "data")
+            trailer.sent.append((label, seg.kind.value, blocks))
+    if copies:
+        f.write(encode_block(Copies(tuple(copies))))
+    return trailer
 
 
 def make_patch(old: Path, new: Path, out: Path, *, encoder: str = "auto") -> PatchStats:
@@ -113,36 +118,8 @@ def make_patch(old: Path, new: Path, out: Path, *, encoder: str = "auto") -> Pat
     header = Header(
         old_listing.sha256, new_listing.sha256, old_listing.size, new_listing.size, chosen
     )
-    stats = PatchStats(
-        encoder=chosen,
-        source_digest="sha256:" + old_listing.sha256.hex(),
-        target_digest="sha256:" + new_listing.sha256.hex(),
-        source_size=old_listing.size,
-        target_size=new_listing.size,
-    )
     with old.open("rb") as src, new.open("rb") as dst, atomic_writer(out) as f:
         f.write(header.encode())
-        for op in ops:
-            if isinstance(op, CopyOp):
-                f.write(encode_block(Copy(op.src_offset, op.length)))
-                stats.copy_ops += 1
-                stats.bytes_copied += op.length
-                stats.segments_copied += op.segments
-                continue
-            sent, codings = 0, []
-            for block, coding in _code(op, src.fileno(), dst.fileno()):
-                f.write(encode_block(block))
-                sent += len(block.payload)
-                stats.data_ops += 1
-                if coding not in codings:
-                    codings.append(coding)
-            seg = op.target
-            stats.bytes_literal += seg.length
-            stats.bytes_sent += sent
-            label = seg.name or ("header" if seg.kind is Kind.HEADER else "data")
-            stats.segments_sent.append(
-                SegmentStats(label, seg.kind.value, seg.length, sent, "+".join(codings))
-            )
-        f.write(encode_block(End(stats.trailer())))
-    stats.patch_size = os.stat(out).st_size
-    return stats
+        trailer = _write_ops(ops, src.fileno(), dst.fileno(), f)
+        f.write(encode_block(End(trailer.encode())))
+    return read_stats(out)

@@ -3,12 +3,14 @@
     header  = MAGIC(16) version:u16 source_sha256(32) target_sha256(32)
               source_size:u64 target_size:u64 encoder_len:u8 encoder crc32:u32
     block   = kind:u8 body_len:u32 body crc32(kind, body_len, body):u32
-    COPY    body = src_offset:u64 length:u64
-    DATA    body = transform:u8 width:u16 ref_offset:u64 ref_length:u64 out_length:u64 zstd
-    END     body = zstd(JSON stats)
+    COPY    body = packing:u8 ops        ops = (zigzag(src_offset - previous end), length)*
+                                         as varints; packing 1 = zstd-compressed
+    DATA    body = transform width ref_offset ref_length out_length (varints) zstd-payload
+    END     body = trailer (JSON, zstd-compressed when that is smaller): names of what was sent
 
-All integers are little-endian. Every block carries its own checksum so a corrupt patch
-is refused at the first bad block, before its bytes reach the output.
+Fixed-size integers are little-endian. A COPY block carries many copies so a reordered
+model costs bytes per tensor, not a block each. Every block has its own checksum so a
+corrupt patch is refused at the first bad block, before its bytes reach the output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import zstandard as zstd
+
 from edgeship.errors import DeltaError
 
 MAGIC = b"edgeship-delta/1"
@@ -28,12 +32,12 @@ VERSION = 1
 # bodies or outputs larger than these, so anything bigger is corruption.
 MAX_BODY = 96 * 1024 * 1024  # bytes of one block body
 MAX_PIECE = 64 * 1024 * 1024  # bytes one DATA block may produce or reference
+MAX_COPIES = 4096  # copies per COPY block
 
 _HEADER_FIXED = struct.Struct("<16sH32s32sQQB")
 _FRAME = struct.Struct("<BI")
 _CRC = struct.Struct("<I")
-_COPY = struct.Struct("<QQ")
-_DATA = struct.Struct("<BHQQQ")
+_RAW, _ZSTD = 0, 1
 
 FULL_BLOB_HINT = "download the full blob instead"
 
@@ -86,6 +90,11 @@ class Copy:
 
 
 @dataclass(frozen=True)
+class Copies:
+    ops: tuple[Copy, ...]
+
+
+@dataclass(frozen=True)
 class Data:
     transform: Transform
     width: int
@@ -97,14 +106,69 @@ class Data:
 
 @dataclass(frozen=True)
 class End:
-    stats: bytes
+    trailer: bytes
 
 
-Block = Copy | Data | End
+Block = Copies | Data | End
 
 
 def corrupt(what: str) -> DeltaError:
     return DeltaError(f"delta patch is corrupt: {what}", hint=FULL_BLOB_HINT)
+
+
+def _varints(values: list[int]) -> bytes:
+    out = bytearray()
+    for v in values:
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+class _VarintReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def done(self) -> bool:
+        return self.pos >= len(self.data)
+
+    def next(self) -> int:
+        result = shift = 0
+        while self.pos < len(self.data) and shift < 70:
+            b = self.data[self.pos]
+            self.pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result
+            shift += 7
+        raise corrupt("block field is cut off")
+
+
+def _zigzag(n: int) -> int:
+    return 2 * n if n >= 0 else -2 * n - 1
+
+
+def _unzigzag(z: int) -> int:
+    return z // 2 if z % 2 == 0 else -(z + 1) // 2
+
+
+def pack(raw: bytes) -> bytes:
+    """The smaller of `raw` and its zstd frame, behind a one-byte marker."""
+    squeezed = zstd.ZstdCompressor(level=19).compress(raw)
+    return bytes([_ZSTD]) + squeezed if len(squeezed) < len(raw) else bytes([_RAW]) + raw
+
+
+def unpack(body: bytes) -> bytes:
+    if not body or body[0] not in (_RAW, _ZSTD):
+        raise corrupt("unknown packing of a block body")
+    if body[0] == _RAW:
+        return body[1:]
+    try:
+        return zstd.ZstdDecompressor().decompress(body[1:], max_output_size=MAX_BODY)
+    except zstd.ZstdError as exc:
+        raise corrupt(f"block body does not decompress ({exc})") from exc
 
 
 def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
@@ -135,16 +199,45 @@ def read_header(stream: BinaryIO) -> Header:
     return Header(src, dst, src_size, dst_size, encoder)
 
 
+def _copies_body(copies: Copies) -> bytes:
+    fields: list[int] = []
+    end = 0
+    for op in copies.ops:
+        fields += [_zigzag(op.src_offset - end), op.length]
+        end = op.src_offset + op.length
+    return pack(_varints(fields))
+
+
+def _parse_copies(body: bytes) -> Copies:
+    reader = _VarintReader(unpack(body))
+    ops: list[Copy] = []
+    end = 0
+    while not reader.done():
+        offset = end + _unzigzag(reader.next())
+        length = reader.next()
+        if offset < 0 or len(ops) >= MAX_COPIES:
+            raise corrupt("COPY block has a negative offset or too many copies")
+        ops.append(Copy(offset, length))
+        end = offset + length
+    return Copies(tuple(ops))
+
+
+def _parse_data(body: bytes) -> Data:
+    reader = _VarintReader(body)
+    transform, width, ref_offset, ref_length, out_length = (reader.next() for _ in range(5))
+    if transform not in Transform._value2member_map_ or width == 0:
+        raise corrupt(f"unknown DATA coding (transform {transform}, width {width})")
+    return Data(Transform(transform), width, ref_offset, ref_length, out_length, body[reader.pos :])
+
+
 def encode_block(block: Block) -> bytes:
-    if isinstance(block, Copy):
-        kind, body = BlockKind.COPY, _COPY.pack(block.src_offset, block.length)
+    if isinstance(block, Copies):
+        kind, body = BlockKind.COPY, _copies_body(block)
     elif isinstance(block, Data):
-        fields = _DATA.pack(
-            block.transform, block.width, block.ref_offset, block.ref_length, block.out_length
-        )
-        kind, body = BlockKind.DATA, fields + block.payload
+        fields = [block.transform, block.width, block.ref_offset, block.ref_length]
+        kind, body = BlockKind.DATA, _varints([*fields, block.out_length]) + block.payload
     else:
-        kind, body = BlockKind.END, block.stats
+        kind, body = BlockKind.END, block.trailer
     framed = _FRAME.pack(kind, len(body)) + body
     return framed + _CRC.pack(zlib.crc32(framed))
 
@@ -158,15 +251,10 @@ def read_block(stream: BinaryIO) -> Block:
     (crc,) = _CRC.unpack(_read_exact(stream, _CRC.size, "block checksum"))
     if crc != zlib.crc32(body, zlib.crc32(frame)):
         raise corrupt("block checksum mismatch")
-    if kind == BlockKind.COPY and body_len == _COPY.size:
-        return Copy(*_COPY.unpack(body))
-    if kind == BlockKind.DATA and body_len >= _DATA.size:
-        transform, width, ref_offset, ref_length, out_length = _DATA.unpack_from(body)
-        if transform not in Transform._value2member_map_ or width == 0:
-            raise corrupt(f"unknown DATA coding (transform {transform}, width {width})")
-        return Data(
-            Transform(transform), width, ref_offset, ref_length, out_length, body[_DATA.size :]
-        )
+    if kind == BlockKind.COPY:
+        return _parse_copies(body)
+    if kind == BlockKind.DATA:
+        return _parse_data(body)
     if kind == BlockKind.END:
         return End(body)
     raise corrupt(f"unknown block kind {kind} with {body_len}-byte body")
