@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 import pytest
@@ -17,7 +18,6 @@ from edgeship.runtime.app import create_app
 from edgeship.runtime.backend import BackendOptions
 from edgeship.runtime.llama import GenerationParams
 from edgeship.runtime.release import estimate_release
-from edgeship.runtime.service import Runtime
 
 from .conftest import Device, Models, config_for, standard_release
 
@@ -49,7 +49,7 @@ class Load:
                 self.answers.append((started, time.monotonic(), reply.status_code, release, text))
                 i += 1
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self._threads = [threading.Thread(target=self._loop, args=(n,)) for n in range(self.threads)]
         for t in self._threads:
             t.start()
@@ -130,7 +130,7 @@ def test_drain_first_when_both_releases_do_not_fit(device: Device, models: Model
 
 
 def test_swap_waits_for_in_flight_work_on_the_old_release(device: Device, models: Models) -> None:
-    a, b = two_releases(device, models)
+    _, b = two_releases(device, models)
     with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
         in_flight = server.runtime.host.lease()  # what every request holds while it runs
         swapped: list = []
@@ -177,7 +177,7 @@ def test_starts_unready_without_a_release_and_serves_after_a_swap(device: Device
 
 
 def test_admin_needs_the_token_and_loopback(served: tuple[BackgroundServer, str]) -> None:
-    server, release_id = served
+    server, _ = served
     token_file = server.data_dir / "runtime.token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     for headers in ({}, {"Authorization": "Bearer wrong"}):

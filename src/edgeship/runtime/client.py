@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -32,7 +33,7 @@ class RuntimeClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> RuntimeClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

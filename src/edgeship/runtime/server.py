@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 
@@ -56,7 +57,7 @@ class BackgroundServer:
     def data_dir(self) -> Path:
         return Path(self.runtime.config.data_dir)
 
-    def start(self, timeout: float = 60.0) -> BackgroundServer:
+    def start(self, timeout: float = 60.0) -> Self:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -70,7 +71,7 @@ class BackgroundServer:
         self._thread.join(timeout=30)
         self._socket.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -22,7 +22,7 @@ from edgeship.errors import NotFoundError, RuntimeBackendError
 from edgeship.runtime.backend import BackendOptions
 from edgeship.runtime.config import RuntimeConfig, ensure_token
 from edgeship.runtime.health import HealthReport, run_suite
-from edgeship.runtime.llama import GenerationParams, LlamaBackend
+from edgeship.runtime.llama import LlamaBackend
 from edgeship.runtime.metrics import RuntimeMetrics
 from edgeship.runtime.release import LoadedRelease, estimate_release, load_release
 from edgeship.runtime.schemas import ChatRequest, CompletionRequest
