@@ -12,22 +12,23 @@ from edgeship.cli.main import run
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> tuple[Path, Path]:
+def made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path, Path]:
+    """old, new and the patch between them, made through the CLI."""
     rnd = random.Random(3)
     base = rnd.randbytes(200_000)
-    old, new = tmp_path / "old.bin", tmp_path / "new.bin"
+    old, new, patch = tmp_path / "old.bin", tmp_path / "new.bin", tmp_path / "p.esd"
     old.write_bytes(base)
     new.write_bytes(base[:50_000] + b"changed" + base[50_000:])
-    return old, new
-
-
-def test_make_stats_apply(
-    pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    old, new = pair
-    patch, out = tmp_path / "p.esd", tmp_path / "out.bin"
     assert run(["delta", "make", str(old), str(new), "-o", str(patch)]) == 0
     assert "saved" in capsys.readouterr().out
+    return old, new, patch
+
+
+def test_stats_and_apply(
+    made: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new, patch = made
+    out = tmp_path / "out.bin"
     assert run(["delta", "stats", str(patch), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["encoder"] == "generic"
@@ -38,20 +39,17 @@ def test_make_stats_apply(
     assert out.read_bytes() == new.read_bytes()
 
 
-def test_apply_in_place_replaces_the_old_file(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    old, new = pair
-    patch = tmp_path / "p.esd"
-    assert run(["delta", "make", str(old), str(new), "-o", str(patch)]) == 0
+def test_apply_in_place_replaces_the_old_file(made: tuple[Path, Path, Path]) -> None:
+    old, new, patch = made
     assert run(["delta", "apply", str(old), str(patch), "-o", str(old)]) == 0
     assert old.read_bytes() == new.read_bytes()
 
 
 def test_wrong_source_is_one_red_line_and_exit_1(
-    pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    made: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = pair
-    patch, out = tmp_path / "p.esd", tmp_path / "out.bin"
-    assert run(["delta", "make", str(old), str(new), "-o", str(patch)]) == 0
+    _, new, patch = made
+    out = tmp_path / "out.bin"
     assert run(["delta", "apply", str(new), str(patch), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "different source" in err and "full blob" in err and "Traceback" not in err
