@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeship.agent.store import CURRENT, DeviceStore
-from edgeship.release.inspect import inspect_component
-from edgeship.release.manifest import MEDIA_TYPES, Component, ComponentKind, HealthSuite, Manifest
+from edgeship.release.manifest import ComponentKind, HealthSuite
 from edgeship.runtime import BackgroundServer, RuntimeConfig
 from edgeship.samples.imagemodel import write_tiny_denoiser
 from edgeship.samples.llama import TinyLlama, write_tiny_llama
-from edgeship.store.digest import hash_file
+
+from .harness import Device
 
 IMAGE_META = {"input": "image", "output": "denoised", "layout": "NCHW", "size": [32, 32]}
 
@@ -49,37 +48,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(array.astype(np.uint8), "RGB").save(out, "PNG")
     return out.getvalue()
-
-
-@dataclass
-class Device:
-    """A device data dir with a store the tests install releases into, as the agent would."""
-
-    root: Path
-
-    @property
-    def store(self) -> DeviceStore:
-        return DeviceStore(self.root)
-
-    def install(self, version: str, files: dict[str, tuple[ComponentKind, Path]], *,
-                meta: dict[str, dict[str, Any]] | None = None, health: HealthSuite | None = None,
-                make_current: bool = True, inspect: bool = True) -> str:
-        """Install a release; ``inspect=False`` lets a broken model through, as only a device finds out."""
-        components = []
-        for name, (kind, path) in files.items():
-            digest, size = hash_file(path)
-            info = inspect_component(kind, path) if kind.is_model and inspect else {}
-            components.append(Component(name=name, kind=kind, path=path.name, digest=str(digest), size=size,
-                                        media_type=MEDIA_TYPES[kind], meta={**info, **(meta or {}).get(name, {})}))
-            self.store.blobs.put_file(path)
-        manifest = Manifest(name="assistant", version=version, components=tuple(components),
-                            health=health or HealthSuite(), created=Manifest.now())
-        store = self.store
-        store.save_manifest(manifest.release_id, manifest.canonical_bytes())
-        store.stage(manifest.release_id)
-        if make_current:
-            store.switch(manifest.release_id, store.link(CURRENT))
-        return manifest.release_id
 
 
 @pytest.fixture

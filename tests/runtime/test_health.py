@@ -13,7 +13,8 @@ from edgeship.release.manifest import ComponentKind, HealthSuite
 from edgeship.runtime import BackgroundServer, HealthReport, RuntimeClient, evaluate
 from edgeship.runtime.health import PSNR_IDENTICAL, CheckResult, psnr, ssim
 
-from .conftest import IMAGE_META, Device, Models, config_for, png_bytes
+from .conftest import IMAGE_META, Models, config_for, png_bytes
+from .harness import Device
 
 
 def case_files(tmp_path: Path, models: Models) -> dict[str, tuple[ComponentKind, Path]]:

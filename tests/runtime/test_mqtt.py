@@ -26,7 +26,8 @@ from cryptography.x509.oid import NameOID
 from edgeship.runtime import BackgroundServer
 from edgeship.runtime.mqtt import MqttPublisher, topic_for
 
-from .conftest import Device, Models, config_for, standard_release
+from .conftest import Models, config_for, standard_release
+from .harness import Device
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # CI installs the broker, so there a missing one fails loudly instead of skipping quietly.

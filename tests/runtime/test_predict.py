@@ -13,7 +13,8 @@ from PIL import Image
 from edgeship.release.manifest import ComponentKind
 from edgeship.runtime import BackgroundServer
 
-from .conftest import Device, Models, config_for, png_bytes
+from .conftest import Models, config_for, png_bytes
+from .harness import Device
 
 
 def reference(models: Models, x: np.ndarray) -> np.ndarray:

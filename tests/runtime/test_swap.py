@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Self
 
 import httpx
 import pytest
@@ -19,46 +17,8 @@ from edgeship.runtime.backend import BackendOptions
 from edgeship.runtime.llama import GenerationParams
 from edgeship.runtime.release import estimate_release
 
-from .conftest import Device, Models, config_for, standard_release
-
-PROMPT = {"model": "llm", "prompt": "Swap", "max_tokens": 3, "temperature": 0}
-TENSOR = {"inputs": {"image": [[[[0.5] * 32] * 32] * 3]}}
-
-
-@dataclass
-class Load:
-    """Clients sending completions and predictions without pause, recording every answer."""
-
-    url: str
-    threads: int = 2
-    answers: list[tuple[float, float, int, str | None, str | None]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _loop(self, n: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as http:
-            i = 0
-            while not self._stop.is_set():
-                started = time.monotonic()
-                if (i + n) % 3 == 0:
-                    reply = http.post("/v1/predict", json=TENSOR)
-                    release, text = (reply.json().get("release_id"), None) if reply.status_code == 200 else (None, None)
-                else:
-                    reply = http.post("/v1/completions", json=PROMPT)
-                    body = reply.json() if reply.status_code == 200 else {}
-                    release, text = body.get("system_fingerprint"), (body.get("choices") or [{}])[0].get("text")
-                self.answers.append((started, time.monotonic(), reply.status_code, release, text))
-                i += 1
-
-    def __enter__(self) -> Self:
-        self._threads = [threading.Thread(target=self._loop, args=(n,)) for n in range(self.threads)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
+from .conftest import Models, config_for, standard_release
+from .harness import PROMPT, TENSOR, Device, Load
 
 
 def two_releases(device: Device, models: Models) -> tuple[str, str]:
