@@ -37,7 +37,7 @@ def _root(
 
 def _register() -> None:
     # One module per command group; each adds itself to the root app.
-    from edgeship.cli import agent, delta, demo, feedback, init, keys, release, runtime, simulate, verify
+    from edgeship.cli import agent, delta, demo, estimate, feedback, init, keys, optimize, profiles, release, runtime, simulate, verify
 
     demo.register(app)
     init.register(app)
@@ -56,6 +56,9 @@ def _register() -> None:
     app.add_typer(admin.app, name="admin")
     app.add_typer(certs.app, name="certs")
     fleet.register(app)
+    optimize.register(app)
+    estimate.register(app)
+    app.add_typer(profiles.app, name="profiles")
 
 
 _register()

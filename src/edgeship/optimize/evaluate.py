@@ -129,6 +129,9 @@ def compare(variant: Scores, reference: Scores | None) -> Quality:
 def measure_speed(model: LoadedModel, prompt: Sequence[int], generate: int = 32) -> Speed:
     """Prompt processing (one batch) and greedy generation speed, in tokens per second."""
     prompt = list(prompt[: max(1, model.n_ctx - generate)])
+    # Warm up first: the first decode pays for page faults on the mmap'd weights.
+    model.reset()
+    model.decode(prompt[:8], logits=False)
     model.reset()
     t0 = time.perf_counter()
     model.decode(prompt, logits=False)

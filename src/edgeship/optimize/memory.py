@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.errors import OptimizeError, ValidationError
+from edgeship.release.inspect import inspect_component
+from edgeship.release.manifest import ComponentKind
 
 MiB = 1 << 20
 KV_CELL_PAD = 256  # llama.cpp pads the KV cache to this many cells
@@ -136,12 +138,9 @@ def read_facts(path: Path) -> ModelFacts:
     """Read the shape and tensor sizes of a GGUF model (header only; tensors are not loaded)."""
     import gguf
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except FileNotFoundError as exc:
-        raise ValidationError(f"{path} does not exist") from exc
-    except (ValueError, OSError, IndexError) as exc:
-        raise ValidationError(f"{path} is not a GGUF model ({exc})", hint="edgeship optimizes GGUF (llama.cpp) and ONNX files") from exc
+    # The release inspector checks the magic and that no tensor runs past the end of the file.
+    meta = inspect_component(ComponentKind.GGUF, path)
+    reader = gguf.GGUFReader(str(path))
 
     def value(key: str, default: Any = None) -> Any:
         f = reader.fields.get(key)
@@ -158,12 +157,7 @@ def read_facts(path: Path) -> ModelFacts:
     n_head_kv = value(f"{arch}.attention.head_count_kv", n_head)
     head_dim = n_embd // n_head
     tokens = reader.fields.get("tokenizer.ggml.tokens")
-    types: dict[str, int] = {}
-    n_params = weight_bytes = 0
-    for t in reader.tensors:
-        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        n_params += int(t.n_elements)
-        weight_bytes += int(t.n_bytes)
+    types: dict[str, int] = meta["tensor_types"]
     file_type = value("general.file_type")
     return ModelFacts(
         arch=str(arch),
@@ -176,8 +170,8 @@ def read_facts(path: Path) -> ModelFacts:
         n_ff=int(value(f"{arch}.feed_forward_length", 4 * n_embd)),
         n_vocab=len(tokens.data) if tokens is not None else 0,
         ctx_train=int(value(f"{arch}.context_length", 0)),
-        n_params=n_params,
-        weight_bytes=weight_bytes,
+        n_params=int(meta["parameters"]),
+        weight_bytes=sum(int(t.n_bytes) for t in reader.tensors),
         file_type=_file_type_name(file_type, types),
         tensor_types=types,
     )

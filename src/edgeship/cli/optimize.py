@@ -1,0 +1,119 @@
+"""`edgeship optimize MODEL --profiles …`: quantize, measure, pick a variant per profile, push."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
+from edgeship.cli.output import console, err_console, human_size, print_json
+from edgeship.cli.profiles import workspace_profiles
+from edgeship.errors import UsageError
+from edgeship.optimize.pipeline import Hooks, optimize_gguf
+from edgeship.optimize.profiles import pick_profiles
+from edgeship.optimize.publish import publish_choices
+from edgeship.optimize.report import Report
+from edgeship.optimize.select import DEFAULT_HEADROOM
+
+
+def _progress_hooks(progress: Progress) -> Hooks:
+    status = progress.add_task("", total=None)
+    current: dict[str, TaskID] = {}
+
+    def quantize_start(qtype: str) -> None:
+        current["task"] = progress.add_task(f"quantize {qtype}", total=None)
+
+    def tensor(done: int, total: int, name: str) -> None:
+        progress.update(current["task"], completed=done, total=total)
+
+    return Hooks(status=lambda text: progress.update(status, description=text), quantize_start=quantize_start, tensor=tensor)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_report(report: Report) -> None:
+    table = Table("VARIANT", "FILE", "BITS/W", f"MEMORY @{report.ctx}", "PPL", "KL", "TOP-1", "PROMPT T/S", "GEN T/S", "QUANT S", box=None)
+    for v in report.variants:
+        m = v.metrics
+        table.add_row(
+            v.name + (" (source)" if v.source else ""),
+            human_size(v.file_bytes),
+            f"{v.bits_per_weight:.2f}",
+            human_size(v.memory),
+            _fmt(v.perplexity, ".3f"),
+            _fmt(v.kl_divergence, ".4f"),
+            _fmt(m.get("top1_agreement"), ".1%"),
+            _fmt(m.get("prompt_tokens_per_s"), ".0f"),
+            _fmt(m.get("generation_tokens_per_s"), ".1f"),
+            _fmt(v.quantize_seconds, ".2f"),
+        )
+    console.print(table)
+    choices = Table("PROFILE", "CHOICE", "WHY", box=None)
+    for c in report.choices:
+        choices.add_row(c.profile, c.variant or "[red]none[/]", c.reason)
+    console.print(choices)
+
+
+def optimize(
+    model: Path = typer.Argument(..., help="F32/F16/BF16 GGUF model to fit to the devices."),
+    profiles: str = typer.Option(..., "--profiles", "-p", help="Comma-separated profile names (see `edgeship profiles list`)."),
+    ctx: int = typer.Option(2048, "--ctx", help="Context size the devices will run with (memory is estimated for it)."),
+    eval_text: Path | None = typer.Option(None, "--eval-text", help="Text file to measure perplexity and KL divergence on."),
+    eval_ctx: int = typer.Option(512, "--eval-ctx", help="Window for the perplexity (capped at --ctx)."),
+    types: str | None = typer.Option(None, "--types", help="Quantization types, e.g. Q8_0,Q4_K_M (default: Q8_0…Q2_K)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the variants and report.json (default: ./optimized/<model>)."),
+    headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for llama.cpp (default: up to 4)."),
+    push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant>."),
+    version: str | None = typer.Option(None, "--version", "-v", help="Version of the pushed releases."),
+    workspace: Path | None = WorkspaceOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Quantize MODEL, measure every variant, and pick the best that fits each profile."""
+    if push and not version:
+        raise UsageError("--push needs --version", hint="e.g. --push assistant --version 1.0.0")
+    if not 0 <= headroom < 1:
+        raise UsageError(f"--headroom must be in [0, 1), got {headroom}")
+    chosen = pick_profiles(workspace_profiles(workspace), [n.strip() for n in profiles.split(",") if n.strip()])
+    text = None
+    if eval_text is not None:
+        try:
+            text = eval_text.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the evaluation text {eval_text}: {exc}") from exc
+    ws = open_workspace(workspace) if push else None
+    out_dir = out or Path("optimized") / model.stem
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        report = optimize_gguf(
+            model,
+            out_dir,
+            chosen,
+            types=types.split(",") if types else None,
+            ctx=ctx,
+            eval_text=text,
+            eval_ctx=eval_ctx,
+            headroom=headroom,
+            n_threads=threads,
+            hooks=_progress_hooks(progress),
+        )
+    if ws is not None and push and version:
+        publish_choices(ws, report, push, version)
+    path = report.write(out_dir)
+    if json_out:
+        print_json(report.to_json())
+        return
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    _print_report(report)
+    for r in report.releases:
+        console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
+    console.print(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)

@@ -1,0 +1,141 @@
+"""`edgeship optimize|estimate|profiles` end to end, and the pushed releases in the rollout engine."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from edgeship.optimize.memory import estimate_memory, read_facts
+from edgeship.release.manifest import Requirements
+from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout, place
+from edgeship.workspace import Workspace
+
+from .conftest import Cli
+
+CTX = 1024  # above the model's 512-token training context: a warning, not an error
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE", raising=False)
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    monkeypatch.setenv("EDGESHIP_WORKSPACE", str(ws.root))
+    return ws
+
+
+def test_optimize_pushes_a_release_per_chosen_variant_that_the_engine_honours(
+    cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], eval_text_file: Path, tmp_path: Path
+) -> None:
+    # A made-up board on which only Q2_K fits (with 10% headroom), and a roomy one.
+    need = {t: estimate_memory(read_facts(variants[t]), CTX).total for t in ("Q4_K_M", "Q2_K")}
+    tight_ram = math.ceil(need["Q2_K"] / 0.9) + 1
+    assert need["Q4_K_M"] > tight_ram * 0.9  # Q4_K_M does not fit the tight board
+    (workspace.root / "profiles.yaml").write_text(
+        f"profiles:\n  tight-board: {{ram: {tight_ram}, arch: aarch64, usable: 1.0}}\n"
+        "  roomy-laptop: {ram: 16GiB, arch: x86_64, usable: 0.5}\n"
+    )
+    out = tmp_path / "out"
+    r = cli("optimize", source_model, "--profiles", "tight-board,roomy-laptop", "--ctx", CTX, "--types", "q4_k_m,Q2_K",
+            "--eval-text", eval_text_file, "--eval-ctx", 256, "--threads", 2, "--out", out,
+            "--push", "chain", "--version", "1.0.0", "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report == json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["F32", "Q4_K_M", "Q2_K"]
+    assert report["warnings"] and "training context 512" in report["warnings"][0]
+    assert {c["profile"]: c["variant"] for c in report["choices"]} == {"tight-board": "Q2_K", "roomy-laptop": "F32"}
+    f32 = report["variants"][0]
+    assert f32["kl_divergence"] == 0 and f32["perplexity"] < 4 and f32["metrics"]["generation_tokens_per_s"] > 0
+    assert (out / "chain.Q2_K.gguf").is_file()
+
+    releases = {r["variant"]: r for r in report["releases"]}
+    assert set(releases) == {"Q2_K", "F32"}
+    assert [r.name for r in workspace.releases()] == ["chain-f32", "chain-q2_k"]
+    manifest = workspace.load_manifest(workspace.find_release("chain-q2_k", "1.0.0"))
+    assert manifest.components[0].size == (out / "chain.Q2_K.gguf").stat().st_size
+    req = manifest.requirements
+    assert req.min_ram is not None and need["Q2_K"] <= req.min_ram <= tight_ram
+    assert req.arch == ("aarch64", "arm64")
+
+    rollout = Rollout(id="r1", release=releases["Q2_K"]["release_id"], requirements=req)
+    devices = [
+        DeviceView("board", facts=DeviceFacts(ram=tight_ram, arch="aarch64")),
+        DeviceView("mac", facts=DeviceFacts(ram=8 << 30, arch="arm64")),
+        DeviceView("too-small", facts=DeviceFacts(ram=req.min_ram - 1, arch="aarch64")),
+        DeviceView("x86", facts=DeviceFacts(ram=8 << 30, arch="x86_64")),
+    ]
+    placed = place(rollout, devices)
+    assert isinstance(placed["board"], int) and isinstance(placed["mac"], int)
+    assert placed["too-small"].reason is AssignmentReason.SKIPPED and "RAM" in placed["too-small"].detail
+    assert placed["x86"].reason is AssignmentReason.SKIPPED and "arch" in placed["x86"].detail
+    f32_req = Requirements.model_validate(releases["F32"]["requirements"])
+    assert f32_req.arch == ("x86_64",)
+
+
+def test_optimize_table_without_text(cli: Cli, source_model: Path, tmp_path: Path) -> None:
+    r = cli("optimize", source_model, "-p", "pi3-1gb", "--ctx", 256, "--types", "Q4_0", "--threads", 2, "--out", tmp_path)
+    assert r.code == 0, r.err
+    assert "Q4_0" in r.out and "pi3-1gb" in r.out and "report:" in r.out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["variants"][1]["perplexity"] is None  # no text: quality by bits per weight
+    assert report["choices"][0]["variant"] == "F32"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--profiles", "pi5-8gb,mars-rover"], "unknown profile: mars-rover"),
+        (["--profiles", "pi5-8gb", "--types", "Q4_K_M,Q7_K"], "unknown quantization type: Q7_K"),
+        (["--profiles", "pi5-8gb", "--push", "x"], "--push needs --version"),
+        (["--profiles", "pi5-8gb", "--eval-text", "SHORT"], "evaluation text is too short"),
+    ],
+)
+def test_optimize_bad_input_is_one_red_line(cli: Cli, source_model: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("abcabc")
+    argv = [str(short) if a == "SHORT" else a for a in args]
+    types = [] if "--types" in argv else ["--types", "Q4_0"]
+    r = cli("optimize", source_model, *argv, *types, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert r.err.startswith("error: ") and message in r.err.splitlines()[0]
+    assert "Traceback" not in r.err
+
+
+def test_optimize_refuses_a_file_that_is_not_gguf(cli: Cli, tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_text("not a model at all")
+    r = cli("optimize", fake, "--profiles", "pi5-8gb", "--out", tmp_path / "out")
+    assert r.code == 2 and "is not a valid GGUF file" in r.err.splitlines()[0]
+
+
+def test_optimize_refuses_an_already_quantized_model(cli: Cli, variants: dict[str, Path], tmp_path: Path) -> None:
+    r = cli("optimize", variants["Q8_0"], "--profiles", "pi5-8gb", "--out", tmp_path)
+    assert r.code == 2 and "already quantized (Q8_0)" in r.err
+
+
+def test_estimate(cli: Cli, source_model: Path) -> None:
+    r = cli("estimate", source_model, "--ctx", 4096, "--profile", "pi3-1gb,x86-desktop-rtx4090", "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["estimate"]["kv_cache"] == 2 * 2 * 4096 * 2 * 64 * 2
+    assert data["estimate"]["total"] == estimate_memory(read_facts(source_model), 4096).total
+    assert [f["fits"] for f in data["fits"]] == [True, True]
+    assert "training context 512" in data["warnings"][0]
+    human = cli("estimate", source_model, "--ctx", 256, "-p", "pi3-1gb")
+    assert human.code == 0 and "KV cache" in human.out and "fits" in human.out and human.err == ""
+
+
+def test_profiles_commands(cli: Cli, workspace: Workspace) -> None:
+    (workspace.root / "profiles.yaml").write_text("profiles:\n  lab-box: {ram: 3GiB, arch: riscv64, usable: 0.5}\n")
+    listed = cli("profiles", "list", "--json")
+    names = [p["name"] for p in json.loads(listed.out)]
+    assert "pi5-8gb" in names and names[-1] == "lab-box"
+    shown = cli("profiles", "show", "lab-box", "--json")
+    assert json.loads(shown.out)["usable_bytes"] == 3 * (1 << 30) // 2
+    human = cli("profiles", "show", "jetson-orin-nano")
+    assert "40 TOPS" in human.out and "cuda" in human.out
+    missing = cli("profiles", "show", "nope")
+    assert missing.code == 2 and missing.err.startswith("error: unknown profile: nope")
