@@ -15,15 +15,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from edgeship.agent.backoff import Backoff
 from edgeship.agent.config import AgentConfig
+from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment
 from edgeship.agent.loop import Agent, read_status
 from edgeship.agent.machine import State
 from edgeship.agent.store import CURRENT
+from edgeship.errors import ServerError
 from edgeship.release.manifest import HealthSuite, Manifest
-from edgeship.store.digest import Digest
+from edgeship.store.digest import Digest, hash_file
 from edgeship.workspace import Workspace
-from tests.agent.harness import Device, Releases, Server, assert_consistent, no_duplicate_steps
+from tests.agent.harness import Device, Releases, Server, assert_consistent, free_port, no_duplicate_steps
 
 WEIGHTS = 3 * 1024 * 1024  # the 2.0.0 release carries this many bytes of weights
 
@@ -150,26 +153,26 @@ def test_a_device_trusting_other_keys_installs_nothing(fleet: Fleet, tmp_path: P
     assert d.store.link(CURRENT) is None and not list(d.store.blobs.digests())
 
 
-def test_a_release_the_repository_never_signed_is_refused(fleet: Fleet) -> None:
-    d = fleet.installed("forged", "1.0.0")
-    # A compromised server assigns a release that is not in the signed targets.
-    fleet.server.restart(faults=f"assign:llm@9.0.0:{'ab' * 32}")
+def upgrade_under_faults(fleet: Fleet, name: str, faults: str) -> tuple[Device, subprocess.CompletedProcess[str]]:
+    """A device on 1.0.0 is assigned 2.0.0 and runs once while the server injects ``faults``."""
+    d = fleet.installed(name, "1.0.0")
+    fleet.server.restart(faults=faults)
     try:
-        r = d.run()
+        fleet.server.assign("llm@2.0.0", tag=d.tag)
+        return d, d.run()
     finally:
         fleet.server.restart()
+
+
+def test_a_release_the_repository_never_signed_is_refused(fleet: Fleet) -> None:
+    # A compromised server assigns a release that is not in the signed targets.
+    d, r = upgrade_under_faults(fleet, "forged", f"assign:llm@9.0.0:{'ab' * 32}")
     assert r.returncode == 1 and "not signed by the repository" in r.stderr
     assert d.version() == "1.0.0" and len(list(d.store.releases_dir.iterdir())) == 1
 
 
 def test_download_cut_mid_file_resumes_with_range(fleet: Fleet) -> None:
-    d = fleet.installed("cut", "1.0.0")
-    fleet.server.restart(faults=f"cut:{WEIGHTS // 3 + 12345}")
-    try:
-        fleet.server.assign("llm@2.0.0", tag=d.tag)
-        r = d.run()
-    finally:
-        fleet.server.restart()
+    d, r = upgrade_under_faults(fleet, "cut", f"cut:{WEIGHTS // 3 + 12345}")
     assert r.returncode == 0, r.stderr
     # Resumed from what reached the disk: at most the cut, at least what came in whole chunks.
     m = re.search(rf"resuming \w+ at byte (\d+) of {WEIGHTS}", r.stderr)
@@ -178,13 +181,7 @@ def test_download_cut_mid_file_resumes_with_range(fleet: Fleet) -> None:
 
 
 def test_bytes_flipped_in_transit_are_rejected_and_fetched_again(fleet: Fleet) -> None:
-    d = fleet.installed("flip", "1.0.0")
-    fleet.server.restart(faults=f"flip:{WEIGHTS // 2}")
-    try:
-        fleet.server.assign("llm@2.0.0", tag=d.tag)
-        r = d.run()
-    finally:
-        fleet.server.restart()
+    d, r = upgrade_under_faults(fleet, "flip", f"flip:{WEIGHTS // 2}")
     assert r.returncode == 0, r.stderr
     assert "do not match the signed hash" in r.stderr
     assert_consistent(d, {"2.0.0"})
@@ -296,3 +293,30 @@ def test_downloads_early_and_switches_only_inside_the_window_after_notice(fleet:
     finally:
         agent.close()
     assert entry is not None and entry.step is State.COMMITTED and d.version() == "2.0.0"
+
+
+def test_fetcher_stops_at_the_signed_length_and_restarts_a_partial_that_is_not_ours(fleet: Fleet, tmp_path: Path) -> None:
+    digest = fleet.weights_blob()
+    url = f"{fleet.server.url}/repo/blobs/sha256/{digest.hex}"
+    fetcher = ResumableFetcher(headers={"Authorization": f"Bearer {fleet.server.admin_token}"})
+    dest = tmp_path / "part"
+    try:
+        fetcher.download_to(url, dest, 1000)  # the server has more than was signed: endless data
+        assert dest.stat().st_size == 1000
+        dest.write_bytes(b"x" * (WEIGHTS + 5))  # longer than signed: thrown away, fetched whole
+        fetcher.download_to(url, dest, WEIGHTS)
+        assert hash_file(dest) == (digest, WEIGHTS)
+        os.truncate(dest, WEIGHTS // 2)  # half there: only the rest is fetched
+        fetcher.download_to(url, dest, WEIGHTS)
+        assert hash_file(dest) == (digest, WEIGHTS)
+    finally:
+        fetcher.close()
+
+
+def test_fetcher_gives_up_after_attempts_without_progress_and_backs_off(tmp_path: Path) -> None:
+    waits: list[float] = []
+    fetcher = ResumableFetcher(attempts=4, backoff=Backoff(base_s=1.0, cap_s=8.0), sleep=waits.append, rand=lambda: 0.5)
+    with pytest.raises(ServerError, match="no progress after 4 attempts"):
+        fetcher.download_to(f"http://127.0.0.1:{free_port()}/repo/blobs/sha256/{'0' * 64}", tmp_path / "p", 10)
+    assert waits == [0.5, 1.0, 2.0]  # half of 1, 2, 4 s: full jitter with rand 0.5
+    fetcher.close()

@@ -137,13 +137,16 @@ class ResumableFetcher(HttpFetcher):
                 got = (dest.stat().st_size if dest.exists() else 0) - have
             else:
                 continue
-            failures = 0 if got > 0 else failures + 1
+            if got > 0:
+                failures = 0  # the link works, it just broke: resume right away
+                continue
+            failures += 1
             if failures >= self.attempts:
                 raise ServerError(
                     f"cannot download {url}: no progress after {self.attempts} attempts ({last_error})",
                     hint="the partial file is kept; the agent resumes it at its next check-in",
                 )
-            self._wait_before_retry(failures)
+            self._wait_before_retry(failures - 1)
 
     def _get_range(self, url: str, dest: Path, have: int, length: int, progress: Callable[[int], None] | None) -> int:
         headers = {"Range": f"bytes={have}-"} if have else {}

@@ -30,7 +30,7 @@ from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
 from edgeship.agent.trial import run_trial
-from edgeship.errors import AgentError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
+from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
 from edgeship.release.manifest import Manifest
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import write_atomic
@@ -92,6 +92,10 @@ class Agent:
     def run(self, *, once: bool = False) -> JournalEntry | None:
         """Recover, then check in and work until stopped (``once``: a single round)."""
         signal.signal(signal.SIGTERM, self.stop)
+        if self.config.root_file is None and not (self.paths.trust / "root.json").exists():
+            # Checked up front: without it every release would be refused as untrusted.
+            raise AgentError("no trusted root for the release repository",
+                             hint="start the agent once with --root (the operator's repository/metadata/1.root.json)")
         with self._locked():
             self._recover_local()
             while True:
@@ -120,7 +124,9 @@ class Agent:
             entry = self.work(reply.assignment)
             self._flush()
             log.debug("round done: %s", entry.step.value if entry else "idle")
-        except (ServerError, AgentError, StoreError) as exc:
+        except EdgeshipError as exc:
+            # Expected failures (server away, disk full, a bad answer): report and try again
+            # next round; the journal keeps the job where it was.
             self.last_error = str(exc)
             log.warning("%s", exc)
         self._write_status(force=True)

@@ -33,12 +33,14 @@ def _tags(values: list[str]) -> dict[str, str]:
 @app.command()
 def run(
     data_dir: Path = DataDirOpt,
-    server: str | None = typer.Option(None, "--server", help="Update server URL (remembered after enrollment)."),
-    enroll_token: str | None = typer.Option(None, "--enroll-token", help="One-time token from the operator, needed on first start."),
-    root: Path | None = typer.Option(None, "--root", help="The operator's root.json, trusted on first start only."),
+    server: str | None = typer.Option(None, "--server", envvar="EDGESHIP_AGENT_SERVER", help="Update server URL (remembered after enrollment)."),
+    enroll_token: str | None = typer.Option(
+        None, "--enroll-token", envvar="EDGESHIP_AGENT_ENROLL_TOKEN", help="One-time token from the operator, needed on first start."
+    ),
+    root: Path | None = typer.Option(None, "--root", envvar="EDGESHIP_AGENT_ROOT", help="The operator's root.json, trusted on first start only."),
     ca: Path | None = typer.Option(None, "--ca", help="CA certificate to pin for an HTTPS server."),
     tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE tag sent at enrollment (repeatable)."),
-    max_rate: str | None = typer.Option(None, "--max-rate", help="Download bandwidth cap, e.g. 2MB/s."),
+    max_rate: str | None = typer.Option(None, "--max-rate", envvar="EDGESHIP_AGENT_MAX_RATE", help="Download bandwidth cap, e.g. 2MB/s."),
     poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
     timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
