@@ -9,29 +9,37 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from edgeship.errors import NotFoundError, UsageError
 from edgeship.release.manifest import parse_ref
 from edgeship.server import schemas
+from edgeship.server.auth import DeviceIdentity
 from edgeship.server.models import Assignment, Device
 from edgeship.server.repository import ServerRepository
 
-
-def resolve_assignment(session: Session, device: Device) -> Assignment | None:
-    tag_match = [and_(Assignment.tag_key == k, Assignment.tag_value == str(v)) for k, v in device.tags.items()]
-    rows = session.scalars(
-        select(Assignment).where(or_(Assignment.device_id == device.id, *tag_match)).order_by(Assignment.id.desc())
-    ).all()
-    for row in rows:
-        if row.device_id == device.id:
-            return row
-    return rows[0] if rows else None
+_A = Assignment.__table__.c
+# Tag orders are few (one per tag an operator assigned to), so they are matched here rather
+# than with an IN of (key, value) pairs, which SQLAlchemy must re-render on every call.
+_FOR_DEVICE = (
+    select(_A.device_id, _A.tag_key, _A.tag_value, _A.release_name, _A.release_version, _A.release_id, _A.rollback)
+    .where(or_(_A.device_id == bindparam("id"), _A.tag_key.is_not(None)))
+    .order_by(_A.id.desc())
+)
 
 
-def to_out(a: Assignment) -> schemas.AssignmentOut:
-    return schemas.AssignmentOut(name=a.release_name, version=a.release_version, release_id=a.release_id, rollback=a.rollback)
+def resolve_assignment(session: Session, device: DeviceIdentity) -> schemas.AssignmentOut | None:
+    rows = session.connection().execute(_FOR_DEVICE, {"id": device.id}).all()
+    tags = {(k, str(v)) for k, v in device.tags.items()}
+    chosen = next((r for r in rows if r.device_id == device.id), None) or next(
+        (r for r in rows if (r.tag_key, r.tag_value) in tags), None
+    )
+    if chosen is None:
+        return None
+    return schemas.AssignmentOut(
+        name=chosen.release_name, version=chosen.release_version, release_id=chosen.release_id, rollback=chosen.rollback
+    )
 
 
 def assign(session: Session, repo: ServerRepository, req: schemas.AssignmentCreate) -> schemas.AssignmentRecord:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from edgeship.server.credentials import Credential, new_credential, secret_matches
@@ -24,13 +26,27 @@ def _admin(session: Session, cred: Credential) -> AdminToken | None:
     return token
 
 
-def _device(session: Session, cred: Credential) -> Device | None:
-    device = session.get(Device, cred.id)
-    if device is None or not secret_matches(cred.secret, device.secret_hash):
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """An authenticated device: all that check-in and event posting need to know of it."""
+
+    id: str
+    tags: dict[str, str]
+
+
+# Built once (statements are immutable): check-in runs this on every request, and building a
+# statement through the ORM costs more than running it.
+_DEVICES = Device.__table__.c
+_DEVICE_BY_ID = select(_DEVICES.secret_hash, _DEVICES.tags, _DEVICES.decommissioned_at).where(_DEVICES.id == bindparam("id"))
+
+
+def _device(session: Session, cred: Credential) -> DeviceIdentity | None:
+    row = session.connection().execute(_DEVICE_BY_ID, {"id": cred.id}).first()
+    if row is None or not secret_matches(cred.secret, row.secret_hash):
         return None
-    if device.decommissioned_at is not None:
-        raise Unauthorized(f"device {device.id} was decommissioned", hint="enroll it again with a new enrollment token")
-    return device
+    if row.decommissioned_at is not None:
+        raise Unauthorized(f"device {cred.id} was decommissioned", hint="enroll it again with a new enrollment token")
+    return DeviceIdentity(cred.id, row.tags)
 
 
 def require_admin(session: Session, cred: Credential) -> AdminToken:
@@ -40,7 +56,7 @@ def require_admin(session: Session, cred: Credential) -> AdminToken:
     return token
 
 
-def require_device(session: Session, cred: Credential, device_id: str) -> Device:
+def require_device(session: Session, cred: Credential, device_id: str) -> DeviceIdentity:
     """The calling device, which must be the one named in the URL."""
     device = _device(session, cred)
     if device is None:

@@ -36,6 +36,6 @@ class ServerContext:
         )
 
 
-def context(request: Request) -> ServerContext:
-    """FastAPI dependency: the context of the app serving this request."""
+async def context(request: Request) -> ServerContext:
+    """FastAPI dependency: the context of the app serving this request (async: no thread hop)."""
     return request.app.state.ctx

@@ -9,13 +9,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from edgeship.server import schemas
-from edgeship.server.models import Device, Event
+from edgeship.server.auth import DeviceIdentity
+from edgeship.server.models import Event
 from edgeship.server.problems import PayloadTooLarge
 
 _INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def ingest(session: Session, device: Device, events: list[schemas.EventIn], max_batch: int) -> schemas.EventsResponse:
+def ingest(session: Session, device: DeviceIdentity, events: list[schemas.EventIn], max_batch: int) -> schemas.EventsResponse:
     """Store each event once; a resent event (same ID from the same device) is counted, not stored."""
     if len(events) > max_batch:
         raise PayloadTooLarge(f"{len(events)} events in one request; the limit is {max_batch}", hint="send them in smaller batches")

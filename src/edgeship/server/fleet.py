@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.errors import NotFoundError
 from edgeship.server import schemas
-from edgeship.server.assignments import resolve_assignment, to_out
+from edgeship.server.assignments import resolve_assignment
+from edgeship.server.auth import DeviceIdentity
 from edgeship.server.credentials import (
     Credential,
     new_credential,
@@ -116,15 +118,25 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
     return schemas.EnrollResponse(device_id=cred.id, secret=cred.secret, poll_interval_s=poll_interval_s, tags=tags)
 
 
-def checkin(session: Session, device: Device, req: schemas.CheckinRequest, poll_interval_s: int) -> schemas.CheckinResponse:
-    device.state = req.state
-    device.current = req.current.model_dump() if req.current else None
-    device.previous = req.previous.model_dump() if req.previous else None
+_D = Device.__table__.c
+_CHECKIN_FIELDS = ("state", "current", "previous", "last_seen_at")
+# Prepared once, in two shapes (with and without new facts): check-in is the hottest path.
+_CHECKIN = update(Device.__table__).where(_D.id == bindparam("device_id")).values({f: bindparam(f) for f in _CHECKIN_FIELDS})
+_CHECKIN_FACTS = _CHECKIN.values(facts=bindparam("facts"))
+
+
+def checkin(session: Session, device: DeviceIdentity, req: schemas.CheckinRequest, poll_interval_s: int) -> schemas.CheckinResponse:
+    values: dict[str, Any] = {
+        "device_id": device.id,
+        "state": req.state,
+        "current": req.current.model_dump() if req.current else None,
+        "previous": req.previous.model_dump() if req.previous else None,
+        "last_seen_at": _now(),
+    }
     if req.facts is not None:
-        device.facts = req.facts.model_dump(exclude_none=True)
-    device.last_seen_at = _now()
-    assignment = resolve_assignment(session, device)
-    return schemas.CheckinResponse(assignment=to_out(assignment) if assignment else None, poll_interval_s=poll_interval_s)
+        values["facts"] = req.facts.model_dump(exclude_none=True)
+    session.connection().execute(_CHECKIN_FACTS if req.facts is not None else _CHECKIN, values)
+    return schemas.CheckinResponse(assignment=resolve_assignment(session, device), poll_interval_s=poll_interval_s)
 
 
 def get_device(session: Session, device_id: str) -> Device:
@@ -153,7 +165,7 @@ def decommission(session: Session, device_id: str) -> Device:
 
 
 def device_out(session: Session, device: Device, with_assignment: bool = False) -> schemas.DeviceOut:
-    assignment = resolve_assignment(session, device) if with_assignment else None
+    assignment = resolve_assignment(session, DeviceIdentity(device.id, device.tags)) if with_assignment else None
     return schemas.DeviceOut(
         id=device.id,
         tags=device.tags,
@@ -164,6 +176,6 @@ def device_out(session: Session, device: Device, with_assignment: bool = False) 
         enrolled_at=device.enrolled_at,
         last_seen_at=device.last_seen_at,
         decommissioned_at=device.decommissioned_at,
-        assignment=to_out(assignment) if assignment else None,
+        assignment=assignment,
     )
 

@@ -12,12 +12,15 @@ from edgeship.server.context import ServerContext, context
 from edgeship.server.credentials import Credential, bearer, parse_token
 from edgeship.server.problems import Unauthorized
 
+# Dependencies that do no I/O are async: FastAPI runs sync ones in the thread pool, a hop
+# that costs more than the work itself on every check-in.
 
-def credential(authorization: str | None = Header(None)) -> Credential:
+
+async def credential(authorization: str | None = Header(None)) -> Credential:
     return bearer(authorization, "credential")
 
 
-def repo_credential(authorization: str | None = Header(None)) -> Credential:
+async def repo_credential(authorization: str | None = Header(None)) -> Credential:
     """Bearer, or Basic ``<id>:<secret>`` so that a repository URL can carry its credential
     (``https://dev_…:secret@host/repo``) for TUF clients that cannot set headers."""
     if authorization and authorization[:6].lower() == "basic ":

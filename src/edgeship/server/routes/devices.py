@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from edgeship.server import events, fleet, schemas
 from edgeship.server.auth import require_device
@@ -19,14 +19,15 @@ def enroll(body: schemas.EnrollRequest, ctx: ServerContext = Depends(context)) -
         return fleet.enroll(session, body, ctx.settings.poll_interval_s)
 
 
-@router.post("/{device_id}/checkin")
+@router.post("/{device_id}/checkin", response_model=schemas.CheckinResponse)
 def checkin(
     device_id: str, body: schemas.CheckinRequest, cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)
-) -> schemas.CheckinResponse:
+) -> Response:
     with ctx.db.write() as session:
         answer = fleet.checkin(session, require_device(session, cred, device_id), body, ctx.settings.poll_interval_s)
     ctx.metrics.checkins.inc()
-    return answer
+    # Serialized here, already validated by construction: FastAPI would validate it again.
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{device_id}/events")
