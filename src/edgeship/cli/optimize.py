@@ -12,8 +12,9 @@ from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, err_console, human_size, print_json
 from edgeship.cli.profiles import workspace_profiles
 from edgeship.errors import UsageError
+from edgeship.optimize.onnx_quant import optimize_onnx
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
-from edgeship.optimize.profiles import pick_profiles
+from edgeship.optimize.profiles import Profile, pick_profiles
 from edgeship.optimize.publish import publish_choices
 from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
@@ -36,7 +37,25 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_report(report: Report) -> None:
+def _print_onnx_report(report: Report) -> None:
+    table = Table("VARIANT", "FILE", "BITS/W", "MEMORY", "REL RMSE", "COSINE", "TOP-1", "INFER/S", "QUANT S", box=None)
+    for v in report.variants:
+        m = v.metrics
+        table.add_row(
+            v.name + (" (source)" if v.source else ""),
+            human_size(v.file_bytes),
+            f"{v.bits_per_weight:.2f}",
+            human_size(v.memory),
+            _fmt(m["relative_rmse"], ".2e"),
+            _fmt(m["cosine"], ".6f"),
+            _fmt(m["top1_agreement"], ".1%"),
+            _fmt(m["inferences_per_s"], ".0f"),
+            _fmt(v.quantize_seconds, ".2f"),
+        )
+    console.print(table)
+
+
+def _print_gguf_report(report: Report) -> None:
     table = Table("VARIANT", "FILE", "BITS/W", f"MEMORY @{report.ctx}", "PPL", "KL", "TOP-1", "PROMPT T/S", "GEN T/S", "QUANT S", box=None)
     for v in report.variants:
         m = v.metrics
@@ -53,6 +72,9 @@ def _print_report(report: Report) -> None:
             _fmt(v.quantize_seconds, ".2f"),
         )
     console.print(table)
+
+
+def _print_choices(report: Report) -> None:
     choices = Table("PROFILE", "CHOICE", "WHY", box=None)
     for c in report.choices:
         choices.add_row(c.profile, c.variant or "[red]none[/]", c.reason)
@@ -60,13 +82,14 @@ def _print_report(report: Report) -> None:
 
 
 def optimize(
-    model: Path = typer.Argument(..., help="F32/F16/BF16 GGUF model to fit to the devices."),
+    model: Path = typer.Argument(..., help="F32/F16/BF16 GGUF model, or a float ONNX model (.onnx), to fit to the devices."),
     profiles: str = typer.Option(..., "--profiles", "-p", help="Comma-separated profile names (see `edgeship profiles list`)."),
     ctx: int = typer.Option(2048, "--ctx", help="Context size the devices will run with (memory is estimated for it)."),
     eval_text: Path | None = typer.Option(None, "--eval-text", help="Text file to measure perplexity and KL divergence on."),
     eval_ctx: int = typer.Option(512, "--eval-ctx", help="Window for the perplexity (capped at --ctx)."),
     types: str | None = typer.Option(None, "--types", help="Quantization types, e.g. Q8_0,Q4_K_M (default: Q8_0…Q2_K)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the variants and report.json (default: ./optimized/<model>)."),
+    inputs: Path | None = typer.Option(None, "--inputs", help="ONNX: sample inputs (.npz, one array per input name); default random."),
     headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for llama.cpp (default: up to 4)."),
     push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant>."),
@@ -74,7 +97,16 @@ def optimize(
     workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Quantize MODEL, measure every variant, and pick the best that fits each profile."""
+    """Quantize MODEL, measure every variant, and pick the best that fits each profile.
+
+    GGUF: llama.cpp quantization to each --types value. ONNX: onnxruntime dynamic int8.
+    """
+    is_onnx = model.suffix.lower() == ".onnx"
+    misplaced = [flag for flag, given in (("--eval-text", eval_text), ("--types", types)) if is_onnx and given] + (
+        ["--inputs"] if inputs and not is_onnx else []
+    )
+    if misplaced:
+        raise UsageError(f"{', '.join(misplaced)} does not apply to a {'ONNX' if is_onnx else 'GGUF'} model")
     if push and not version:
         raise UsageError("--push needs --version", hint="e.g. --push assistant --version 1.0.0")
     if not 0 <= headroom < 1:
@@ -88,8 +120,39 @@ def optimize(
             raise UsageError(f"cannot read the evaluation text {eval_text}: {exc}") from exc
     ws = open_workspace(workspace) if push else None
     out_dir = out or Path("optimized") / model.stem
+    if is_onnx:
+        with err_console.status("quantizing to int8 and measuring…"):
+            report = optimize_onnx(model, out_dir, chosen, inputs=inputs, headroom=headroom)
+    else:
+        report = _run_gguf(model, out_dir, chosen, types, ctx, text, eval_ctx, headroom, threads)
+    if ws is not None and push and version:
+        publish_choices(ws, report, push, version)
+    path = report.write(out_dir)
+    if json_out:
+        print_json(report.to_json())
+        return
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    (_print_onnx_report if is_onnx else _print_gguf_report)(report)
+    _print_choices(report)
+    for r in report.releases:
+        console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
+    console.print(f"report: {path}")
+
+
+def _run_gguf(
+    model: Path,
+    out_dir: Path,
+    chosen: list[Profile],
+    types: str | None,
+    ctx: int,
+    text: str | None,
+    eval_ctx: int,
+    headroom: float,
+    threads: int | None,
+) -> Report:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-        report = optimize_gguf(
+        return optimize_gguf(
             model,
             out_dir,
             chosen,
@@ -101,18 +164,6 @@ def optimize(
             n_threads=threads,
             hooks=_progress_hooks(progress),
         )
-    if ws is not None and push and version:
-        publish_choices(ws, report, push, version)
-    path = report.write(out_dir)
-    if json_out:
-        print_json(report.to_json())
-        return
-    for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    _print_report(report)
-    for r in report.releases:
-        console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
-    console.print(f"report: {path}")
 
 
 def register(app: typer.Typer) -> None:

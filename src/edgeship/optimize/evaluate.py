@@ -163,20 +163,25 @@ def measure_rss(path: Path, ctx: int, *, n_threads: int | None = None, timeout: 
     A child process so that nothing this process already holds (other models, numpy
     buffers, freed-but-kept heap) blurs the figure.
     """
-    code = "from edgeship.optimize.evaluate import _rss_child; _rss_child()"
-    args = [sys.executable, "-c", code, str(path), str(ctx), str(n_threads or 0)]
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise OptimizeError(f"measuring the memory of {path.name} took over {timeout:.0f}s") from exc
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise OptimizeError(f"measuring the memory of {path.name} failed: {tail}")
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    data = run_child("edgeship.optimize.evaluate:_rss_child", [str(path), str(ctx), str(n_threads or 0)], path.name, timeout)
     return MeasuredMemory(**data)
 
 
-def _rss() -> int:
+def run_child(entry: str, args: Sequence[str], what: str, timeout: float) -> dict[str, Any]:
+    """Run ``entry`` ("module:function") in a fresh Python; it prints one JSON line last."""
+    module, func = entry.split(":")
+    argv = [sys.executable, "-c", f"from {module} import {func}; {func}()", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OptimizeError(f"measuring the memory of {what} took over {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise OptimizeError(f"measuring the memory of {what} failed: {tail}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def current_rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -189,11 +194,11 @@ def _rss_child() -> None:
     from edgeship.optimize.llamacpp import bindings
 
     bindings()  # the libraries belong to the runtime base, not to the model
-    before = _rss()
+    before = current_rss()
     with LoadedModel(path, ctx, n_threads=threads or None) as model:
-        loaded = _rss()
+        loaded = current_rss()
         model.decode(filler_tokens(model.n_vocab, model.n_ctx, model.bos), logits=False)
-        filled = _rss()
+        filled = current_rss()
     sys.stdout.write(json.dumps({"before": before, "loaded": loaded, "filled": filled}) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: llama.cpp's static destructors are not our business
