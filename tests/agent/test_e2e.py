@@ -272,13 +272,23 @@ def test_kill_9_at_every_step_of_a_rollback_ends_on_the_old_release(fleet: Fleet
     assert len(rolled) == len(BAD_POINTS)  # one per killed device, never twice for one job
 
 
-def test_downloads_early_and_switches_only_inside_the_window_after_notice(fleet: Fleet) -> None:
-    d = fleet.installed("window", "1.0.0")
-    now = [datetime(2026, 6, 10, 12, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()]
+NOON_BERLIN = datetime(2026, 6, 10, 12, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+NIGHT = {"start": "02:00", "end": "04:00"}
+
+
+def in_process_agent(fleet: Fleet, d: Device, now: list[float]) -> Agent:
+    """An agent on ``d``'s data dir whose clock the test sets; `Agent.work` stands in for check-ins."""
     agent = Agent(AgentConfig(data_dir=d.data, server_url=fleet.server.url, timezone="Europe/Berlin"), clock=lambda: now[0])
     agent.repo_url = fleet.server.url + "/repo/"
+    return agent
+
+
+def test_downloads_early_and_switches_only_inside_the_window_after_notice(fleet: Fleet) -> None:
+    d = fleet.installed("window", "1.0.0")
+    now = [NOON_BERLIN]
+    agent = in_process_agent(fleet, d, now)
     m = fleet.manifests["2.0.0"]
-    assignment = Assignment("llm", "2.0.0", m.release_id, window={"start": "02:00", "end": "04:00"}, notice_s=3600)
+    assignment = Assignment("llm", "2.0.0", m.release_id, window=NIGHT, notice_s=3600)
     try:
         entry = agent.work(assignment)
         # Downloaded and staged at noon, but the switch waits for 02:00 local time.
@@ -320,3 +330,21 @@ def test_fetcher_gives_up_after_attempts_without_progress_and_backs_off(tmp_path
         fetcher.download_to(f"http://127.0.0.1:{free_port()}/repo/blobs/sha256/{'0' * 64}", tmp_path / "p", 10)
     assert waits == [0.5, 1.0, 2.0]  # half of 1, 2, 4 s: full jitter with rand 0.5
     fetcher.close()
+
+
+def test_a_job_waiting_for_its_window_is_dropped_when_the_operator_assigns_another(fleet: Fleet) -> None:
+    d = fleet.installed("supersede", "1.0.0")
+    agent = in_process_agent(fleet, d, [NOON_BERLIN])
+    m2, m6 = fleet.manifests["2.0.0"], fleet.manifests["6.0.0"]
+    try:
+        assert agent.work(Assignment("llm", "2.0.0", m2.release_id, window=NIGHT)).step is State.STAGED
+        assert agent.store.blobs.has(fleet.weights_blob())
+        entry = agent.work(Assignment("llm", "6.0.0", m6.release_id))
+        fleet.server.assign("llm@6.0.0", tag=d.tag)
+        agent.round()  # a real check-in: nothing left to do but report the events
+    finally:
+        agent.close()
+    assert entry is not None and entry.step is State.COMMITTED and d.version() == "6.0.0"
+    assert not agent.store.blobs.has(fleet.weights_blob())  # the abandoned download was collected
+    failed = [e for e in fleet.server.events(d.device_id) if e["state"] == "failed"]
+    assert [(e["release"], e["data"]["reason"]) for e in failed] == [("llm@2.0.0", "superseded by llm@6.0.0")]

@@ -151,8 +151,14 @@ class Agent:
         self.api = api
 
     def _flush(self) -> None:
+        self.events.flush(self._send)
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
         assert self.api is not None
-        self.events.flush(lambda batch: self.api.post_events(batch) and None)
+        accepted, duplicates = self.api.post_events(batch)
+        if duplicates:
+            # Expected after a crash between the server's answer and deleting the queue files.
+            log.info("server already had %d of %d events", duplicates, accepted + duplicates)
 
     def _checkin(self) -> CheckinReply:
         assert self.api is not None
@@ -166,11 +172,12 @@ class Agent:
         entry = self.journal.read()
         self._wait_until = None
         if entry is not None and not (entry.step.terminal and entry.phase is Phase.END):
-            superseded = (entry.step.before_switch and assignment is not None
-                          and assignment.release_id != entry.assignment.release_id)
-            if superseded:
-                return self.run_job(entry, State.FAILED, f"superseded by {assignment.ref}")
-            return self._continue(entry)
+            # Until the switch, the operator may change their mind: a job for a release the
+            # server no longer assigns is dropped (its downloads stay for a later GC).
+            if not (entry.step.before_switch and (assignment is None or assignment.release_id != entry.assignment.release_id)):
+                return self._continue(entry)
+            why = f"superseded by {assignment.ref}" if assignment else "the server withdrew the assignment"
+            entry = self.run_job(entry, State.FAILED, why)
         if assignment is None or not self._wanted(assignment, entry):
             return entry
         return self.run_job(self._new_job(assignment, entry), State.ASSIGNED)
