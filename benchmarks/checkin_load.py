@@ -111,28 +111,18 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process tree, in bytes."""
-    total = 0
+def tree_usage(pid: int) -> tuple[int, float]:
+    """Resident memory (bytes) and CPU used so far (seconds) by a process tree."""
+    rss, ticks = 0, 0
     for p in tree(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024
-        except (FileNotFoundError, StopIteration):
-            continue
-    return total
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process tree."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
+            continue  # exited meanwhile
+        rss += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        ticks += int(stat[11]) + int(stat[12])  # utime + stime
+    return rss, ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def enroll(url: str, token: str, n: int, concurrency: int = 32) -> list[tuple[str, str]]:
@@ -214,13 +204,13 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict:
         devices_file.write_text("".join(f"{i} {s}\n" for i, s in devices))
         (work / "load.lua").write_text(WRK_SCRIPT)
         env = {**os.environ, "DEVICES_FILE": str(devices_file), "EVENT_SHARE": str(args.event_share)}
-        cpu_before = tree_cpu(server.pid)
+        cpu_before = tree_usage(server.pid)[1]
         wrk = subprocess.run(
             ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "5s", "-s", str(work / "load.lua"), url],
             capture_output=True, text=True, env=env, check=False,
         )
-        rss = tree_rss(server.pid)
-        cpu = tree_cpu(server.pid) - cpu_before
+        rss, cpu_after = tree_usage(server.pid)
+        cpu = cpu_after - cpu_before
         line = next((x for x in wrk.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None or wrk.returncode != 0:
             raise SystemExit(f"wrk printed no result:\n{wrk.stdout}\n{wrk.stderr}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt
-from edgeship.cli.output import console, print_json
-from edgeship.cli.remote import CaOpt, ServerOpt, TokenOpt, operator_client
+from edgeship.cli.common import JsonOpt
+from edgeship.cli.output import console
+from edgeship.cli.remote import emit, operator_command
+from edgeship.client import OperatorClient
 from edgeship.server.schemas import parse_tag
 from edgeship.units import parse_duration
 
@@ -17,70 +16,41 @@ app = typer.Typer(help="Enroll devices and look after the fleet.", no_args_is_he
 token_app = typer.Typer(help="Enrollment tokens: what a new device presents once to join.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
+DeviceIdArg = typer.Argument(..., help="Device ID (dev_…).")
+
 
 def parse_tags(text: str | None) -> dict[str, str]:
     """"k=v,k2=v2" -> {"k": "v", "k2": "v2"}."""
     return dict(parse_tag(item.strip()) for item in (text or "").split(",") if item.strip())
 
 
-@token_app.command("create")
+@operator_command(token_app, "create")
 def token_create(
+    client: OperatorClient,
     tags: str | None = typer.Option(None, "--tags", help="Tags every device enrolled with it gets, e.g. site=berlin,ring=pilot."),
     uses: int | None = typer.Option(None, "--uses", min=1, help="How many devices may enroll with it (default: unlimited)."),
     expires: str | None = typer.Option(None, "--expires", help="Lifetime, e.g. 1h, 7d (default: until revoked)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Create an enrollment token; its secret is shown once."""
-    expires_s = int(parse_duration(expires)) if expires else None
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.create_enroll_token(parse_tags(tags), uses, expires_s)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]created[/] enrollment token {result['id']}  (shown once; give it to the device agent)")
-    console.print(result["token"], soft_wrap=True)
+    result = client.create_enroll_token(parse_tags(tags), uses, int(parse_duration(expires)) if expires else None)
+
+    def human(r: dict) -> None:
+        console.print(f"[green]created[/] enrollment token {r['id']}  (shown once; give it to the device agent)")
+        console.print(r["token"], soft_wrap=True)
+
+    emit(result, json_out, human)
 
 
-@token_app.command("revoke")
-def token_revoke(
-    token_id: str = typer.Argument(..., help="The token's ID (enr_…)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
+@operator_command(token_app, "revoke")
+def token_revoke(client: OperatorClient, token_id: str = typer.Argument(..., help="The token's ID (enr_…)."), json_out: bool = JsonOpt) -> None:
     """Revoke an enrollment token: no device can enroll with it any more (enrolled ones stay)."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.revoke_enroll_token(token_id)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]revoked[/] {result['id']} (used by {result['uses']} device(s))")
+    emit(client.revoke_enroll_token(token_id), json_out, lambda r: console.print(f"[green]revoked[/] {r['id']} (used by {r['uses']} device(s))"))
 
 
-@app.command("list")
-def list_devices(
-    tag: str | None = typer.Option(None, "--tag", help="Only devices with this tag (k=v)."),
-    all_devices: bool = typer.Option(False, "--all", help="Include decommissioned devices."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
-    """List enrolled devices."""
-    with operator_client(server, token, ca, workspace) as client:
-        devices = list(client.devices(tag, all_devices))
-    if json_out:
-        print_json(devices)
-        return
+def _table(devices: list[dict]) -> None:
     if not devices:
-        console.print("no devices yet; enroll one with a token from `edgeship device token create`")
+        console.print("no devices; enroll one with a token from `edgeship device token create`")
         return
     table = Table("DEVICE", "STATE", "RELEASE", "LAST SEEN", "TAGS", box=None)
     for d in devices:
@@ -91,21 +61,18 @@ def list_devices(
     console.print(table)
 
 
-@app.command("show")
-def show(
-    device_id: str = typer.Argument(..., help="Device ID (dev_…)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
+@operator_command(app, "list")
+def list_devices(
+    client: OperatorClient,
+    tag: str | None = typer.Option(None, "--tag", help="Only devices with this tag (k=v)."),
+    all_devices: bool = typer.Option(False, "--all", help="Include decommissioned devices."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show one device: facts, tags, state, releases and its assignment."""
-    with operator_client(server, token, ca, workspace) as client:
-        device = client.device(device_id)
-    if json_out:
-        print_json(device)
-        return
+    """List enrolled devices."""
+    emit(list(client.devices(tag, all_devices)), json_out, _table)
+
+
+def _show(device: dict) -> None:
     console.print(f"[bold]{device['id']}[/]  {device['state']}" + ("  [red]decommissioned[/]" if device["decommissioned_at"] else ""))
     for label in ("current", "previous", "assignment"):
         ref = device[label]
@@ -115,19 +82,13 @@ def show(
     console.print(f"  enrolled    {device['enrolled_at']}   last seen {device['last_seen_at'] or 'never'}")
 
 
-@app.command("decommission")
-def decommission(
-    device_id: str = typer.Argument(..., help="Device ID (dev_…)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
+@operator_command(app, "show")
+def show(client: OperatorClient, device_id: str = DeviceIdArg, json_out: bool = JsonOpt) -> None:
+    """Show one device: facts, tags, state, releases and its assignment."""
+    emit(client.device(device_id), json_out, _show)
+
+
+@operator_command(app, "decommission")
+def decommission(client: OperatorClient, device_id: str = DeviceIdArg, json_out: bool = JsonOpt) -> None:
     """Decommission a device: its credential stops working; its history stays."""
-    with operator_client(server, token, ca, workspace) as client:
-        device = client.decommission(device_id)
-    if json_out:
-        print_json(device)
-        return
-    console.print(f"[green]decommissioned[/] {device['id']}")
+    emit(client.decommission(device_id), json_out, lambda d: console.print(f"[green]decommissioned[/] {d['id']}"))

@@ -4,66 +4,55 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import typer
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt
-from edgeship.cli.output import console, print_json
-from edgeship.cli.remote import CaOpt, ServerOpt, TokenOpt, operator_client
+from edgeship.cli.common import JsonOpt
+from edgeship.cli.output import console
+from edgeship.cli.remote import emit, operator_command
+from edgeship.client import OperatorClient
 from edgeship.errors import UsageError
 
 
 def assign(
+    client: OperatorClient,
     release: str = typer.Argument(..., help="NAME@VERSION, pushed to the server."),
     tag: str | None = typer.Option(None, "--tag", help="Every device with this tag (k=v)."),
     device: str | None = typer.Option(None, "--device", help="One device (dev_…)."),
     rollback: bool = typer.Option(False, "--rollback", help="Allow devices to go back to this (older) version, if it is the signed rollback_to of what they run."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Assign a release to a tag or a device; devices pick it up at their next check-in."""
     if (tag is None) == (device is None):
         raise UsageError("pass exactly one of --tag k=v or --device ID")
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.assign(release, tag, device, rollback)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]assigned[/] {result['release']} to {result['tag'] or result['device_id']}")
+    result = client.assign(release, tag, device, rollback)
+    emit(result, json_out, lambda r: console.print(f"[green]assigned[/] {r['release']} to {r['tag'] or r['device_id']}"))
 
 
 def events(
+    client: OperatorClient,
     device: str | None = typer.Option(None, "--device", help="Only this device's events."),
     after: int = typer.Option(0, "--after", min=0, help="Start after this sequence number."),
     limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Most events to print (per poll with --follow)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until interrupted."),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between polls with --follow."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Print device events in the order the server stored them."""
-    with operator_client(server, token, ca, workspace) as client:
-        while True:
-            page = client.events(device, after, limit)
-            for e in page["events"]:
-                if json_out:
-                    print(json.dumps(e, sort_keys=True), flush=True)
-                else:
-                    detail = e["state"] or json.dumps(e["data"], sort_keys=True)[:120]
-                    console.print(f"{e['seq']:>8} {e['time']} {e['device_id']} {e['type']:<9} {e['release'] or '-'} {detail}", soft_wrap=True)
-            after = page["next_after"]
-            if not follow:
-                return
-            time.sleep(interval)
+    while True:
+        page = client.events(device, after, limit)
+        for e in page["events"]:
+            if json_out:
+                print(json.dumps(e, sort_keys=True), flush=True)
+            else:
+                detail = e["state"] or json.dumps(e["data"], sort_keys=True)[:120]
+                console.print(f"{e['seq']:>8} {e['time']} {e['device_id']} {e['type']:<9} {e['release'] or '-'} {detail}", soft_wrap=True)
+        after = page["next_after"]
+        if not follow:
+            return
+        time.sleep(interval)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("assign")(assign)
-    app.command("events")(events)
+    operator_command(app, "assign")(assign)
+    operator_command(app, "events")(events)

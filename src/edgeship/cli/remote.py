@@ -2,24 +2,63 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
-from edgeship.cli.output import console, human_size
+from edgeship.cli.common import WorkspaceOpt
+from edgeship.cli.output import console, human_size, print_json
 from edgeship.client import OperatorClient, push_repository
 from edgeship.errors import WorkspaceError
 from edgeship.workspace import Workspace
 
 ServerOpt = typer.Option(
-    None, "--server", envvar="EDGESHIP_SERVER", help="Server URL (default: the workspace's [server] url).", show_default=False
+    None, "--server", envvar="EDGESHIP_SERVER", help="Server URL (default: the server url in the workspace's edgeship.toml).", show_default=False
 )
 TokenOpt = typer.Option(
-    None, "--token", envvar="EDGESHIP_ADMIN_TOKEN", help="Admin token (default: the workspace's [server] admin_token).", show_default=False
+    None, "--token", envvar="EDGESHIP_ADMIN_TOKEN", help="Admin token (default: the admin token in the workspace's edgeship.toml).", show_default=False
 )
 CaOpt = typer.Option(
-    None, "--ca", envvar="EDGESHIP_CA", help="CA certificate to pin for HTTPS (default: the workspace's [server] ca).", show_default=False
+    None, "--ca", envvar="EDGESHIP_CA", help="CA certificate to pin for HTTPS (default: the CA named in the workspace's edgeship.toml).", show_default=False
 )
+
+
+_CONNECTION = ("server", "token", "ca", "workspace")
+
+
+def operator_command(app: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command that talks to the server: adds --server/--token/--ca/--workspace and
+    passes the command an open ``client`` (and closes it afterwards)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "client"]
+        options = {"server": ServerOpt, "token": TokenOpt, "ca": CaOpt, "workspace": WorkspaceOpt}
+        types = {"server": Optional[str], "token": Optional[str], "ca": Optional[Path], "workspace": Optional[Path]}  # noqa: UP045 - typer needs runtime types
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=options[n], annotation=types[n]) for n in _CONNECTION]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            connection = {n: kwargs.pop(n) for n in _CONNECTION}
+            with operator_client(**connection) as client:
+                return fn(client=client, **kwargs)
+
+        command.__signature__ = sig.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)  # type: ignore[attr-defined]
+        return app.command(name)(command)
+
+    return register
+
+
+def emit(result: Any, json_out: bool, human: Callable[[Any], None]) -> None:
+    """Print a command's result as JSON for scripts, or as ``human`` says for people."""
+    if json_out:
+        print_json(result)
+    else:
+        human(result)
 
 
 def operator_client(server: str | None, token: str | None, ca: Path | None, workspace: Path | None) -> OperatorClient:
