@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from edgeship.cli.main import run
 from edgeship.optimize.bigram import Chain, write_chain_model
 from edgeship.optimize.quantize import DEFAULT_TYPES, quantize
 from edgeship.samples.llama import TinyLlama
+
+# The foundation's CLI runner and throwaway workspace serve here too.
+from tests.foundation.conftest import Cli, CliResult, cli, workspace  # noqa: F401
 
 # Rows of 256 and 512 values: every tensor is K-quantizable (QK_K = 256), no fallback types.
 SPEC = TinyLlama(n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, n_ctx=512, name="chain-test")
@@ -35,27 +35,3 @@ def variants(source_model: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """Every default type, quantized once per test session by llama.cpp."""
     out = tmp_path_factory.mktemp("variants")
     return {t: quantize(source_model, out / f"chain.{t}.gguf", t, n_threads=2).path for t in DEFAULT_TYPES}
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-Cli = Callable[..., CliResult]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """Run `edgeship ARGS…` in-process; returns exit code and captured output."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*args: str | Path) -> CliResult:
-        capsys.readouterr()
-        code = run([str(a) for a in args])
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return invoke

@@ -18,14 +18,6 @@ from .conftest import Cli
 CTX = 1024  # above the model's 512-token training context: a warning, not an error
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE", raising=False)
-    ws = Workspace.init(tmp_path / "ws", passphrase=None)
-    monkeypatch.setenv("EDGESHIP_WORKSPACE", str(ws.root))
-    return ws
-
-
 def test_optimize_pushes_a_release_per_chosen_variant_that_the_engine_honours(
     cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], eval_text_file: Path, tmp_path: Path
 ) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
@@ -37,38 +44,27 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_onnx_report(report: Report) -> None:
-    table = Table("VARIANT", "FILE", "BITS/W", "MEMORY", "REL RMSE", "COSINE", "TOP-1", "INFER/S", "QUANT S", box=None)
+# The measured columns per model kind: (header, variant field or metric, format).
+_MEASURES: dict[str, list[tuple[str, str, str]]] = {
+    "gguf": [("PPL", "perplexity", ".3f"), ("KL", "kl_divergence", ".4f"), ("TOP-1", "top1_agreement", ".1%"),
+             ("PROMPT T/S", "prompt_tokens_per_s", ".0f"), ("GEN T/S", "generation_tokens_per_s", ".1f")],
+    "onnx": [("REL RMSE", "relative_rmse", ".2e"), ("COSINE", "cosine", ".6f"), ("TOP-1", "top1_agreement", ".1%"),
+             ("INFER/S", "inferences_per_s", ".0f")],
+}  # fmt: skip
+
+
+def _print_variants(report: Report) -> None:
+    measures = _MEASURES[report.kind]
+    memory = f"MEMORY @{report.ctx}" if report.ctx else "MEMORY"
+    table = Table("VARIANT", "FILE", "BITS/W", memory, *(h for h, _, _ in measures), "QUANT S", box=None)
     for v in report.variants:
-        m = v.metrics
+        values = {**v.metrics, "perplexity": v.perplexity, "kl_divergence": v.kl_divergence}
         table.add_row(
             v.name + (" (source)" if v.source else ""),
             human_size(v.file_bytes),
             f"{v.bits_per_weight:.2f}",
             human_size(v.memory),
-            _fmt(m["relative_rmse"], ".2e"),
-            _fmt(m["cosine"], ".6f"),
-            _fmt(m["top1_agreement"], ".1%"),
-            _fmt(m["inferences_per_s"], ".0f"),
-            _fmt(v.quantize_seconds, ".2f"),
-        )
-    console.print(table)
-
-
-def _print_gguf_report(report: Report) -> None:
-    table = Table("VARIANT", "FILE", "BITS/W", f"MEMORY @{report.ctx}", "PPL", "KL", "TOP-1", "PROMPT T/S", "GEN T/S", "QUANT S", box=None)
-    for v in report.variants:
-        m = v.metrics
-        table.add_row(
-            v.name + (" (source)" if v.source else ""),
-            human_size(v.file_bytes),
-            f"{v.bits_per_weight:.2f}",
-            human_size(v.memory),
-            _fmt(v.perplexity, ".3f"),
-            _fmt(v.kl_divergence, ".4f"),
-            _fmt(m.get("top1_agreement"), ".1%"),
-            _fmt(m.get("prompt_tokens_per_s"), ".0f"),
-            _fmt(m.get("generation_tokens_per_s"), ".1f"),
+            *(_fmt(values.get(key), spec) for _, key, spec in measures),
             _fmt(v.quantize_seconds, ".2f"),
         )
     console.print(table)
@@ -133,7 +129,7 @@ def optimize(
         return
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
-    (_print_onnx_report if is_onnx else _print_gguf_report)(report)
+    _print_variants(report)
     _print_choices(report)
     for r in report.releases:
         console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
