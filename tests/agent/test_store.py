@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
+import httpx
+import pytest
+
+from edgeship.agent.status_api import StatusServer
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.cli.main import run
 from edgeship.store.digest import Digest
 from tests.agent.conftest import install_locally
 from tests.agent.harness import Releases
@@ -84,3 +91,31 @@ def test_fsck_removes_an_unfinished_staging_dir(releases: Releases, device_store
     assert not device_store.fsck().clean
     device_store.fsck(repair=True)
     assert device_store.fsck().clean
+
+
+def test_fsck_cli_reports_and_moves_aside_a_damaged_journal(releases: Releases, device_store: DeviceStore,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rid = install_locally(device_store, releases.ws, releases.publish("1.0.0"))
+    device_store.switch(rid, None)
+    (device_store.root / "journal.json").write_text("{half a record")
+    assert run(["agent", "fsck", "--data-dir", str(device_store.root)]) == 1
+    assert "journal" in capsys.readouterr().out
+    assert run(["agent", "fsck", "--data-dir", str(device_store.root), "--repair"]) == 0
+    assert (device_store.root / "journal.json.damaged").exists()
+    capsys.readouterr()
+    assert run(["agent", "fsck", "--data-dir", str(device_store.root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clean"] is True
+
+
+def test_status_api_serves_the_status_document(tmp_path: Path) -> None:
+    status = tmp_path / "status.json"
+    server = StatusServer(status, 0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/status"
+        assert httpx.get(url).json() == {"state": "starting"}
+        status.write_text('{"state": "staged", "job": {"switch_at": "2026-06-11T00:00:00Z"}}')
+        assert httpx.get(url).json()["job"]["switch_at"] == "2026-06-11T00:00:00Z"
+        assert httpx.get(f"http://127.0.0.1:{server.port}/other").status_code == 404
+    finally:
+        server.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeship.agent.machine import Phase, State, StepOutcome
 from edgeship.errors import AgentError
-from edgeship.store.fsutil import write_atomic
+from edgeship.store.fsutil import fsync_dir, write_atomic
 
 FORMAT = "edgeship-agent-journal/1"
 CRASH_ENV = "EDGESHIP_AGENT_CRASH_AT"
@@ -130,6 +130,14 @@ class Journal:
         except (KeyError, TypeError, ValueError) as exc:
             raise AgentError(f"the agent journal {self.path} is damaged: {exc}",
                              hint="run `edgeship agent fsck --repair` to fall back to the installed releases") from exc
+
+    def quarantine(self) -> Path:
+        """Move a damaged journal aside (kept for a post-mortem); the agent then starts from
+        the releases `current` and `previous` name, which are complete by construction."""
+        dest = self.path.with_name(self.path.name + ".damaged")
+        os.replace(self.path, dest)
+        fsync_dir(self.path.parent)
+        return dest
 
     def write(self, entry: JournalEntry) -> JournalEntry:
         """Make ``entry`` durable (temp file, fsync, rename, fsync dir), then run any crash hook."""

@@ -28,7 +28,7 @@ from edgeship.agent.events import Event, EventQueue, step_event_id
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
-from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
 from edgeship.agent.trial import run_trial
 from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
 from edgeship.release.manifest import Manifest
@@ -483,3 +483,16 @@ def read_status(data_dir: Path) -> dict[str, Any]:
     doc = agent._read_status()
     doc.update({k: v for k, v in status_document(agent).items() if k not in ("updated", "job", "last_error")})
     return doc
+
+
+def fsck_data_dir(data_dir: Path, *, repair: bool) -> FsckReport:
+    """`DeviceStore.fsck` plus the journal: a damaged journal is reported (and moved aside)."""
+    report = DeviceStore(data_dir).fsck(repair=repair)
+    journal = Journal(AgentConfig(data_dir=data_dir).paths.journal)
+    try:
+        journal.read()
+    except AgentError as exc:
+        report.problems.append(exc.message)
+        if repair:
+            report.repaired.append(f"moved the damaged journal to {journal.quarantine().name}")
+    return report

@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 
 from edgeship.agent.config import DEFAULT_POLL_S, AgentConfig
-from edgeship.agent.loop import Agent, read_status
-from edgeship.agent.store import DeviceStore
+from edgeship.agent.loop import Agent, fsck_data_dir, read_status
+from edgeship.agent.status_api import StatusServer
 from edgeship.cli.common import JsonOpt
 from edgeship.cli.output import console, print_json
-from edgeship.errors import AgentError, UsageError
+from edgeship.errors import AgentError, StoreError, UsageError
 from edgeship.units import parse_rate
 
 app = typer.Typer(help="Run the device agent and inspect its data dir.", no_args_is_help=True)
@@ -43,6 +43,9 @@ def run(
     max_rate: str | None = typer.Option(None, "--max-rate", envvar="EDGESHIP_AGENT_MAX_RATE", help="Download bandwidth cap, e.g. 2MB/s."),
     poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
     timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
+    status_port: int | None = typer.Option(
+        None, "--status-port", help="Serve GET /status (the status.json document) on this loopback port for local software."
+    ),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
@@ -65,10 +68,15 @@ def run(
         timezone=timezone,
     )
     agent = Agent(config)
+    api = StatusServer(config.paths.status, status_port) if status_port is not None else None
+    if api is not None:
+        api.start()
     try:
         entry = agent.run(once=once)
     finally:
         agent.close()
+        if api is not None:
+            api.close()
     if once:
         state = entry.step.value if entry else "idle"
         console.print(f"state: {state}" + (f" ({agent.last_error})" if agent.last_error else ""))
@@ -107,11 +115,11 @@ def fsck(
     repair: bool = typer.Option(False, "--repair", help="Delete corrupt blobs and broken releases; fall back to `previous` if `current` is broken."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Rehash every blob and check every release and link. Exits 1 if problems remain.
+    """Rehash every blob, check every release, link and the journal. Exits 1 if problems remain.
 
     Run it with the agent stopped.
     """
-    report = DeviceStore(data_dir).fsck(repair=repair)
+    report = fsck_data_dir(data_dir, repair=repair)
     if json_out:
         print_json({"clean": report.clean, "problems": report.problems, "repaired": report.repaired,
                     "blobs": report.checked_blobs, "releases": report.checked_releases})
@@ -123,4 +131,5 @@ def fsck(
         console.print(f"checked {report.checked_blobs} blobs, {report.checked_releases} releases: "
                       + ("clean" if report.clean else f"{len(report.problems)} problems"))
     if not report.clean and not repair:
-        raise typer.Exit(1)
+        raise StoreError(f"{len(report.problems)} problems in {data_dir}",
+                         hint="stop the agent and run `edgeship agent fsck --repair`; the agent downloads what was removed")
