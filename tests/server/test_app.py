@@ -63,3 +63,11 @@ def test_metrics_and_json_access_log(fleet: Fleet) -> None:
     assert served and float(served[0].split()[-1]) >= 100
     logged = [json.loads(line) for line in fleet.server.logs().splitlines() if rid in line]
     assert logged and logged[0]["path"] == "/healthz" and logged[0]["status"] == 200 and logged[0]["request_id"] == rid
+
+
+def test_not_ready_without_a_repository(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data_dir=tmp_path / "empty", access_log=False))
+    with TestClient(app) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "server init" in r.json()["error"]["message"]
+        assert c.get("/healthz").status_code == 200

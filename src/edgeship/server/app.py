@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeship import __version__
 from edgeship.errors import EdgeshipError
-from edgeship.server import logs
+from edgeship.server import logs, rollout_job
 from edgeship.server.context import ServerContext
 from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
 from edgeship.server.problems import error_body, status_of
-from edgeship.server.routes import admin, devices, ops, repo
+from edgeship.server.routes import admin, devices, ops, repo, rollouts
 from edgeship.server.settings import ServerSettings
 
 log = logging.getLogger("edgeship.server")
@@ -37,16 +37,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
             await anyio.to_thread.run_sync(ctx.db.migrate)
-        job = asyncio.create_task(_timestamp_job(ctx))
+        jobs = [asyncio.create_task(_timestamp_job(ctx)), asyncio.create_task(rollout_job.run(ctx))]
         try:
             yield
         finally:
-            job.cancel()
+            for job in jobs:
+                job.cancel()
             ctx.db.dispose()
 
     app = FastAPI(title="edgeship update server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
-    for router in (devices.router, admin.router, repo.router, ops.router):
+    for router in (devices.router, admin.router, rollouts.router, repo.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(EdgeshipError, _edgeship_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,8 +1,8 @@
 """Which release a device should run.
 
-``resolve_assignment`` is the single place check-in asks; the rollout engine (issue 5)
-replaces its body, and nothing else needs to change. For now an operator's newest order for
-the device wins, then the newest order for one of its tags.
+``resolve_assignment`` is the single place check-in asks. The row the rollout job
+materialized for the device wins (``edgeship.server.rollouts``); without one, an operator's
+newest order for the device, then the newest order for one of its tags.
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from edgeship.errors import NotFoundError, UsageError
 from edgeship.release.manifest import parse_ref
 from edgeship.server import schemas
 from edgeship.server.auth import DeviceIdentity
-from edgeship.server.models import Assignment, Device
+from edgeship.server.models import Assignment, Device, RolloutAssignment
 from edgeship.server.repository import ServerRepository
 
+_R = RolloutAssignment.__table__.c
+_FROM_ROLLOUT = select(
+    _R.release_name, _R.release_version, _R.release_id, _R.rollback, _R.rollout_id, _R.window, _R.notice_s
+).where(_R.device_id == bindparam("id"))
 _A = Assignment.__table__.c
 # Tag orders are few (one per tag an operator assigned to), so they are matched here rather
 # than with an IN of (key, value) pairs, which SQLAlchemy must re-render on every call.
@@ -30,7 +34,19 @@ _FOR_DEVICE = (
 
 
 def resolve_assignment(session: Session, device: DeviceIdentity) -> schemas.AssignmentOut | None:
-    rows = session.connection().execute(_FOR_DEVICE, {"id": device.id}).all()
+    conn = session.connection()
+    staged = conn.execute(_FROM_ROLLOUT, {"id": device.id}).first()
+    if staged is not None:
+        return schemas.AssignmentOut(
+            name=staged.release_name,
+            version=staged.release_version,
+            release_id=staged.release_id,
+            rollback=staged.rollback,
+            rollout_id=staged.rollout_id,
+            window=staged.window,
+            notice_s=staged.notice_s,
+        )
+    rows = conn.execute(_FOR_DEVICE, {"id": device.id}).all()
     tags = {(k, str(v)) for k, v in device.tags.items()}
     chosen = next((r for r in rows if r.device_id == device.id), None) or next(
         (r for r in rows if (r.tag_key, r.tag_value) in tags), None

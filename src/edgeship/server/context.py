@@ -25,6 +25,7 @@ class ServerContext:
     @classmethod
     def build(cls, settings: ServerSettings) -> ServerContext:
         data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)  # a fresh one is served as "not ready" until `server init`
         db = Database(settings.effective_database_url)
         expiry = Expiry(snapshot=settings.snapshot_expiry_days, timestamp=settings.timestamp_expiry_days)
         return cls(

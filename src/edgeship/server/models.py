@@ -132,3 +132,92 @@ class Lock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200), default="")
     acquired_at: Mapped[datetime | None]
+
+
+class RolloutRecord(Base):
+    """A staged rollout or an A/B experiment; ``document`` is the engine's own JSON form.
+
+    ``live`` rollouts are re-evaluated by the rollout job; a finished one keeps its last
+    materialized assignments (devices keep what it gave them) without costing a tick.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_live", "live", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # rollout | experiment
+    release_ref: Mapped[str] = mapped_column(String(200))  # name@version (experiments: A's)
+    release_id: Mapped[str] = mapped_column(String(64))
+    previous_ref: Mapped[str | None] = mapped_column(String(200))  # rollouts: the rollback; experiments: B
+    previous_release_id: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16))
+    live: Mapped[bool] = mapped_column(Boolean)
+    document: Mapped[dict[str, Any]]  # rollout/codec.py or the experiment's fields
+    summary: Mapped[dict[str, Any]]  # the last evaluation's counts, for status without a recount
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RolloutAssignment(Base):
+    """What the rollout job decided one device should run: check-in reads this one row."""
+
+    __tablename__ = "rollout_assignments"
+    __table_args__ = (Index("ix_rollout_assignments_rollout", "rollout_id"),)
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"))
+    release_name: Mapped[str] = mapped_column(String(64))
+    release_version: Mapped[str] = mapped_column(String(128))
+    release_id: Mapped[str] = mapped_column(String(64))
+    rollback: Mapped[bool] = mapped_column(Boolean)
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notice_s: Mapped[int] = mapped_column(Integer)
+
+
+class DeviceReport(Base):
+    """What the engine needs from a device's events: the release its state is about, its health.
+
+    Folded from the event log by the rollout job (``position`` in ``job_cursors``), so the
+    event and check-in paths stay as they are.
+    """
+
+    __tablename__ = "device_reports"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    target_release_id: Mapped[str | None] = mapped_column(String(64))
+    health_release_id: Mapped[str | None] = mapped_column(String(64))
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class JobCursor(Base):
+    """How far a background job has read an append-only table; its row is the job's lock."""
+
+    __tablename__ = "job_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))  # kept in clear: the server signs with it
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """An outbox row: written in the transaction that changed the rollout, sent afterwards."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(String(500))

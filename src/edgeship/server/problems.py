@@ -32,12 +32,17 @@ class RangeNotSatisfiable(ServerError):
     """An upload offset or a byte range that does not fit what is stored (416)."""
 
 
+class NotReady(ServerError):
+    """The server cannot serve yet: database unreachable or repository not signed (503)."""
+
+
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[EdgeshipError], int, str], ...] = (
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (PayloadTooLarge, 413, "too_large"),
     (RangeNotSatisfiable, 416, "bad_offset"),
+    (NotReady, 503, "not_ready"),
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
     (TrustError, 422, "untrusted"),

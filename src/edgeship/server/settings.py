@@ -37,6 +37,8 @@ class ServerSettings(BaseModel):
     max_events_per_batch: int = Field(500, ge=1, description="Most events one device request may carry.")
     timestamp_check_s: float = Field(300.0, gt=0, description="How often the timestamp job looks at the timestamp's expiry, in seconds.")
     timestamp_margin_s: float = Field(43200.0, gt=0, description="Re-sign the timestamp when it expires sooner than this, in seconds.")
+    rollout_check_s: float = Field(5.0, gt=0, description="How often the rollout job re-decides live rollouts and sends webhooks, in seconds.")
+    webhook_retry_s: float = Field(5.0, gt=0, description="First retry delay of a failed webhook delivery, doubling up to an hour, in seconds.")
     snapshot_expiry_days: float = Field(7.0, gt=0, description="Validity of a snapshot the server signs.")
     timestamp_expiry_days: float = Field(1.0, gt=0, description="Validity of a timestamp the server signs.")
     access_log: bool = Field(True, description="Write one JSON line per request.")

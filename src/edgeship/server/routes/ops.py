@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from edgeship.errors import ServerError
 from edgeship.server.context import ServerContext, context
+from edgeship.server.problems import NotReady
 
 router = APIRouter(tags=["operations"])
 
@@ -18,9 +19,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: ServerContext = Depends(context)) -> dict[str, str]:
-    ctx.db.ping()
+    try:
+        ctx.db.ping()
+    except ServerError as exc:
+        raise NotReady(exc.message, hint=exc.hint) from exc
     if not ctx.repo.ready:
-        raise ServerError("the repository has no signed metadata", hint="run `edgeship server init --data-dir DIR --workspace WS`")
+        raise NotReady("the repository has no signed metadata", hint="run `edgeship server init --data-dir DIR --workspace WS`")
     return {"status": "ready"}
 
 
