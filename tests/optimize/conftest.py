@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeship.optimize.bigram import Chain, write_chain_model
@@ -35,3 +36,20 @@ def variants(source_model: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """Every default type, quantized once per test session by llama.cpp."""
     out = tmp_path_factory.mktemp("variants")
     return {t: quantize(source_model, out / f"chain.{t}.gguf", t, n_threads=2).path for t in DEFAULT_TYPES}
+
+
+def write_imatrix(path: Path, model: Path) -> Path:
+    """An importance matrix in llama-imatrix's GGUF layout: per weight, column sums and a count."""
+    import gguf
+
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(path), "imatrix")
+    for t in gguf.GGUFReader(str(model)).tensors:
+        if len(t.shape) == 2:
+            writer.add_tensor(f"{t.name}.in_sum2", (rng.random(int(t.shape[0])) * 100).astype(np.float32))
+            writer.add_tensor(f"{t.name}.counts", np.array([100.0], np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

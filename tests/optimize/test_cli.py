@@ -13,7 +13,7 @@ from edgeship.release.manifest import Requirements
 from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout, place
 from edgeship.workspace import Workspace
 
-from .conftest import Cli
+from .conftest import Cli, write_imatrix
 
 CTX = 1024  # above the model's 512-token training context: a warning, not an error
 
@@ -67,12 +67,15 @@ def test_optimize_pushes_a_release_per_chosen_variant_that_the_engine_honours(
     assert f32_req.arch == ("x86_64",)
 
 
-def test_optimize_table_without_text(cli: Cli, source_model: Path, tmp_path: Path) -> None:
-    r = cli("optimize", source_model, "-p", "pi3-1gb", "--ctx", 256, "--types", "Q4_0", "--threads", 2, "--out", tmp_path)
+def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Path, tmp_path: Path) -> None:
+    imatrix = write_imatrix(tmp_path / "imatrix.gguf", source_model)
+    r = cli("optimize", source_model, "-p", "pi3-1gb", "--ctx", 256, "--types", "Q4_0,IQ2_XXS", "--imatrix", imatrix,
+            "--threads", 2, "--out", tmp_path)  # fmt: skip
     assert r.code == 0, r.err
-    assert "Q4_0" in r.out and "pi3-1gb" in r.out and "report:" in r.out
+    assert "Q4_0" in r.out and "IQ2_XXS" in r.out and "pi3-1gb" in r.out and "report:" in r.out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["variants"][1]["perplexity"] is None  # no text: quality by bits per weight
+    assert "IQ2_XXS" in report["variants"][2]["metrics"]["tensor_types"]
     assert report["choices"][0]["variant"] == "F32"
 
 

@@ -12,6 +12,8 @@ from edgeship.optimize.llamacpp import LoadedModel
 from edgeship.optimize.memory import read_facts
 from edgeship.optimize.quantize import DEFAULT_TYPES, parse_types, quantize
 
+from .conftest import write_imatrix
+
 # What each file type stores most of its weights as (llama.cpp mixes in others).
 MAIN_TENSOR_TYPE = {"Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q5_K_M": "Q5_K", "Q4_K_M": "Q4_K", "Q4_0": "Q4_0", "Q3_K_M": "Q3_K", "Q2_K": "Q2_K"}  # fmt: skip
 
@@ -69,3 +71,15 @@ def test_a_type_llama_cpp_rejects_is_a_clear_error(qtype: str, reason: str, sour
     with pytest.raises(OptimizeError, match=f"llama.cpp refused to quantize chain.gguf to {qtype}: .*{reason}"):
         quantize(source_model, tmp_path / "x.gguf", qtype)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_importance_matrix_reaches_llama_cpp(source_model: Path, tmp_path: Path) -> None:
+    imatrix = write_imatrix(tmp_path / "imatrix.gguf", source_model)
+    # IQ2_XXS is refused without an importance matrix (see above) and made with one.
+    result = quantize(source_model, tmp_path / "iq2.gguf", "IQ2_XXS", imatrix=imatrix)
+    assert "IQ2_XXS" in result.tensor_types
+    with LoadedModel(result.path, 32) as model:
+        logits = model.decode([1, 5, 6])
+        assert logits is not None and np.isfinite(logits).all()
+    with pytest.raises(UsageError, match="no importance data"):
+        quantize(source_model, tmp_path / "x.gguf", "Q4_0", imatrix=source_model)

@@ -84,6 +84,7 @@ def optimize(
     eval_text: Path | None = typer.Option(None, "--eval-text", help="Text file to measure perplexity and KL divergence on."),
     eval_ctx: int = typer.Option(512, "--eval-ctx", help="Window for the perplexity (capped at --ctx)."),
     types: str | None = typer.Option(None, "--types", help="Quantization types, e.g. Q8_0,Q4_K_M (default: Q8_0…Q2_K)."),
+    imatrix: Path | None = typer.Option(None, "--imatrix", help="GGUF importance matrix (llama-imatrix) to guide quantization."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the variants and report.json (default: ./optimized/<model>)."),
     inputs: Path | None = typer.Option(None, "--inputs", help="ONNX: sample inputs (.npz, one array per input name); default random."),
     headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
@@ -98,7 +99,7 @@ def optimize(
     GGUF: llama.cpp quantization to each --types value. ONNX: onnxruntime dynamic int8.
     """
     is_onnx = model.suffix.lower() == ".onnx"
-    misplaced = [flag for flag, given in (("--eval-text", eval_text), ("--types", types)) if is_onnx and given] + (
+    misplaced = [flag for flag, given in (("--eval-text", eval_text), ("--types", types), ("--imatrix", imatrix)) if is_onnx and given] + (
         ["--inputs"] if inputs and not is_onnx else []
     )
     if misplaced:
@@ -120,7 +121,7 @@ def optimize(
         with err_console.status("quantizing to int8 and measuring…"):
             report = optimize_onnx(model, out_dir, chosen, inputs=inputs, headroom=headroom)
     else:
-        report = _run_gguf(model, out_dir, chosen, types, ctx, text, eval_ctx, headroom, threads)
+        report = _run_gguf(model, out_dir, chosen, types, imatrix, ctx, text, eval_ctx, headroom, threads)
     if ws is not None and push and version:
         publish_choices(ws, report, push, version)
     path = report.write(out_dir)
@@ -141,6 +142,7 @@ def _run_gguf(
     out_dir: Path,
     chosen: list[Profile],
     types: str | None,
+    imatrix: Path | None,
     ctx: int,
     text: str | None,
     eval_ctx: int,
@@ -153,6 +155,7 @@ def _run_gguf(
             out_dir,
             chosen,
             types=types.split(",") if types else None,
+            imatrix=imatrix,
             ctx=ctx,
             eval_text=text,
             eval_ctx=eval_ctx,

@@ -43,6 +43,7 @@ def optimize_gguf(
     profiles: Sequence[Profile],
     *,
     types: Sequence[str] | None = None,
+    imatrix: Path | None = None,
     ctx: int = 2048,
     eval_text: str | None = None,
     eval_ctx: int = 512,
@@ -72,7 +73,8 @@ def optimize_gguf(
     results: list[tuple[str, Path, QuantizeResult | None]] = [(facts.file_type, source, None)]
     for qtype in qtypes:
         hooks.quantize_start(qtype)
-        result = quantize(source, out_dir / f"{source.stem}.{qtype}.gguf", qtype, n_threads=n_threads, on_tensor=hooks.tensor)
+        target = out_dir / f"{source.stem}.{qtype}.gguf"
+        result = quantize(source, target, qtype, n_threads=n_threads, imatrix=imatrix, on_tensor=hooks.tensor)
         results.append((qtype, result.path, result))
 
     variants = []

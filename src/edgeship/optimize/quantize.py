@@ -9,11 +9,15 @@ shows.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from edgeship.errors import OptimizeError, UsageError
 from edgeship.optimize.llamacpp import bindings, capture_logs, default_threads
@@ -63,15 +67,55 @@ def parse_types(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def load_imatrix(path: Path) -> dict[str, np.ndarray]:
+    """Importance per input column of each weight, from a GGUF imatrix (llama-imatrix's output).
+
+    The file holds ``<tensor>.in_sum2`` (sums of squared activations, per expert) and
+    ``<tensor>.counts`` (activations seen, per expert); the importance is their ratio.
+    """
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not a GGUF importance matrix: {exc}", hint="make one with llama-imatrix (GGUF output)") from exc
+    tensors = {t.name: np.asarray(t.data, np.float32).ravel() for t in reader.tensors}
+    out = {}
+    for name, sums in tensors.items():
+        if not name.endswith(".in_sum2"):
+            continue
+        weight = name.removesuffix(".in_sum2")
+        counts = tensors.get(weight + ".counts")
+        if counts is None or counts.size == 0 or sums.size % counts.size:
+            raise UsageError(f"{path.name}: {weight} has sums but no matching counts", hint="regenerate the importance matrix")
+        per_expert = sums.reshape(counts.size, -1) / np.maximum(counts, 1)[:, None]
+        out[weight] = np.ascontiguousarray(per_expert.ravel(), np.float32)
+    if not out:
+        raise UsageError(f"{path.name} holds no importance data (<tensor>.in_sum2)", hint="make one with llama-imatrix (GGUF output)")
+    return out
+
+
+def _imatrix_array(L: Any, data: dict[str, np.ndarray]) -> Any:
+    """A NULL-terminated llama_model_imatrix_data array pointing into ``data``'s buffers
+    (the caller keeps ``data`` alive; ctypes keeps the name strings)."""
+    entries = (L.llama_model_imatrix_data * (len(data) + 1))()
+    for entry, (name, values) in zip(entries, data.items(), strict=False):
+        entry.name = name.encode()
+        entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        entry.size = values.size
+    return entries
+
+
 def quantize(
     source: Path,
     output: Path,
     qtype: str,
     *,
     n_threads: int | None = None,
+    imatrix: Path | None = None,
     on_tensor: TensorHook | None = None,
 ) -> QuantizeResult:
-    """Quantize ``source`` (F32/F16/BF16 GGUF) to ``qtype`` at ``output``."""
+    """Quantize ``source`` (F32/F16/BF16 GGUF) to ``qtype`` at ``output``, guided by ``imatrix`` if given."""
     facts = read_facts(source)
     if facts.is_quantized:
         raise UsageError(
@@ -83,6 +127,10 @@ def quantize(
     params = L.llama_model_quantize_default_params()
     params.ftype = getattr(L, f"LLAMA_FTYPE_MOSTLY_{qtype}")
     params.nthread = n_threads or default_threads()
+    # Held in this frame until llama.cpp returns: it reads these buffers during quantization.
+    importance = load_imatrix(imatrix) if imatrix is not None else None
+    if importance is not None:
+        params.imatrix = _imatrix_array(L, importance)
 
     def on_line(line: str) -> None:
         m = _PROGRESS.search(line)
