@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from edgeship.errors import OptimizeError, ValidationError
-from edgeship.optimize.memory import FIXED_OVERHEAD, ModelFacts, estimate_memory, read_facts
+from edgeship.optimize.memory import (
+    FIXED_OVERHEAD,
+    ModelFacts,
+    estimate_memory,
+    read_facts,
+)
 
 MiB = 1 << 20
 

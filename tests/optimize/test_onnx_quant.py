@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from edgeship.errors import UsageError
-from edgeship.optimize.onnx_quant import accuracy, load_inputs, optimize_onnx, quantize_int8, random_inputs, session
+from edgeship.optimize.onnx_quant import (
+    accuracy,
+    load_inputs,
+    optimize_onnx,
+    quantize_int8,
+    random_inputs,
+    session,
+)
 from edgeship.optimize.profiles import Profile
 from edgeship.workspace import Workspace
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from edgeship.optimize.profiles import Profile
-from edgeship.optimize.select import Candidate, budget, choose, rank, release_requirements
+from edgeship.optimize.select import (
+    Candidate,
+    budget,
+    choose,
+    rank,
+    release_requirements,
+)
 
 MiB = 1 << 20
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 
@@ -31,7 +32,7 @@ _hooks_lock = threading.Lock()
 _callback: object | None = None
 
 
-def bindings() -> object:
+def bindings() -> Any:
     try:
         import llama_cpp
     except ImportError as exc:
@@ -106,7 +107,7 @@ class LoadedModel:
         self.n_batch = L.llama_n_batch(self._ctx)  # llama.cpp caps the batch at the context size
         self.bos = L.llama_vocab_bos(self._vocab)
 
-    def __enter__(self) -> LoadedModel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,7 +7,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeship.errors import UsageError
-from edgeship.optimize.evaluate import Scores, compare, filler_tokens, measure_speed, score, tokenize_eval_text
+from edgeship.optimize.evaluate import (
+    Scores,
+    compare,
+    filler_tokens,
+    measure_speed,
+    score,
+    tokenize_eval_text,
+)
 from edgeship.optimize.llamacpp import LoadedModel
 from edgeship.optimize.memory import ModelFacts, estimate_memory, read_facts
 from edgeship.optimize.profiles import Profile
@@ -31,8 +38,10 @@ class Hooks:
 def context_warnings(facts: ModelFacts, ctx: int) -> list[str]:
     if facts.ctx_train and ctx > facts.ctx_train:
         return [
-            f"context {ctx} is larger than the model's training context {facts.ctx_train}: "
-            "memory is estimated for it, but quality past the training context is not what was measured"
+            (
+                f"context {ctx} is larger than the model's training context {facts.ctx_train}: "
+                "memory is estimated for it, but quality past the training context is not what was measured"
+            )
         ]
     return []
 
