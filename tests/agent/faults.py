@@ -1,7 +1,7 @@
 """Faults on the wire, as ASGI middleware around the real server app.
 
 ``EDGESHIP_TEST_FAULTS`` holds comma-separated faults applied to blob downloads
-(``/repo/blobs/…``), each once per server process (on the first file long enough):
+and deltas (``/repo/blobs/…``, ``/repo/deltas/…``), each once per server process (on the first file long enough):
 
     cut:N      close the connection after N bytes of the file have gone out
     flip:N     invert the byte at file offset N on its way out
@@ -39,7 +39,7 @@ class FaultInjector:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith("/repo/blobs/") and scope.get("method") == "GET":
+        if scope["type"] == "http" and path.startswith(("/repo/blobs/", "/repo/deltas/")) and scope.get("method") == "GET":
             cut, flip, stall = self._peek("cut"), self._peek("flip"), self._peek("stall")
             if cut is not None or flip is not None or stall is not None:
                 return await self.app(scope, receive, _Mangler(send, cut, flip, stall, self._fired))

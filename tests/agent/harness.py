@@ -21,6 +21,7 @@ from edgeship.release.bundle import ComponentSpec, build_release
 from edgeship.release.manifest import MEDIA_TYPES, Component, ComponentKind, HealthSuite, Manifest
 from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.settings import ServerSettings
+from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,24 @@ class Releases:
             manifest = manifest.model_copy(update={"components": (model_c, *manifest.components[1:])})
         self.ws.publish(manifest)
         return manifest
+
+    def publish_delta(self, old: Manifest, new: Manifest, component: str) -> int:
+        """Sign a delta between two releases' versions of ``component`` (as issue 6's push will); its size."""
+        from tuf.api.metadata import TargetFile
+
+        from edgeship.agent.download import delta_path
+        from edgeship.delta import make_patch
+
+        a = next(c for c in old.components if c.name == component)
+        b = next(c for c in new.components if c.name == component)
+        path = delta_path(a.hexdigest, b.hexdigest)
+        dest = self.ws.repo_dir / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_patch(self.ws.store.path(Digest(a.hexdigest)), self.ws.store.path(Digest(b.hexdigest)), dest)
+        target = TargetFile.from_file(path, str(dest), ["sha256"])
+        target.unrecognized_fields["custom"] = {"edgeship": {"kind": "delta", "from": a.digest, "to": b.digest}}
+        self.ws.repository().add_targets([target])
+        return dest.stat().st_size
 
     def root(self) -> Path:
         return self.ws.repo_dir / "metadata" / "1.root.json"

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from edgeship.agent.backoff import Backoff
@@ -25,6 +26,7 @@ from edgeship.agent.machine import State
 from edgeship.agent.store import CURRENT
 from edgeship.errors import ServerError
 from edgeship.release.manifest import HealthSuite, Manifest
+from edgeship.samples.llama import write_tiny_llama
 from edgeship.store.digest import Digest, hash_file
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device, Releases, Server, assert_consistent, free_port, no_duplicate_steps
@@ -70,7 +72,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator
         "4.0.0": rel.publish("4.0.0", health=HealthSuite(command="echo sick >&2; exit 3", timeout_s=30)),
         "5.0.0": rel.publish("5.0.0", health=HealthSuite(command="sleep 60", timeout_s=1)),
         "6.0.0": rel.publish("6.0.0"),
+        # A fine-tune: one tensor of the model changed, shipped as a signed delta from 6.0.0.
+        "7.0.0": rel.publish("7.0.0", model=write_tiny_llama(tmp / "tuned.gguf", weights={"output_norm.weight": np.full(64, 1.5, np.float32)})),
     }
+    rel.publish_delta(manifests["6.0.0"], manifests["7.0.0"], "model")
     server = Server.create(ws, tmp / "server")
     server.start()
     try:
@@ -154,12 +159,13 @@ def test_a_device_trusting_other_keys_installs_nothing(fleet: Fleet, tmp_path: P
     assert d.store.link(CURRENT) is None and not list(d.store.blobs.digests())
 
 
-def upgrade_under_faults(fleet: Fleet, name: str, faults: str) -> tuple[Device, subprocess.CompletedProcess[str]]:
-    """A device on 1.0.0 is assigned 2.0.0 and runs once while the server injects ``faults``."""
-    d = fleet.installed(name, "1.0.0")
+def upgrade_under_faults(fleet: Fleet, name: str, faults: str, start: str = "1.0.0",
+                         to: str = "2.0.0") -> tuple[Device, subprocess.CompletedProcess[str]]:
+    """A device on ``start`` is assigned ``to`` and runs once while the server injects ``faults``."""
+    d = fleet.installed(name, start)
     fleet.server.restart(faults=faults)
     try:
-        fleet.server.assign("llm@2.0.0", tag=d.tag)
+        fleet.server.assign(f"llm@{to}", tag=d.tag)
         return d, d.run()
     finally:
         fleet.server.restart()
@@ -357,3 +363,25 @@ def test_a_job_waiting_for_its_window_is_dropped_when_the_operator_assigns_anoth
     assert not agent.store.blobs.has(fleet.weights_blob())  # the abandoned download was collected
     failed = [e for e in fleet.server.events(d.device_id) if e["state"] == "failed"]
     assert [(e["release"], e["data"]["reason"]) for e in failed] == [("llm@2.0.0", "superseded by llm@6.0.0")]
+
+
+def model_blob_requests(stderr: str, manifest: Manifest) -> int:
+    return stderr.count(f"/repo/blobs/sha256/{manifest.components[0].hexdigest}")
+
+
+def test_a_changed_model_arrives_as_a_signed_delta(fleet: Fleet) -> None:
+    d = fleet.installed("delta", "6.0.0")
+    fleet.server.assign("llm@7.0.0", tag=d.tag)
+    r = d.run()
+    assert r.returncode == 0, r.stderr
+    assert "model rebuilt from a" in r.stderr and model_blob_requests(r.stderr, fleet.manifests["7.0.0"]) == 0
+    assert_consistent(d, {"7.0.0"})
+    assert not list(d.store.partial_dir.iterdir())
+
+
+def test_a_delta_damaged_in_transit_falls_back_to_the_whole_file(fleet: Fleet) -> None:
+    # The first file served is the patch.
+    d, r = upgrade_under_faults(fleet, "delta-flip", "flip:100", start="6.0.0", to="7.0.0")
+    assert r.returncode == 0, r.stderr
+    assert "delta for model is unusable" in r.stderr and model_blob_requests(r.stderr, fleet.manifests["7.0.0"]) == 1
+    assert_consistent(d, {"7.0.0"})

@@ -24,6 +24,7 @@ from typing import Any
 from edgeship.agent.api import CheckinReply, DeviceClient, device_facts, load_identity, save_identity
 from edgeship.agent.backoff import Backoff
 from edgeship.agent.config import AgentConfig
+from edgeship.agent.download import Downloader
 from edgeship.agent.events import Event, EventQueue, step_event_id
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
@@ -379,17 +380,8 @@ class Agent:
             raise ValidationError(f"{a.ref} cannot run on this device: {'; '.join(unmet)}", hint="assign a release built for it")
         self.store.save_manifest(a.release_id, manifest.canonical_bytes())
         assert self._fetcher is not None
-        self._progress = {"total": sum(c.size for c in manifest.components), "done": 0}
-        for c in manifest.components:
-            digest = Digest(c.hexdigest)
-            if self.store.blobs.has(digest):
-                self._progress["done"] += c.size  # unchanged component: costs nothing
-                continue
-            info = verifier.signed_blob(c)
-            base = self._progress["done"]
-            self._fetcher.download_to(verifier.url + info.path, self.store.partial(digest), info.length,
-                                      progress=lambda n, base=base: self._on_progress(base + n))
-            self._progress["done"] = base + c.size
+        running = self.store.manifest(entry.from_release) if entry.from_release else None
+        Downloader(verifier, self._fetcher, self.store, self._on_progress).fetch_missing(manifest, running)
         return StepOutcome()
 
     def _check_downgrade(self, verifier: ReleaseVerifier, entry: JournalEntry) -> None:
@@ -403,8 +395,8 @@ class Agent:
         check_downgrade((running["name"], running["version"]), (entry.assignment.name, entry.assignment.version),
                         signed_rollback_to=rollback_to, rollback_ordered=entry.assignment.rollback)
 
-    def _on_progress(self, done: int) -> None:
-        self._progress["done"] = done
+    def _on_progress(self, done: int, total: int) -> None:
+        self._progress = {"done": done, "total": total}
         self._write_status()
 
     def _verify(self, entry: JournalEntry) -> StepOutcome:

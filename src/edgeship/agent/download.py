@@ -1,0 +1,83 @@
+"""Fetch the component files a release needs and the device lacks: by delta when one is signed.
+
+For each component not already in the blob store:
+1. a partial download of the whole file exists → resume it (never mix two ways of getting a file);
+2. the running release has a component of the same name, and the repository signs a delta
+   ``deltas/sha256/<old>/<new>`` (docs/protocol.md) → download the patch, check it against
+   its signed length and hash, and rebuild the new file from the old blob; the result must
+   hash to the signed digest (the applier checks; the verifying step checks again);
+3. otherwise, or if the delta is unusable for any reason but the network → the whole file.
+
+Everything lands in ``store/partial/<hex>``; the verifying step adopts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tuf.api.exceptions import LengthOrHashMismatchError
+
+from edgeship.agent.fetcher import ResumableFetcher
+from edgeship.agent.store import DeviceStore
+from edgeship.errors import DeltaError, ValidationError
+from edgeship.release.manifest import Component, Manifest
+from edgeship.store.digest import Digest
+from edgeship.trust.client import ReleaseVerifier
+
+log = logging.getLogger("edgeship.agent")
+
+
+def delta_path(old: str, new: str) -> str:
+    return f"deltas/sha256/{old}/{new}"
+
+
+@dataclass
+class Downloader:
+    verifier: ReleaseVerifier
+    fetcher: ResumableFetcher
+    store: DeviceStore
+    progress: Callable[[int, int], None]  # (bytes done, bytes in total) for the status file
+
+    def fetch_missing(self, manifest: Manifest, running: Manifest | None) -> None:
+        old_by_name = {c.name: c for c in running.components} if running else {}
+        total = sum(c.size for c in manifest.components)
+        done = 0
+        for c in manifest.components:
+            digest = Digest(c.hexdigest)
+            if not self.store.blobs.has(digest):  # an unchanged component costs nothing
+                old = old_by_name.get(c.name)
+                resuming = self.store.partial(digest).exists()
+                if resuming or old is None or not self._by_delta(c, old, lambda n, base=done: self.progress(base + n, total)):
+                    info = self.verifier.signed_blob(c)
+                    self.fetcher.download_to(self.verifier.url + info.path, self.store.partial(digest), info.length,
+                                             progress=lambda n, base=done: self.progress(base + n, total))
+            done += c.size
+            self.progress(done, total)
+
+    def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> bool:
+        """Rebuild ``new`` from ``old`` with a signed delta; False if there is none or it is unusable."""
+        old_blob = self.store.blobs.path(Digest(old.hexdigest))
+        if old.kind != new.kind or not old_blob.is_file():
+            return False
+        info = self.verifier.target(delta_path(old.hexdigest, new.hexdigest))
+        if info is None:
+            return False
+        patch = self.store.partial_dir / f"{new.hexdigest}.delta-from-{old.hexdigest[:16]}"
+        try:
+            # A network failure propagates (the step fails and is retried, resuming the
+            # patch); anything wrong with the patch itself means: take the whole file.
+            self.fetcher.download_to(self.verifier.url + info.path, patch, info.length, progress=progress)
+            with open(patch, "rb") as f:
+                info.verify_length_and_hashes(f)
+            from edgeship.delta import apply_patch  # only now: the delta codecs are not small
+
+            apply_patch(old_blob, patch, self.store.partial(Digest(new.hexdigest)), expected_digest=new.digest)
+        except (LengthOrHashMismatchError, DeltaError, ValidationError) as exc:
+            log.warning("the delta for %s is unusable (%s); fetching the whole file", new.name, exc)
+            patch.unlink(missing_ok=True)
+            return False
+        patch.unlink()
+        log.info("%s rebuilt from a %d-byte delta instead of %d bytes", new.name, info.length, new.size)
+        return True
