@@ -182,11 +182,16 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f}"
 
 
+def _size(n: int) -> str:
+    """Bytes exactly when small (tiny patches differ by bytes), else KiB."""
+    return f"{n} B" if n < 10 * 1024 else f"{_kib(n)} KiB"
+
+
 def _cells(row: Row) -> str:
     if row.patch is None or row.encode is None or row.apply is None:
         return f"| {row.note} | | | | |"
     return (
-        f"| {_kib(row.patch)} | {row.encode.seconds:.1f} | {row.apply.seconds:.1f} "
+        f"| {_size(row.patch)} | {row.encode.seconds:.1f} | {row.apply.seconds:.1f} "
         f"| {_mib(row.encode.max_rss)} | {_mib(row.apply.max_rss)} |"
     )
 
@@ -231,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edgeship-delta-bench-", dir=args.workdir))
     print(f"# delta benchmark: {args.size_mb} MiB F16 GGUF pairs, vocab {args.vocab}\n")
-    print("| scenario | tool | patch KiB | encode s | apply s | encode RSS MiB | apply RSS MiB |")
+    print("| scenario | tool | patch | encode s | apply s | encode RSS MiB | apply RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     verdicts: dict[str, list[str]] = {}
     try:
