@@ -16,6 +16,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeship import __version__
@@ -79,7 +80,8 @@ async def _timestamp_job(ctx: ServerContext) -> None:
         if ctx.repo.ready:
             try:
                 await anyio.to_thread.run_sync(ctx.repo.refresh_timestamp_if_due, ctx.db, margin)
-            except EdgeshipError as exc:
+            except (EdgeshipError, SQLAlchemyError, OSError) as exc:
+                # Keep trying: a database blip must not end the job and let devices freeze.
                 log.error("cannot refresh the timestamp: %s", exc)
         await asyncio.sleep(ctx.settings.timestamp_check_s)
 

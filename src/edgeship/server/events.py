@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from edgeship.server.models import Event
 from edgeship.server.problems import PayloadTooLarge
 
 _INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_EVENTS_LOCK = 7205120002
 
 
 def ingest(session: Session, device: DeviceIdentity, events: list[schemas.EventIn], max_batch: int) -> schemas.EventsResponse:
@@ -37,7 +38,13 @@ def ingest(session: Session, device: DeviceIdentity, events: list[schemas.EventI
         }
         for e in unique.values()
     ]
-    insert = _INSERT[session.get_bind().dialect.name]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # Commit events in sequence order, so that a reader paging with ?after=<seq> never
+        # skips an event whose lower seq committed after a higher one (SQLite writes are
+        # serialized already). Held only for this short transaction.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENTS_LOCK})
+    insert = _INSERT[dialect]
     # ON CONFLICT DO NOTHING keeps this race-free when a device resends while the first copy commits.
     stmt = insert(Event).values(rows).on_conflict_do_nothing(index_elements=["device_id", "event_id"]).returning(Event.event_id)
     accepted = len(session.execute(stmt).all())
