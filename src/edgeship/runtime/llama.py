@@ -90,26 +90,30 @@ class LlamaBackend:
             self._llama.close()
 
     def complete(self, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        with self._lock, _as_usage_error():
+        with self._lock, _library_errors():
             return self._llama.create_completion(prompt, **params.kwargs())  # type: ignore[return-value]
 
     def stream_complete(self, prompt: str, params: GenerationParams) -> Generator[dict[str, Any], None, None]:
-        with self._lock, _as_usage_error():
+        with self._lock, _library_errors():
             yield from self._llama.create_completion(prompt, stream=True, **params.kwargs())  # type: ignore[misc]
 
     def chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
-        with self._lock, _as_usage_error():
+        with self._lock, _library_errors():
             return self._llama.create_chat_completion(messages, **params.kwargs())  # type: ignore[arg-type,return-value]
 
     def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> Generator[dict[str, Any], None, None]:
-        with self._lock, _as_usage_error():
+        with self._lock, _library_errors():
             yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs())  # type: ignore[arg-type,misc]
 
 
 @contextlib.contextmanager
-def _as_usage_error() -> Iterator[None]:
-    # llama-cpp-python reports a prompt longer than the context as ValueError: the caller's input.
+def _library_errors() -> Iterator[None]:
+    # llama-cpp-python reports a prompt longer than the context as ValueError (the caller's
+    # input), and a context that fills up while generating as RuntimeError from llama_decode.
     try:
         yield
     except ValueError as exc:
         raise UsageError(str(exc), hint="send a shorter prompt or ask for fewer max_tokens") from exc
+    except RuntimeError as exc:
+        raise RuntimeBackendError(f"llama.cpp failed while generating: {exc}",
+                                  hint="the context may be full: ask for fewer max_tokens or start with a larger --ctx") from exc

@@ -24,6 +24,7 @@ class _Sampling(_Request):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    n: Literal[1] = 1  # one choice per request: llama.cpp decodes one sequence per context
 
     @field_validator("stop")
     @classmethod
