@@ -38,44 +38,51 @@ def repo_url(repo: str) -> str:
     return repo.rstrip("/") + "/"
 
 
+# python-tuf failure -> (what it means, what to do). Order matters: subclasses first.
+_TRUST_FAILURES: tuple[tuple[type[Exception], str, str | None], ...] = (
+    (
+        tuf_errors.ExpiredMetadataError,
+        "repository metadata has expired",
+        "the repository is stale or a freeze attack is under way; ask the operator to re-sign",
+    ),
+    (
+        tuf_errors.BadVersionNumberError,
+        "repository offers older metadata than this client already trusts",
+        "a rollback attack or a restored old backup; do not install anything from it",
+    ),
+    (
+        tuf_errors.UnsignedMetadataError,
+        "metadata is not signed by a trusted key",
+        "someone without the operator's keys produced it; if keys were rotated, the client needs the new root",
+    ),
+    (
+        tuf_errors.LengthOrHashMismatchError,
+        "downloaded bytes do not match their signed hash or length",
+        "the copy in the repository is corrupt or was tampered with; re-publish it",
+    ),
+    (
+        tuf_errors.DownloadLengthMismatchError,
+        "the server sent more bytes than were signed",
+        "endless-data attack or a corrupt repository; the download was stopped",
+    ),
+    (tuf_errors.RepositoryError, "repository metadata rejected", None),
+)
+
+
 @contextmanager
 def tuf_failures(what: str) -> Iterator[None]:
     """Translate python-tuf's exceptions into edgeship errors that name the attack or fault."""
     try:
         yield
-    except tuf_errors.ExpiredMetadataError as exc:
-        raise TrustError(
-            f"{what}: repository metadata has expired ({exc})",
-            hint="the repository is stale or a freeze attack is under way; ask the operator to re-sign",
-        ) from exc
-    except tuf_errors.BadVersionNumberError as exc:
-        raise TrustError(
-            f"{what}: repository offers older metadata than this client already trusts ({exc})",
-            hint="a rollback attack or a restored old backup; do not install anything from it",
-        ) from exc
-    except tuf_errors.UnsignedMetadataError as exc:
-        raise TrustError(
-            f"{what}: metadata is not signed by a trusted key ({exc})",
-            hint="someone without the operator's keys produced it; if keys were rotated, the client needs the new root",
-        ) from exc
-    except tuf_errors.LengthOrHashMismatchError as exc:
-        raise TrustError(
-            f"{what}: downloaded bytes do not match their signed hash or length ({exc})",
-            hint="the copy in the repository is corrupt or was tampered with; re-publish it",
-        ) from exc
-    except tuf_errors.DownloadLengthMismatchError as exc:
-        raise TrustError(
-            f"{what}: the server sent more bytes than were signed ({exc})",
-            hint="endless-data attack or a corrupt repository; the download was stopped",
-        ) from exc
     except tuf_errors.DownloadHTTPError as exc:
         if exc.status_code == 404:
             raise NotFoundError(f"{what}: not found in the repository ({exc})") from exc
         raise ServerError(f"{what}: the repository answered HTTP {exc.status_code}") from exc
+    except (tuf_errors.RepositoryError, tuf_errors.DownloadLengthMismatchError) as exc:
+        meaning, hint = next((m, h) for kind, m, h in _TRUST_FAILURES if isinstance(exc, kind))
+        raise TrustError(f"{what}: {meaning} ({exc})", hint=hint) from exc
     except tuf_errors.DownloadError as exc:
         raise ServerError(f"{what}: cannot download ({exc.__cause__ or exc})", hint="check the repository URL and the network") from exc
-    except tuf_errors.RepositoryError as exc:
-        raise TrustError(f"{what}: repository metadata rejected ({exc})") from exc
 
 
 class ReleaseVerifier:
