@@ -162,3 +162,14 @@ def test_two_runtimes_in_one_process(tmp_path, models: Models) -> None:
         one_metrics = httpx.get(f"{one.url}/metrics").text
         assert 'edgeship_runtime_requests_total{endpoint="/v1/completions",status="200"} 1.0' in one_metrics
         assert one.runtime.token != two.runtime.token
+
+
+def test_a_client_gone_mid_stream_frees_the_model(device: Device, models: Models) -> None:
+    _, b = two_releases(device, models)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        with httpx.stream("POST", f"{server.url}/v1/completions", json={**PROMPT, "max_tokens": 200, "stream": True}) as s:
+            next(line for line in s.iter_lines() if line.startswith("data: "))
+        # The llama.cpp context and the lease are released: the next request and a swap both go through.
+        assert httpx.post(f"{server.url}/v1/completions", json=PROMPT, timeout=30).status_code == 200
+        outcome = client.swap(b)
+        assert outcome.old_freed and outcome.swap_seconds < 30
