@@ -37,7 +37,21 @@ def _root(
 
 def _register() -> None:
     # One module per command group; each adds itself to the root app.
-    from edgeship.cli import agent, delta, demo, estimate, feedback, init, keys, optimize, profiles, release, runtime, simulate, verify
+    from edgeship.cli import (
+        agent,
+        delta,
+        demo,
+        estimate,
+        feedback,
+        init,
+        keys,
+        optimize,
+        profiles,
+        release,
+        runtime,
+        simulate,
+        verify,
+    )
 
     demo.register(app)
     init.register(app)
@@ -49,13 +63,16 @@ def _register() -> None:
     app.add_typer(agent.app, name="agent")
     feedback.register(app)
     app.add_typer(runtime.app, name="runtime")
-    from edgeship.cli import admin, certs, device, fleet, server
+    from edgeship.cli import admin, certs, device, experiment, fleet, rollout, server, webhook
 
     app.add_typer(server.app, name="server")
     app.add_typer(device.app, name="device")
     app.add_typer(admin.app, name="admin")
     app.add_typer(certs.app, name="certs")
     fleet.register(app)
+    app.add_typer(rollout.app, name="rollout")
+    app.add_typer(experiment.app, name="experiment")
+    app.add_typer(webhook.app, name="webhook")
     optimize.register(app)
     estimate.register(app)
     app.add_typer(profiles.app, name="profiles")

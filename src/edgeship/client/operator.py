@@ -100,6 +100,40 @@ class OperatorClient:
     def create_admin_token(self, name: str) -> dict:
         return self._json("POST", "/v1/admin/tokens", json={"name": name})
 
+    # -- rollouts, experiments, webhooks --------------------------------------------------
+
+    def start_rollout(self, **options: Any) -> dict:
+        """Options as in ``RolloutCreate`` (docs/rollouts.md): release, target, device_ids, stages, …"""
+        return self._json("POST", "/v1/admin/rollouts", json=options)
+
+    def rollouts(self, include_finished: bool = True) -> list[dict]:
+        return self._json("GET", "/v1/admin/rollouts", params={"all": include_finished})
+
+    def rollout(self, rollout_id: str) -> dict:
+        return self._json("GET", f"/v1/admin/rollouts/{rollout_id}")
+
+    def rollout_action(self, rollout_id: str, action: str, reason: str | None = None, rollback: bool = True) -> dict:
+        return self._json("POST", f"/v1/admin/rollouts/{rollout_id}/{action}", json={"reason": reason, "rollback": rollback})
+
+    def start_experiment(self, release_a: str, release_b: str, split: float, target: str | None, duration: str) -> dict:
+        body = {"release_a": release_a, "release_b": release_b, "split": split, "target": target, "duration": duration}
+        return self._json("POST", "/v1/admin/experiments", json=body)
+
+    def experiments(self) -> list[dict]:
+        return self._json("GET", "/v1/admin/experiments")
+
+    def experiment(self, experiment_id: str) -> dict:
+        return self._json("GET", f"/v1/admin/experiments/{experiment_id}")
+
+    def add_webhook(self, url: str, secret: str) -> dict:
+        return self._json("POST", "/v1/admin/webhooks", json={"url": url, "secret": secret})
+
+    def webhooks(self) -> list[dict]:
+        return self._json("GET", "/v1/admin/webhooks")
+
+    def remove_webhook(self, webhook_id: str) -> dict:
+        return self._json("DELETE", f"/v1/admin/webhooks/{webhook_id}")
+
     # -- publishing -----------------------------------------------------------------------
 
     def repository(self) -> dict:

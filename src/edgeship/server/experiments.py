@@ -11,13 +11,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgeship.errors import RolloutError, UsageError
-from edgeship.rollout import Assignment, AssignmentReason, Experiment, Selector, collect, evaluate
+from edgeship.rollout import (
+    Assignment,
+    AssignmentReason,
+    Experiment,
+    Selector,
+    collect,
+    evaluate,
+)
 from edgeship.server import rollout_schemas as schemas
 from edgeship.server.credentials import new_id
 from edgeship.server.models import Event, RolloutRecord
 from edgeship.server.reports import device_views
 from edgeship.server.repository import ServerRepository
-from edgeship.server.rollouts import EXPERIMENT, find_release, get_record, materialize, ref_of, utc
+from edgeship.server.rollouts import (
+    EXPERIMENT,
+    find_release,
+    get_record,
+    materialize,
+    ref_of,
+    utc,
+)
 from edgeship.units import parse_duration
 
 

@@ -176,15 +176,17 @@ class RolloutAssignment(Base):
 
 
 class DeviceReport(Base):
-    """What the engine needs from a device's events: the release its state is about, its health.
+    """What the engine needs from a device's events: its state and the release it is about, its health.
 
     Folded from the event log by the rollout job (``position`` in ``job_cursors``), so the
-    event and check-in paths stay as they are.
+    event and check-in paths stay as they are. State and release come from the same event:
+    a check-in's state may be older than the events that follow it in the same agent round.
     """
 
     __tablename__ = "device_reports"
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(32))
     target_release_id: Mapped[str | None] = mapped_column(String(64))
     health_release_id: Mapped[str | None] = mapped_column(String(64))
     health: Mapped[dict[str, Any] | None] = mapped_column(JSON)

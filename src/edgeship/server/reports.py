@@ -1,7 +1,7 @@
 """The fleet as the rollout engine sees it: devices, their check-ins and their folded events.
 
-Check-in records a device's state and what it runs; which release that state is about
-(what it installs, or gave up on) and its inference health arrive as events. The rollout
+Check-in records what a device runs; its state together with the release that state is
+about (what it installs, or gave up on), and its inference health, arrive as events. The rollout
 job folds new events into one ``device_reports`` row per device, so neither the event
 path nor the check-in path does extra work for the engine.
 """
@@ -32,7 +32,7 @@ def fold_events(session: Session, release_ids: Mapping[str, str], *, settle_s: f
     this are folded, so a slow commit is not skipped by a cursor that already moved past it.
     """
     cursor = session.execute(select(JobCursor).where(JobCursor.name == CURSOR).with_for_update()).scalar_one()
-    query = select(Event.seq, Event.device_id, Event.type, Event.release, Event.data, Event.received_at).where(
+    query = select(Event.seq, Event.device_id, Event.type, Event.state, Event.release, Event.data, Event.received_at).where(
         Event.seq > cursor.position
     )
     rows = session.execute(query.order_by(Event.seq).limit(FOLD_BATCH)).all()
@@ -48,7 +48,8 @@ def fold_events(session: Session, release_ids: Mapping[str, str], *, settle_s: f
             continue
         changes = latest.setdefault(row.device_id, {})
         release_id = release_ids.get(row.release or "")
-        if row.type == "state":
+        if row.type == "state" and row.state:
+            changes["state"] = row.state
             changes["target_release_id"] = release_id
         elif _is_health(row.data):
             changes["health_release_id"] = release_id
@@ -70,8 +71,8 @@ def _is_health(data: Mapping[str, Any]) -> bool:
 def device_views(session: Session) -> list[DeviceView]:
     """Every enrolled, not decommissioned device as the engine reads it."""
     query = (
-        select(Device.id, Device.tags, Device.facts, Device.state, Device.current, DeviceReport.target_release_id,
-               DeviceReport.health_release_id, DeviceReport.health)
+        select(Device.id, Device.tags, Device.facts, Device.state, Device.current, DeviceReport.state.label("reported"),
+               DeviceReport.target_release_id, DeviceReport.health_release_id, DeviceReport.health)
         .outerjoin(DeviceReport, DeviceReport.device_id == Device.id)
         .where(Device.decommissioned_at.is_(None))
         .order_by(Device.id)
@@ -87,7 +88,7 @@ def device_views(session: Session) -> list[DeviceView]:
                 tags={k: str(v) for k, v in (r.tags or {}).items()},
                 facts=DeviceFacts(facts.get("ram"), facts.get("arch"), facts.get("accelerator"), facts.get("timezone") or "UTC"),
                 current=current,
-                state=DeviceState(r.state),
+                state=DeviceState(r.reported or r.state),
                 target=r.target_release_id,
                 health=health,
             )

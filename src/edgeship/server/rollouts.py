@@ -90,12 +90,13 @@ def start(session: Session, repo: ServerRepository, storage: BlobStorage, req: s
     previous = repo.find_release(entry["name"], entry["rollback_to"]) if entry.get("rollback_to") else None
     selector = target_selector(req.target, req.device_ids, session)
     live = session.scalars(select(RolloutRecord).where(RolloutRecord.live, RolloutRecord.kind == ROLLOUT)).all()
-    clash = next((r for r in live if parse_ref(r.release_ref)[0] == entry["name"]), None)
-    if clash is not None:
-        raise ConflictError(
-            f"rollout {clash.id} of {clash.release_ref} is still {clash.status}",
-            hint=f"wait for it, or `edgeship rollout abort {clash.id}` first",
-        )
+    for other in (r for r in live if parse_ref(r.release_ref)[0] == entry["name"]):
+        if not RolloutStatus(other.status).is_final:
+            raise ConflictError(
+                f"rollout {other.id} of {other.release_ref} is still {other.status}",
+                hint=f"wait for it, or `edgeship rollout abort {other.id}` first",
+            )
+        other.live = False  # an aborted rollout's rollback watch ends when a new rollout of the name begins
     try:
         policy = RolloutPolicy.from_options(
             stages=req.stages, bake=req.bake, max_failure=req.max_failure, pilot=req.pilot or None,
@@ -174,7 +175,6 @@ def act(session: Session, rollout_id: str, action: str, req: schemas.RolloutActi
     if action == "abort" and state.rollback:
         message += ", rolling back"
     record.document = rollout_to_dict(changed)
-    record.live = True  # an abort with rollback has devices to bring back; the next decision settles it
     _notify(session, record, [RolloutEvent(now, state.status, phase, message)])
     evaluate(session, record, now)
     return rollout_out(record, now)
@@ -188,9 +188,11 @@ def evaluate(session: Session, record: RolloutRecord, now: float) -> Decision:
     record.document = rollout_to_dict(decision.rollout)
     record.status = state.status.value
     record.summary = {**decision.summary(), "evaluated_at": now}
-    # Finished rollouts keep their rows (devices keep what they got) but cost no more ticks,
-    # except an abort with rollback while devices remain to be brought back.
-    record.live = not state.status.is_final or (state.rollback and decision.rollback_remaining > 0)
+    # Finished rollouts keep their rows (devices keep what they got) but cost no more ticks.
+    # An abort with rollback stays live until the next rollout of the name: a device may
+    # install the release in the same agent round as it was told to, or come back online
+    # with it weeks later, and must still be ordered back.
+    record.live = not state.status.is_final or state.rollback
     record.updated_at = utc(now)
     materialize(session, record, decision.assignments, {rollout.release: record.release_ref, **_previous(record)})
     _notify(session, record, decision.events)

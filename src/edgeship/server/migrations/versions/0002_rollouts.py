@@ -48,6 +48,7 @@ def upgrade() -> None:
     op.create_table(
         "device_reports",
         sa.Column("device_id", sa.String(32), sa.ForeignKey("devices.id"), primary_key=True),
+        sa.Column("state", sa.String(32)),
         sa.Column("target_release_id", sa.String(64)),
         sa.Column("health_release_id", sa.String(64)),
         sa.Column("health", sa.JSON()),
