@@ -24,7 +24,7 @@ def checkin(
     device_id: str, body: schemas.CheckinRequest, cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)
 ) -> Response:
     with ctx.db.write() as session:
-        answer = fleet.checkin(session, require_device(session, cred, device_id), body, ctx.settings.poll_interval_s)
+        answer = fleet.checkin(session, cred, device_id, body, ctx.settings.poll_interval_s)
     ctx.metrics.checkins.inc()
     # Serialized here, already validated by construction: FastAPI would validate it again.
     return Response(answer.model_dump_json(), media_type="application/json")
