@@ -385,3 +385,21 @@ def test_a_delta_damaged_in_transit_falls_back_to_the_whole_file(fleet: Fleet) -
     assert r.returncode == 0, r.stderr
     assert "delta for model is unusable" in r.stderr and model_blob_requests(r.stderr, fleet.manifests["7.0.0"]) == 1
     assert_consistent(d, {"7.0.0"})
+
+
+def test_a_running_agent_holds_its_data_dir_polls_and_stops_on_sigterm(fleet: Fleet) -> None:
+    d = fleet.installed("daemon", "1.0.0")
+    proc = subprocess.Popen(d.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        fleet.server.assign("llm@2.0.0", tag=d.tag)
+        deadline = time.monotonic() + 60
+        while d.version() != "2.0.0" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert d.version() == "2.0.0"  # picked up at a later check-in, no restart needed
+        second = d.run()
+        assert second.returncode == 1 and "another agent is running" in second.stderr
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert_consistent(d, {"2.0.0"})

@@ -12,7 +12,9 @@ import fcntl
 import hashlib
 import json
 import logging
+import random
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -69,7 +71,8 @@ class Agent:
         self.repo_url: str | None = None
         self._verifier: ReleaseVerifier | None = None
         self._fetcher: ResumableFetcher | None = None
-        self._stop = False
+        self._stop = threading.Event()
+        self._failed_rounds = 0
         self._wait_until: float | None = None
         self._progress: dict[str, int] = {}
         self._status_written = 0.0
@@ -88,7 +91,8 @@ class Agent:
             yield
 
     def stop(self, *_: Any) -> None:
-        self._stop = True
+        """SIGTERM: finish the step in flight (the journal makes stopping anywhere safe anyway)."""
+        self._stop.set()
 
     def run(self, *, once: bool = False) -> JournalEntry | None:
         """Recover, then check in and work until stopped (``once``: a single round)."""
@@ -101,15 +105,10 @@ class Agent:
             self._recover_local()
             while True:
                 delay = self.round()
-                if once or self._stop:
+                if once or self._stop.is_set():
                     break
-                self._sleep(delay)
+                self._stop.wait(delay)
             return self.journal.read()
-
-    def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + max(0.0, seconds)
-        while not self._stop and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, 0.5))
 
     # -- one round: report, check in, work ------------------------------------------------------
 
@@ -124,12 +123,17 @@ class Agent:
             self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
             entry = self.work(reply.assignment)
             self._flush()
+            self._failed_rounds = 0
             log.debug("round done: %s", entry.step.value if entry else "idle")
         except EdgeshipError as exc:
             # Expected failures (server away, disk full, a bad answer): report and try again
-            # next round; the journal keeps the job where it was.
+            # later; the journal keeps the job where it was. Backing off with jitter keeps a
+            # fleet that lost its server from returning all at once.
             self.last_error = str(exc)
             log.warning("%s", exc)
+            self._failed_rounds += 1
+            backoff = Backoff(self.config.poll_interval_s, self.config.backoff_cap_s)
+            poll = max(poll, backoff.delay(self._failed_rounds, random.random()))
         self._write_status(force=True)
         if self._wait_until is not None:
             poll = min(poll, max(1.0, self._wait_until - self.clock()))
