@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from edgeship.errors import UsageError
+from edgeship.errors import ConflictError, UsageError
 from edgeship.server import ServerSettings, create_app
 from tests.server.conftest import Fleet, cli, make_workspace
 
@@ -71,3 +71,30 @@ def test_not_ready_without_a_repository(tmp_path: Path) -> None:
         r = c.get("/readyz")
         assert r.status_code == 503 and "server init" in r.json()["error"]["message"]
         assert c.get("/healthz").status_code == 200
+
+
+def test_server_init_takes_online_keys_from_an_encrypted_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from edgeship.server.bootstrap import init_data_dir
+    from edgeship.server.context import ServerContext
+    from edgeship.workspace import Workspace
+
+    monkeypatch.setenv("EDGESHIP_KEY_PASSPHRASE", "correct horse")
+    ws = Workspace.init(tmp_path / "ws", b"correct horse")
+    assert b"ENCRYPTED" in (tmp_path / "ws" / "keys" / "timestamp.pem").read_bytes()
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    init_data_dir(settings, ws)
+    keys = sorted(p.name for p in (tmp_path / "data" / "keys").iterdir())
+    assert keys == ["snapshot.pem", "timestamp.pem"]  # never root or targets
+    assert b"ENCRYPTED" not in (tmp_path / "data" / "keys" / "timestamp.pem").read_bytes()
+    assert (tmp_path / "data" / "keys" / "timestamp.pem").stat().st_mode & 0o077 == 0
+    monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE")
+    ctx = ServerContext.build(settings)
+    before = ctx.repo.versions()["timestamp_version"]
+    assert ctx.repo.refresh_timestamp_if_due(ctx.db, timedelta(days=2)) is True
+    assert ctx.repo.versions()["timestamp_version"] == before + 1
+    assert ctx.repo.repo.signature_status("timestamp").startswith("valid")
+    ctx.db.dispose()
+    with pytest.raises(ConflictError, match="already holds a repository"):
+        init_data_dir(settings, ws)

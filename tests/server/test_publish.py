@@ -128,3 +128,20 @@ def test_server_refuses_targets_it_cannot_trust(fleet: Fleet, tmp_path: Path) ->
     assert fleet.admin.get("/v1/admin/repository").json() == before
     with httpx.Client() as c:
         assert c.post(f"{fleet.url}/v1/admin/metadata", json={"targets": current}).status_code == 401
+
+
+def test_targets_key_rotation_reaches_the_server(fleet: Fleet, tmp_path: Path) -> None:
+    """A new root (signed by old and new root keys) travels with the push; devices that trust
+    only root v1 follow the chain and accept targets signed by the new key."""
+    assert cli("keys", "rotate", "--role", "targets", "-w", fleet.workspace) == 0
+    ws = Workspace.open(fleet.workspace)
+    root_version = ws.repository().root().signed.version
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(os.urandom(4096))
+    version = f"1.2.{len(ws.releases('app'))}"
+    assert cli("release", "push", "app", "-v", version, "-c", f"weights:file={weights}", "--server", fleet.url,
+               "--token", fleet.admin_token, "-w", fleet.workspace) == 0
+    assert fleet.admin.get("/v1/admin/repository").json()["root_version"] == root_version
+    d = fleet.enroll()
+    root = fleet.workspace / "repository" / "metadata" / "1.root.json"
+    assert cli("verify", f"app@{version}", "--repo", _repo_url(fleet, d.id, d.secret), "--root", root, "--metadata-dir", tmp_path / "t") == 0

@@ -28,3 +28,13 @@ def test_a_second_instance_serves_the_same_fleet(fleet: Fleet) -> None:
             }
             r = b.get(f"/repo/blobs/sha256/{fleet.blob_hex}", headers={**auth, "range": "bytes=0-9"})
             assert r.status_code == 206 and r.content == fleet.blob[:10]
+
+
+def test_several_workers_share_one_database(fleet: Fleet) -> None:
+    with running_server(fleet.server.data_dir, fleet.database_url, ("--workers", "2")) as multi:
+        d = fleet.enroll()
+        with httpx.Client(base_url=multi.url) as c:
+            for _ in range(6):  # spread over both workers
+                r = c.post(f"/v1/devices/{d.id}/checkin", json={"state": "staged"}, headers=d.auth)
+                assert r.status_code == 200
+    assert fleet.admin.get(f"/v1/admin/devices/{d.id}").json()["state"] == "staged"
