@@ -9,8 +9,10 @@ kind it needs.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 from edgeship.errors import RuntimeBackendError
@@ -64,8 +66,12 @@ def load_backend(component: Component, path: Path, options: BackendOptions) -> B
     )
 
 
-def missing_library(component: Component, package: str, extra: str) -> RuntimeBackendError:
-    return RuntimeBackendError(
-        f"component {component.name} is a {component.kind.value} model but {package} is not installed",
-        hint=f"pip install 'edgeship[{extra}]'",
-    )
+def require(component: Component, module: str, package: str, extra: str) -> ModuleType:
+    """Import the inference library ``component`` needs, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RuntimeBackendError(
+            f"component {component.name} is a {component.kind.value} model but {package} is not installed",
+            hint=f"pip install 'edgeship[{extra}]'",
+        ) from exc

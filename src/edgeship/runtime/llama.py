@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeship.errors import RuntimeBackendError, UsageError
 from edgeship.release.manifest import Component
-from edgeship.runtime.backend import BackendOptions, missing_library
+from edgeship.runtime.backend import BackendOptions, require
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -66,12 +66,9 @@ class LlamaBackend:
 
     @classmethod
     def load(cls, component: Component, path: Path, options: BackendOptions) -> LlamaBackend:
+        llama_cpp = require(component, "llama_cpp", "llama-cpp-python", "llm")
         try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise missing_library(component, "llama-cpp-python", "llm") from exc
-        try:
-            llama = Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads, verbose=False)
+            llama = llama_cpp.Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeBackendError(
                 f"llama.cpp cannot load component {component.name}: {exc}",

@@ -11,7 +11,7 @@ from PIL import Image
 from edgeship.errors import RuntimeBackendError, UsageError
 from edgeship.release.manifest import Component
 from edgeship.runtime import imaging
-from edgeship.runtime.backend import BackendOptions, missing_library
+from edgeship.runtime.backend import BackendOptions, require
 from edgeship.runtime.tensors import TensorSpec, check_inputs
 
 # onnxruntime's element type strings -> numpy dtypes (the ones image and tensor models use).
@@ -46,11 +46,8 @@ class OnnxBackend:
 
     @classmethod
     def load(cls, component: Component, path: Path, options: BackendOptions) -> OnnxBackend:
-        try:
-            import onnxruntime as ort
-            from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-        except ImportError as exc:
-            raise missing_library(component, "onnxruntime", "runtime") from exc
+        ort = require(component, "onnxruntime", "onnxruntime", "runtime")
+        ort_errors = ort.capi.onnxruntime_pybind11_state
         try:
             image = imaging.ImageSpec.model_validate(component.meta["image"]) if "image" in component.meta else None
         except ValueError as exc:
