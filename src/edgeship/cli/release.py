@@ -10,7 +10,7 @@ from rich.table import Table
 
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, human_size, print_json
-from edgeship.cli.remote import CaOpt, TokenOpt, sync_to_server
+from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
 from edgeship.errors import UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
 from edgeship.release.manifest import HealthSuite, parse_ref
@@ -67,7 +67,10 @@ def push(
         )
         status.update("signing…")
         release_id = ws.publish(manifest)
-    published = sync_to_server(ws, server, token, ca) if server else None
+    published = None
+    if server:
+        with operator_client(server, token, ca, ws.root) as client:
+            published = sync_to_server(ws, client)
     if json_out:
         print_json({"name": manifest.name, "version": manifest.version, "release_id": release_id, "server": published})
         return

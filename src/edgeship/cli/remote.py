@@ -32,22 +32,26 @@ _CONNECTION = ("server", "token", "ca", "workspace")
 
 def operator_command(app: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a command that talks to the server: adds --server/--token/--ca/--workspace and
-    passes the command an open ``client`` (and closes it afterwards)."""
+    passes the command an open ``client`` (and closes it afterwards). A command that declares
+    ``workspace`` itself gets it too."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "client"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values() if p.name != "client"]
+        wants = {p.name for p in own}
         options = {"server": ServerOpt, "token": TokenOpt, "ca": CaOpt, "workspace": WorkspaceOpt}
         types = {"server": Optional[str], "token": Optional[str], "ca": Optional[Path], "workspace": Optional[Path]}  # noqa: UP045 - typer needs runtime types
-        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=options[n], annotation=types[n]) for n in _CONNECTION]
+        extra = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=options[n], annotation=types[n]) for n in _CONNECTION if n not in wants
+        ]
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            connection = {n: kwargs.pop(n) for n in _CONNECTION}
+            connection = {n: kwargs[n] if n in wants else kwargs.pop(n) for n in _CONNECTION}
             with operator_client(**connection) as client:
                 return fn(client=client, **kwargs)
 
-        command.__signature__ = sig.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)  # type: ignore[attr-defined]
+        command.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         return app.command(name)(command)
 
     return register
@@ -63,7 +67,7 @@ def emit(result: Any, json_out: bool, human: Callable[[Any], None]) -> None:
 
 def operator_client(server: str | None, token: str | None, ca: Path | None, workspace: Path | None) -> OperatorClient:
     """A client from flags/env, filling what is missing from the workspace's edgeship.toml."""
-    if not (server and token):
+    if not (server and token and ca):
         try:
             ws = Workspace.find(workspace)
         except WorkspaceError:
@@ -76,9 +80,9 @@ def operator_client(server: str | None, token: str | None, ca: Path | None, work
     return OperatorClient(server or "", token or "", ca=str(ca) if ca else None)
 
 
-def sync_to_server(ws: Workspace, server: str | None, token: str | None, ca: Path | None) -> dict:
+def sync_to_server(ws: Workspace, client: OperatorClient) -> dict:
     """Upload what the server lacks of the workspace's signed repository, with a progress line."""
-    with operator_client(server, token, ca, ws.root) as client, console.status(f"publishing to {client.url}…") as status:
+    with console.status(f"publishing to {client.url}…") as status:
         report = push_repository(
             client, ws.repository(), lambda path, done, total: status.update(f"uploading {path} {human_size(done)}/{human_size(total)}")
         )

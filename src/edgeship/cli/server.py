@@ -10,7 +10,8 @@ import typer
 
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, print_json
-from edgeship.cli.remote import CaOpt, ServerOpt, TokenOpt, sync_to_server
+from edgeship.cli.remote import emit, operator_command, sync_to_server
+from edgeship.client import OperatorClient
 from edgeship.server.settings import ServerSettings
 
 app = typer.Typer(help="Run the update server, or set up its data dir (`edgeship server init`).")
@@ -71,19 +72,15 @@ def init(
     console.print(f"next: edgeship server --data-dir {data_dir}")
 
 
-@app.command("sync")
-def sync(
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
+@operator_command(app, "sync")
+def sync(client: OperatorClient, workspace: Path | None = WorkspaceOpt, json_out: bool = JsonOpt) -> None:
     """Publish the workspace's signed releases to the server: uploads what it lacks (resuming
     cut-off uploads), then the targets; the server signs a new snapshot and timestamp."""
-    result = sync_to_server(open_workspace(workspace), server, token, ca)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]published[/] targets v{result['targets_version']} to {result['url']}: "
-                  f"{len(result['uploaded'])} file(s) uploaded, {result['skipped']} already there")
+
+    def human(r: dict) -> None:
+        console.print(
+            f"[green]published[/] targets v{r['targets_version']} to {r['url']}: "
+            f"{len(r['uploaded'])} file(s) uploaded, {r['skipped']} already there"
+        )
+
+    emit(sync_to_server(open_workspace(workspace), client), json_out, human)
