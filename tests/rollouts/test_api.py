@@ -1,0 +1,96 @@
+"""The rollout, experiment and webhook API on a real server (SQLite and PostgreSQL), without agents."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli.main import run
+from tests.server.conftest import Fleet, cli, database_url, fleet, new_fleet  # noqa: F401 - fixtures
+
+ROLLOUTS = "/v1/admin/rollouts"
+
+
+def checkin(fleet: Fleet, device: object) -> dict:
+    with fleet.anon() as c:
+        r = c.post(f"/v1/devices/{device.id}/checkin", json={"state": "idle"}, headers=device.auth)  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
+    return r.json()["assignment"]
+
+
+def test_a_rollout_answers_check_in_with_its_window_and_notice_and_beats_a_plain_order(fleet: Fleet) -> None:  # noqa: F811
+    site = f"ro-{uuid.uuid4().hex[:6]}"
+    device = fleet.enroll({"site": site})
+    assert fleet.admin.post("/v1/admin/assignments", json={"release": "app@1.0.0", "device_id": device.id}).status_code == 201
+    assert checkin(fleet, device)["rollout_id"] is None  # the plain order
+    body = {"release": "app", "target": f"site={site}", "pilot": "", "stages": "100", "bake": "0", "window": "02:00-04:00", "notice": "1h"}
+    r = fleet.admin.post(ROLLOUTS, json=body)
+    assert r.status_code == 201, r.text
+    rollout = r.json()
+    assert rollout["release"] == "app@1.0.0" and rollout["previous"] is None and rollout["status"] == "rolling"
+    assert [(s["name"], s["targeted"]) for s in rollout["stages"]] == [("100%", 1)]
+    assert checkin(fleet, device) == {
+        "name": "app", "version": "1.0.0", "release_id": checkin(fleet, device)["release_id"], "rollback": False,
+        "rollout_id": rollout["id"], "window": {"start": "02:00", "end": "04:00"}, "notice_s": 3600,
+    }
+    clash = fleet.admin.post(ROLLOUTS, json=body)
+    assert clash.status_code == 409 and rollout["id"] in clash.json()["error"]["message"]
+    assert fleet.admin.post(f"{ROLLOUTS}/{rollout['id']}/pause", json={}).json()["status"] == "paused"
+    assert fleet.admin.post(f"{ROLLOUTS}/{rollout['id']}/pause", json={}).status_code == 409
+    # app@1.0.0 was pushed first: no signed rollback_to, so no rollback can be ordered.
+    refused = fleet.admin.post(f"{ROLLOUTS}/{rollout['id']}/abort", json={"rollback": True})
+    assert refused.status_code == 409 and "no previous release" in refused.json()["error"]["message"]
+    aborted = fleet.admin.post(f"{ROLLOUTS}/{rollout['id']}/abort", json={"rollback": False, "reason": "test over"}).json()
+    assert (aborted["status"], aborted["reason"]) == ("aborted", "test over")
+    assert checkin(fleet, device)["rollout_id"] is None  # held by the abort: the plain order is back
+    assert fleet.admin.get(f"{ROLLOUTS}/{rollout['id']}").json()["status"] == "aborted"
+    assert fleet.admin.get(f"{ROLLOUTS}/ro_nope").status_code == 404
+    assert fleet.admin.post(f"{ROLLOUTS}/{rollout['id']}/explode", json={}).status_code == 404
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("stages", "50,10", "increasing"),
+    ("window", "25:00-03:00", "impossible time"),
+    ("max_failure", "150%", "below 100%"),
+    ("release", "nosuch@1.0.0", "not published"),
+])
+def test_bad_rollout_options_are_refused_with_what_to_fix(fleet: Fleet, field: str, value: str, says: str) -> None:  # noqa: F811
+    r = fleet.admin.post(ROLLOUTS, json={"release": "app@1.0.0", "target": "site=nowhere", field: value})
+    assert r.status_code in (404, 422) and says in r.json()["error"]["message"], r.text
+
+
+def test_an_experiment_splits_the_fleet_into_two_stable_arms(new_fleet: Callable[..., Fleet], tmp_path: Path,  # noqa: F811
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    f = new_fleet()
+    (tmp_path / "config.json").write_text('{"threshold": 0.6}')
+    assert cli("release", "push", "app", "-v", "2.0.0", "-c", f"config={tmp_path / 'config.json'}", "-w", f.workspace) == 0
+    assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
+    devices = [f.enroll({"site": "ab"}) for _ in range(12)]
+    f.enroll({"site": "elsewhere"})
+
+    def cli_json(*args: str) -> object:
+        capsys.readouterr()
+        code = run([*args, "--server", f.url, "-w", str(f.workspace), "--json"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out)
+
+    started = cli_json("experiment", "start", "app@1.0.0", "app@2.0.0", "--split", "50", "--target", "site=ab", "--duration", "1h")
+    assert started["devices_a"] + started["devices_b"] == 12 and started["devices_a"] > 0 and started["devices_b"] > 0
+    arms = {d.id: checkin(f, d)["version"] for d in devices}
+    assert sorted(arms.values()).count("1.0.0") == started["devices_a"]
+    assert {d.id: checkin(f, d)["version"] for d in devices} == arms  # stable
+    status = cli_json("experiment", "status", started["id"])
+    assert status["verdict"] == "too early to tell" and "fewer than" in status["reason"]
+    assert [e["id"] for e in cli_json("experiment", "status")] == [started["id"]]
+
+    assert f.admin.post("/v1/admin/webhooks", json={"url": "ftp://x", "secret": "s" * 16}).status_code == 422
+    assert f.admin.post("/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/x", "secret": "short"}).status_code == 422
+    hook = cli_json("webhook", "add", "http://127.0.0.1:9/hook", "--secret", "s" * 20)
+    assert [h["id"] for h in cli_json("webhook", "list")] == [hook["id"]] and "secret" not in hook
+    assert cli_json("webhook", "remove", hook["id"])["id"] == hook["id"]
+    assert cli_json("webhook", "list") == []
