@@ -173,3 +173,15 @@ def test_a_client_gone_mid_stream_frees_the_model(device: Device, models: Models
         assert httpx.post(f"{server.url}/v1/completions", json=PROMPT, timeout=30).status_code == 200
         outcome = client.swap(b)
         assert outcome.old_freed and outcome.swap_seconds < 30
+
+
+def test_a_broken_current_release_starts_unready_and_says_why(device: Device, models: Models, tmp_path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(models.llama_a.read_bytes()[:4096])
+    device.install("1.0.0", {"llm": (ComponentKind.GGUF, broken)}, inspect=False)
+    good = standard_release(device, models, "1.0.1", make_current=False)
+    with BackgroundServer(config_for(device, ready_wait_s=0.1)) as server, RuntimeClient(device.root, server.url) as client:
+        ready = httpx.get(f"{server.url}/readyz")
+        assert ready.status_code == 503 and "GGUF" in ready.json()["error"]
+        assert client.swap(good).release_id == good  # the agent rolls back; the runtime follows
+        assert client.ready()

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ class TokenStream:
     chunks: Generator[dict[str, Any], None, None]  # the backend's: closing it frees the model's lock
     stamp: Callable[[dict[str, Any]], dict[str, Any]]
     on_done: Callable[[str, int, float], None]  # text, tokens, seconds
-    first: dict[str, Any] | None = None
+    first: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._started = time.perf_counter()
@@ -109,8 +109,9 @@ class Runtime:
             return
         try:
             self.swap(None)
-        except RuntimeBackendError as exc:
+        except (RuntimeBackendError, NotFoundError) as exc:
             # Stay up and say why on /readyz: the agent's trial sees it and rolls back.
+            self.host.last_error = str(exc)
             log.error("cannot serve the current release: %s", exc)
 
     def close(self) -> None:
