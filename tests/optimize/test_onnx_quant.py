@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.errors import UsageError
+from edgeship.errors import OptimizeError, UsageError
 from edgeship.optimize.onnx_quant import (
     accuracy,
     load_inputs,
@@ -18,6 +18,8 @@ from edgeship.optimize.onnx_quant import (
     session,
 )
 from edgeship.optimize.profiles import Profile
+from edgeship.optimize.report import Report
+from edgeship.optimize.tracking import log_report
 from edgeship.workspace import Workspace
 
 from .conftest import Cli
@@ -102,3 +104,26 @@ def test_cli_onnx_push(cli: Cli, mlp: Path, tmp_path: Path, monkeypatch: pytest.
     assert manifest.components[0].kind.value == "model/onnx"
     wrong = cli("optimize", mlp, "--profiles", "pi5-8gb", "--types", "Q4_0")
     assert wrong.code == 2 and "--types does not apply to a ONNX model" in wrong.err
+
+
+def test_mlflow_logs_a_run_per_variant(cli: Cli, mlp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store = (tmp_path / "mlruns").as_uri()
+    empty = Report(source=mlp, kind="onnx", ctx=None, headroom=0.1, profiles=[], variants=[], choices=[])
+    with pytest.raises(OptimizeError, match="MLflow at file:.* refused the run: The filesystem tracking backend"):
+        log_report(empty, mlp, store)  # MLflow 3 refuses a directory store unless asked
+    # A directory store keeps the test offline; opt in to it.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    r = cli("optimize", mlp, "--profiles", "pi5-8gb", "--out", tmp_path / "out", "--mlflow", store)
+    assert r.code == 0, r.err
+    run_id = r.out.split("mlflow run: ")[1].split()[0]
+    client = MlflowClient(tracking_uri=store)
+    parent = client.get_run(run_id)
+    assert parent.data.params["profiles"] == "pi5-8gb"
+    assert parent.data.tags["choice.pi5-8gb"] == "float"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["report.json"]
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    by_name = {c.info.run_name: c.data for c in children}
+    assert set(by_name) == {"float", "int8"}
+    assert by_name["int8"].metrics["cosine"] > 0.99 and by_name["int8"].metrics["bits_per_weight"] < 9

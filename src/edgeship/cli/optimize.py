@@ -25,6 +25,7 @@ from edgeship.optimize.profiles import Profile, pick_profiles
 from edgeship.optimize.publish import publish_choices
 from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
+from edgeship.optimize.tracking import log_report
 
 
 def _progress_hooks(progress: Progress) -> Hooks:
@@ -89,6 +90,7 @@ def optimize(
     inputs: Path | None = typer.Option(None, "--inputs", help="ONNX: sample inputs (.npz, one array per input name); default random."),
     headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for llama.cpp (default: up to 4)."),
+    mlflow: str | None = typer.Option(None, "--mlflow", help="Log the run to this MLflow tracking URI (the [mlflow] extra)."),
     push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant>."),
     version: str | None = typer.Option(None, "--version", "-v", help="Version of the pushed releases."),
     workspace: Path | None = WorkspaceOpt,
@@ -125,6 +127,7 @@ def optimize(
     if ws is not None and push and version:
         publish_choices(ws, report, push, version)
     path = report.write(out_dir)
+    run_id = log_report(report, path, mlflow) if mlflow else None
     if json_out:
         print_json(report.to_json())
         return
@@ -135,6 +138,8 @@ def optimize(
     for r in report.releases:
         console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
     console.print(f"report: {path}")
+    if run_id:
+        console.print(f"mlflow run: {run_id}")
 
 
 def _run_gguf(
