@@ -41,12 +41,12 @@ def list_devices(
     tag: str | None = Query(None, description="k=v"),
     after: str = Query("", max_length=32, description="list devices with IDs after this one (paging)"),
     limit: int = Query(500, ge=1, le=5000),
-    all: bool = Query(False, description="include decommissioned devices"),
+    include_decommissioned: bool = Query(False, alias="all", description="include decommissioned devices"),
     ctx: ServerContext = Depends(context),
 ) -> list[schemas.DeviceOut]:
     selector = schemas.parse_tag(tag) if tag else None
     with ctx.db.read() as session:
-        return [fleet.device_out(session, d) for d in fleet.list_devices(session, selector, after, limit, all)]
+        return [fleet.device_out(session, d) for d in fleet.list_devices(session, selector, after, limit, include_decommissioned)]
 
 
 @router.get("/devices/{device_id}")
