@@ -31,3 +31,12 @@ def passphrase_from_env_or_prompt(path: Path) -> bytes | None:
 def open_workspace(path: Path | None) -> Workspace:
     ws = Workspace.find(path)
     return Workspace(ws.root, ws.config, passphrase=passphrase_from_env_or_prompt)
+
+# A rollout plan, as `edgeship rollout start` and `edgeship simulate` both take it.
+StagesOpt = typer.Option("1,10,50,100", "--stages", help="Stage percentages of the targeted devices.")
+BakeOpt = typer.Option("30m", "--bake", help="How long the pilot and each stage are watched once installed.")
+MaxFailureOpt = typer.Option("2%", "--max-failure", help="Failure budget: share of a stage's devices that may fail.")
+PilotOpt = typer.Option("ring=pilot", "--pilot", help="Pilot group that goes first and must all succeed ('' for none).")
+WindowOpt = typer.Option(None, "--window", help="Maintenance window in device local time, e.g. 02:00-04:00.")
+NoticeOpt = typer.Option(None, "--notice", help="Tell devices this long before they switch, e.g. 1h.")
+OnFailOpt = typer.Option("pause", "--on-fail", help="Over budget: pause, or rollback (abort and order devices back).")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -13,9 +12,19 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt
-from edgeship.cli.output import console, print_json
-from edgeship.cli.remote import CaOpt, ServerOpt, TokenOpt, operator_client
+from edgeship.cli.common import (
+    BakeOpt,
+    JsonOpt,
+    MaxFailureOpt,
+    NoticeOpt,
+    OnFailOpt,
+    PilotOpt,
+    StagesOpt,
+    WindowOpt,
+)
+from edgeship.cli.output import console
+from edgeship.cli.remote import emit, operator_command
+from edgeship.client import OperatorClient
 from edgeship.errors import NotFoundError
 
 app = typer.Typer(help="Staged rollouts: pilot, stages, bake times, failure budgets, automatic pause or rollback.", no_args_is_help=True)
@@ -23,142 +32,120 @@ app = typer.Typer(help="Staged rollouts: pilot, stages, bake times, failure budg
 _COLOUR = {"paused": "yellow", "aborted": "red", "completed": "green", "baking": "cyan", "rolling": "blue"}
 
 
-@app.command("start")
+def _started(r: dict[str, Any]) -> None:
+    back = f" (rollback to {r['previous']})" if r["previous"] else " (no signed rollback_to: it can only pause)"
+    console.print(f"[green]started[/] rollout {r['id']} of {r['release']} to {r['target']}{back}")
+    show(r)
+    console.print(f"next: edgeship rollout status {r['id']} --watch")
+
+
+@operator_command(app, "start")
 def start(
+    client: OperatorClient,
     release: str = typer.Argument(..., help="NAME@VERSION pushed to the server (NAME alone: its newest version)."),
     target: str | None = typer.Option(None, "--target", help="Devices whose tags match, e.g. site=berlin,hw=pi5 (default: the whole fleet)."),
     device: list[str] = typer.Option([], "--device", help="A device ID; repeat for several (instead of --target)."),
-    pilot: str = typer.Option("ring=pilot", "--pilot", help="Pilot group that goes first and must all succeed ('' for none)."),
-    stages: str = typer.Option("1,10,50,100", "--stages", help="Stage percentages of the targeted devices."),
-    bake: str = typer.Option("30m", "--bake", help="How long the pilot and each stage are watched once installed."),
-    max_failure: str = typer.Option("2%", "--max-failure", help="Failure budget: share of a stage's devices that may fail."),
-    window: str | None = typer.Option(None, "--window", help="Maintenance window in device local time, e.g. 02:00-04:00."),
-    notice: str | None = typer.Option(None, "--notice", help="Tell devices this long before they switch, e.g. 1h."),
-    on_fail: str = typer.Option("pause", "--on-fail", help="Over budget: pause, or rollback (abort and order devices back)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
+    pilot: str = PilotOpt,
+    stages: str = StagesOpt,
+    bake: str = BakeOpt,
+    max_failure: str = MaxFailureOpt,
+    window: str | None = WindowOpt,
+    notice: str | None = NoticeOpt,
+    on_fail: str = OnFailOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Start rolling RELEASE out: pilot first, then each stage after its bake."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.start_rollout(
-            release=release, target=target, device_ids=device, pilot=pilot, stages=stages, bake=bake,
-            max_failure=max_failure, window=window, notice=notice, on_fail=on_fail,
-        )
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]started[/] rollout {result['id']} of {result['release']} to {result['target']}"
-                  + (f" (rollback to {result['previous']})" if result["previous"] else " (no signed rollback_to: it can only pause)"))
-    console.print(render(result))
-    console.print(f"next: edgeship rollout status {result['id']} --watch")
+    result = client.start_rollout(
+        release=release, target=target, device_ids=device, pilot=pilot, stages=stages, bake=bake,
+        max_failure=max_failure, window=window, notice=notice, on_fail=on_fail,
+    )
+    emit(result, json_out, _started)
 
 
-@app.command("status")
+def _newest(client: OperatorClient) -> dict[str, Any]:
+    newest = client.rollouts()
+    if not newest:
+        raise NotFoundError("no rollout on this server yet", hint="start one with `edgeship rollout start NAME@VERSION`")
+    return newest[0]
+
+
+@operator_command(app, "status")
 def status(
+    client: OperatorClient,
     rollout_id: str | None = typer.Argument(None, help="Rollout ID (default: the newest rollout)."),
     watch: bool = typer.Option(False, "--watch", help="Keep the view up to date until the rollout finishes or Ctrl-C."),
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between refreshes with --watch."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Per stage: devices targeted, done, failed, in progress, and the bake time left."""
-    with operator_client(server, token, ca, workspace) as client:
-        def fetch() -> dict[str, Any]:
-            if rollout_id:
-                return client.rollout(rollout_id)
-            newest = client.rollouts()
-            if not newest:
-                raise NotFoundError("no rollout on this server yet", hint="start one with `edgeship rollout start NAME@VERSION`")
-            return newest[0]
+    def fetch() -> dict[str, Any]:
+        return client.rollout(rollout_id) if rollout_id else _newest(client)
 
-        result = fetch()
-        if json_out:
-            print_json(result)
-            return
-        if not watch:
-            console.print(render(result))
-            return
-        with Live(render(result), console=console, refresh_per_second=4) as live:
-            while result["status"] not in ("completed", "aborted") or result["rollback_remaining"]:
-                time.sleep(interval)
-                result = fetch()
-                live.update(render(result))
-
-
-@app.command("list")
-def list_rollouts(
-    active: bool = typer.Option(False, "--active", help="Only rollouts still running, paused or rolling back."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
-    """Rollouts, newest first."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.rollouts(include_finished=not active)
-    if json_out:
-        print_json(result)
+    result = fetch()
+    if json_out or not watch:
+        emit(result, json_out, show)
         return
-    if not result:
+    with Live(render(result), console=console, refresh_per_second=4) as live:
+        while result["status"] not in ("completed", "aborted") or result["rollback_remaining"]:
+            time.sleep(interval)
+            result = fetch()
+            live.update(render(result))
+
+
+def _table(rollouts: list[dict[str, Any]]) -> None:
+    if not rollouts:
         console.print("no rollouts; start one with `edgeship rollout start NAME@VERSION`")
         return
     table = Table("ROLLOUT", "RELEASE", "TARGET", "STATUS", "PHASE", "DONE", "CREATED", box=None)
-    for r in result:
+    for r in rollouts:
         done = sum(s["done"] for s in r["stages"])
         targeted = sum(s["targeted"] for s in r["stages"])
         table.add_row(r["id"], r["release"], r["target"], _status(r["status"]), r["phase"], f"{done}/{targeted}", r["created_at"][:19])
     console.print(table)
 
 
-def _action(action: str, rollout_id: str, reason: str | None, rollback: bool, server: str | None, token: str | None,
-            ca: Path | None, workspace: Path | None, json_out: bool) -> None:
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.rollout_action(rollout_id, action, reason, rollback)
-    if json_out:
-        print_json(result)
-        return
-    console.print(render(result))
+@operator_command(app, "list")
+def list_rollouts(
+    client: OperatorClient,
+    active: bool = typer.Option(False, "--active", help="Only rollouts still running, paused or rolling back."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Rollouts, newest first."""
+    emit(client.rollouts(include_finished=not active), json_out, _table)
 
 
 RolloutArg = typer.Argument(..., help="Rollout ID (ro_…).")
 ReasonOpt = typer.Option(None, "--reason", help="Why, for the audit trail and the webhook.")
 
 
-@app.command("pause")
-def pause_cmd(rollout_id: str = RolloutArg, reason: str | None = ReasonOpt, server: str | None = ServerOpt, token: str | None = TokenOpt,
-              ca: Path | None = CaOpt, workspace: Path | None = WorkspaceOpt, json_out: bool = JsonOpt) -> None:
+@operator_command(app, "pause")
+def pause_cmd(client: OperatorClient, rollout_id: str = RolloutArg, reason: str | None = ReasonOpt, json_out: bool = JsonOpt) -> None:
     """Stop handing the release to more devices; devices already installing carry on."""
-    _action("pause", rollout_id, reason, True, server, token, ca, workspace, json_out)
+    emit(client.rollout_action(rollout_id, "pause", reason), json_out, show)
 
 
-@app.command("resume")
-def resume_cmd(rollout_id: str = RolloutArg, server: str | None = ServerOpt, token: str | None = TokenOpt,
-               ca: Path | None = CaOpt, workspace: Path | None = WorkspaceOpt, json_out: bool = JsonOpt) -> None:
+@operator_command(app, "resume")
+def resume_cmd(client: OperatorClient, rollout_id: str = RolloutArg, json_out: bool = JsonOpt) -> None:
     """Continue a paused rollout in the same stage; its bake starts again."""
-    _action("resume", rollout_id, None, True, server, token, ca, workspace, json_out)
+    emit(client.rollout_action(rollout_id, "resume"), json_out, show)
 
 
-@app.command("abort")
-def abort_cmd(rollout_id: str = RolloutArg, reason: str | None = ReasonOpt,
-              rollback: bool = typer.Option(True, "--rollback/--no-rollback", help="Order devices that took the release back to the previous one."),
-              server: str | None = ServerOpt, token: str | None = TokenOpt, ca: Path | None = CaOpt,
-              workspace: Path | None = WorkspaceOpt, json_out: bool = JsonOpt) -> None:
+@operator_command(app, "abort")
+def abort_cmd(
+    client: OperatorClient,
+    rollout_id: str = RolloutArg,
+    reason: str | None = ReasonOpt,
+    rollback: bool = typer.Option(True, "--rollback/--no-rollback", help="Order devices that took the release back to the previous one."),
+    json_out: bool = JsonOpt,
+) -> None:
     """Stop for good; by default every device that took the release is ordered back."""
-    _action("abort", rollout_id, reason, rollback, server, token, ca, workspace, json_out)
+    emit(client.rollout_action(rollout_id, "abort", reason, rollback), json_out, show)
 
 
-@app.command("promote")
-def promote_cmd(rollout_id: str = RolloutArg, server: str | None = ServerOpt, token: str | None = TokenOpt,
-                ca: Path | None = CaOpt, workspace: Path | None = WorkspaceOpt, json_out: bool = JsonOpt) -> None:
+@operator_command(app, "promote")
+def promote_cmd(client: OperatorClient, rollout_id: str = RolloutArg, json_out: bool = JsonOpt) -> None:
     """Move to the next stage now, skipping what is left of the bake."""
-    _action("promote", rollout_id, None, True, server, token, ca, workspace, json_out)
+    emit(client.rollout_action(rollout_id, "promote"), json_out, show)
 
 
 def _status(status: str) -> str:
@@ -189,3 +176,7 @@ def render(r: dict[str, Any]) -> Group:
     if r["skipped"]:
         lines.append(Text(f"{r['skipped']} device(s) skipped: they do not meet the release's requirements"))
     return Group(*lines)
+
+
+def show(r: dict[str, Any]) -> None:
+    console.print(render(r))

@@ -9,6 +9,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from edgeship.cli.common import (
+    BakeOpt,
+    MaxFailureOpt,
+    NoticeOpt,
+    OnFailOpt,
+    PilotOpt,
+    StagesOpt,
+    WindowOpt,
+)
 from edgeship.cli.output import console, err_console, print_json
 from edgeship.rollout import Decision, RolloutPolicy
 from edgeship.sim.config import Faults, SimConfig
@@ -30,13 +39,13 @@ def simulate(
         "--fault",
         help="Fault rates, e.g. crash-download=0.01,power-loss-switch=0.005,slow-link=0.1,offline=0.05,corrupt=0.001.",
     ),
-    stages: str = typer.Option("1,10,50,100", "--stages", help="Stage percentages."),
-    bake: str = typer.Option("30m", "--bake", help="Bake time of the pilot and of each stage."),
-    max_failure: str = typer.Option("2%", "--max-failure", help="Failure budget per stage."),
-    pilot: str = typer.Option("ring=pilot", "--pilot", help="Pilot group selector ('' for none)."),
-    window: str | None = typer.Option(None, "--window", help="Maintenance window in device local time, e.g. 02:00-04:00."),
-    notice: str | None = typer.Option(None, "--notice", help="Notice before a device switches, e.g. 1h."),
-    on_fail: str = typer.Option("pause", "--on-fail", help="pause | rollback when the budget is exceeded."),
+    stages: str = StagesOpt,
+    bake: str = BakeOpt,
+    max_failure: str = MaxFailureOpt,
+    pilot: str = PilotOpt,
+    window: str | None = WindowOpt,
+    notice: str | None = NoticeOpt,
+    on_fail: str = OnFailOpt,
     tick: str = typer.Option("5m", "--tick", help="Simulated time between engine decisions."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed replays the same run."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Directory for report.json and rollout.png."),

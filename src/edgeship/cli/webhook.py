@@ -2,70 +2,45 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt
-from edgeship.cli.output import console, print_json
-from edgeship.cli.remote import CaOpt, ServerOpt, TokenOpt, operator_client
+from edgeship.cli.common import JsonOpt
+from edgeship.cli.output import console
+from edgeship.cli.remote import emit, operator_command
+from edgeship.client import OperatorClient
 
 app = typer.Typer(help="Webhooks: rollout paused, aborted or completed, POSTed with an HMAC-SHA256 signature.", no_args_is_help=True)
 
 
-@app.command("add")
+@operator_command(app, "add")
 def add(
+    client: OperatorClient,
     url: str = typer.Argument(..., help="Where to POST (http or https)."),
     secret: str = typer.Option(..., "--secret", envvar="EDGESHIP_WEBHOOK_SECRET", help="Shared secret (16+ characters) the receiver checks the signature with."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Register a webhook; each delivery carries X-Edgeship-Signature: sha256=HMAC(secret, body)."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.add_webhook(url, secret)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]added[/] webhook {result['id']} → {result['url']}")
+    emit(client.add_webhook(url, secret), json_out, lambda r: console.print(f"[green]added[/] webhook {r['id']} → {r['url']}"))
 
 
-@app.command("list")
-def list_hooks(
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
-    """Registered webhooks (secrets are never shown)."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.webhooks()
-    if json_out:
-        print_json(result)
+def _table(hooks: list[dict]) -> None:
+    if not hooks:
+        console.print("no webhooks; add one with `edgeship webhook add URL --secret S`")
         return
     table = Table("WEBHOOK", "URL", "CREATED", box=None)
-    for h in result:
+    for h in hooks:
         table.add_row(h["id"], h["url"], h["created_at"][:19])
-    console.print(table if result else "no webhooks; add one with `edgeship webhook add URL --secret S`")
+    console.print(table)
 
 
-@app.command("remove")
-def remove(
-    webhook_id: str = typer.Argument(..., help="Webhook ID (whk_…)."),
-    server: str | None = ServerOpt,
-    token: str | None = TokenOpt,
-    ca: Path | None = CaOpt,
-    workspace: Path | None = WorkspaceOpt,
-    json_out: bool = JsonOpt,
-) -> None:
+@operator_command(app, "list")
+def list_hooks(client: OperatorClient, json_out: bool = JsonOpt) -> None:
+    """Registered webhooks (secrets are never shown)."""
+    emit(client.webhooks(), json_out, _table)
+
+
+@operator_command(app, "remove")
+def remove(client: OperatorClient, webhook_id: str = typer.Argument(..., help="Webhook ID (whk_…)."), json_out: bool = JsonOpt) -> None:
     """Remove a webhook and drop its undelivered notifications."""
-    with operator_client(server, token, ca, workspace) as client:
-        result = client.remove_webhook(webhook_id)
-    if json_out:
-        print_json(result)
-        return
-    console.print(f"[green]removed[/] webhook {result['id']}")
+    emit(client.remove_webhook(webhook_id), json_out, lambda r: console.print(f"[green]removed[/] webhook {r['id']}"))

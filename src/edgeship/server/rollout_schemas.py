@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from edgeship.rollout import StageCount
 from edgeship.server.schemas import Body
 
 
@@ -30,17 +31,6 @@ class RolloutAction(Body):
     rollback: bool = True  # abort only: order devices back to the previous release
 
 
-class StageOut(BaseModel):
-    phase: int
-    name: str
-    targeted: int
-    done: int
-    failed: int
-    in_progress: int
-    status: str
-    bake_left: float | None  # seconds, while baking
-
-
 class RolloutOut(BaseModel):
     id: str
     release: str
@@ -53,7 +43,7 @@ class RolloutOut(BaseModel):
     rollback_remaining: int
     skipped: int
     not_targeted: int
-    stages: list[StageOut]
+    stages: list[StageCount]  # the engine's own record; bake_left in seconds, while baking
     health_regressions: list[str]
     policy: dict[str, Any]
     created_at: datetime

@@ -28,6 +28,7 @@ from edgeship.rollout import (
     RolloutState,
     RolloutStatus,
     Selector,
+    StageCount,
     abort,
     decide,
     pause,
@@ -261,7 +262,7 @@ def rollout_out(record: RolloutRecord, now: float) -> schemas.RolloutOut:
     for s in summary.get("stages", []):
         # Stored at the last evaluation; the bake clock kept running since.
         left = s["bake_left"]
-        stages.append(schemas.StageOut(**{**s, "bake_left": None if left is None else max(0.0, left - (now - evaluated))}))
+        stages.append(StageCount(**{**s, "bake_left": None if left is None else max(0.0, left - (now - evaluated))}))
     policy = rollout.policy
     return schemas.RolloutOut(
         id=record.id,
