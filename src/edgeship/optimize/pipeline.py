@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeship.errors import UsageError
 from edgeship.optimize.evaluate import (
     Scores,
     compare,
@@ -18,7 +17,13 @@ from edgeship.optimize.evaluate import (
 from edgeship.optimize.llamacpp import LoadedModel
 from edgeship.optimize.memory import ModelFacts, estimate_memory, read_facts
 from edgeship.optimize.profiles import Profile
-from edgeship.optimize.quantize import QuantizeResult, TensorHook, parse_types, quantize
+from edgeship.optimize.quantize import (
+    QuantizeResult,
+    TensorHook,
+    parse_types,
+    quantize,
+    require_float_source,
+)
 from edgeship.optimize.report import Report, Variant
 from edgeship.optimize.select import DEFAULT_HEADROOM, choose
 
@@ -62,11 +67,7 @@ def optimize_gguf(
 ) -> Report:
     hooks = hooks or Hooks()
     facts = read_facts(source)
-    if facts.is_quantized:
-        raise UsageError(
-            f"{source.name} is already quantized ({facts.file_type})",
-            hint="give the F32, F16 or BF16 GGUF: quantizing twice compounds the error",
-        )
+    require_float_source(source, facts)  # before the evaluation, not after it
     qtypes = parse_types(",".join(types) if types else None)
     window = min(eval_ctx, ctx, facts.ctx_train or eval_ctx)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeship.errors import OptimizeError, UsageError
 from edgeship.optimize.llamacpp import bindings, capture_logs, default_threads
-from edgeship.optimize.memory import read_facts
+from edgeship.optimize.memory import ModelFacts, read_facts
 
 # The candidates `edgeship optimize` tries by default, best quality first.
 DEFAULT_TYPES: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
@@ -65,6 +65,15 @@ def parse_types(text: str | None) -> list[str]:
             hint=f"use llama.cpp file types such as {', '.join(DEFAULT_TYPES)}",
         )
     return list(dict.fromkeys(names))
+
+
+def require_float_source(source: Path, facts: ModelFacts) -> None:
+    """Refuse a source that is already quantized: requantizing compounds the error."""
+    if facts.is_quantized:
+        raise UsageError(
+            f"{source.name} is already quantized ({facts.file_type})",
+            hint="quantize from the F32, F16 or BF16 GGUF: requantizing compounds the error",
+        )
 
 
 def load_imatrix(path: Path) -> dict[str, np.ndarray]:
@@ -116,12 +125,7 @@ def quantize(
     on_tensor: TensorHook | None = None,
 ) -> QuantizeResult:
     """Quantize ``source`` (F32/F16/BF16 GGUF) to ``qtype`` at ``output``, guided by ``imatrix`` if given."""
-    facts = read_facts(source)
-    if facts.is_quantized:
-        raise UsageError(
-            f"{source.name} is already quantized ({facts.file_type})",
-            hint="quantize from the F32, F16 or BF16 GGUF: requantizing compounds the error",
-        )
+    require_float_source(source, read_facts(source))
     qtype = parse_types(qtype)[0]
     L = bindings()
     params = L.llama_model_quantize_default_params()

@@ -41,18 +41,21 @@ def _log(mlflow: Any, report: Report, report_file: Path, uri: str, experiment: s
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"optimize {report.source.name}") as parent:
-        mlflow.log_params(
-            {"source": report.source.name, "kind": report.kind, "ctx": report.ctx, "headroom": report.headroom,
-             "profiles": ",".join(p.name for p in report.profiles)}  # fmt: skip
-        )
+        profiles = ",".join(p.name for p in report.profiles)
+        mlflow.log_params({"source": report.source.name, "kind": report.kind, "ctx": report.ctx, "headroom": report.headroom, "profiles": profiles})
         mlflow.set_tags({f"choice.{c.profile}": c.variant or "none" for c in report.choices})
         mlflow.log_artifact(str(report_file))
         for v in report.variants:
             with mlflow.start_run(run_name=v.name, nested=True):
                 mlflow.log_params({"variant": v.name, "source_model": v.source, "file": v.path.name})
-                mlflow.log_metrics(
-                    _numbers({"file_bytes": v.file_bytes, "bits_per_weight": v.bits_per_weight, "memory_bytes": v.memory,
-                              "quantize_seconds": v.quantize_seconds, "kl_divergence": v.kl_divergence,
-                              "perplexity": v.perplexity, **v.metrics})  # fmt: skip
-                )
+                measured = {
+                    "file_bytes": v.file_bytes,
+                    "bits_per_weight": v.bits_per_weight,
+                    "memory_bytes": v.memory,
+                    "quantize_seconds": v.quantize_seconds,
+                    "kl_divergence": v.kl_divergence,
+                    "perplexity": v.perplexity,
+                    **v.metrics,
+                }
+                mlflow.log_metrics(_numbers(measured))
     return str(parent.info.run_id)
