@@ -90,7 +90,7 @@ def optimize(
     inputs: Path | None = typer.Option(None, "--inputs", help="ONNX: sample inputs (.npz, one array per input name); default random."),
     headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for llama.cpp (default: up to 4)."),
-    mlflow: str | None = typer.Option(None, "--mlflow", help="Log the run to this MLflow tracking URI (the [mlflow] extra)."),
+    mlflow: str | None = typer.Option(None, "--mlflow", help="Log the run to this MLflow tracking URI (needs the mlflow extra)."),
     push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant>."),
     version: str | None = typer.Option(None, "--version", "-v", help="Version of the pushed releases."),
     workspace: Path | None = WorkspaceOpt,
