@@ -90,8 +90,9 @@ class Lab:
     def start_agent(self, name: str, tags: dict[str, str], env: dict[str, str] | None = None) -> Device:
         token = self.server.enroll_token({"dev": name, **tags})
         device = Device(self.server, self.tmp / name, self.releases.root(), f"dev={name}", token, env or {})
-        log = open(self.tmp / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen(device.command(), env={**os.environ, **device.env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        with open(self.tmp / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(device.command(), env={**os.environ, **device.env}, stdout=log,
+                                                stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         self.agents[name] = device
         return device
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -10,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli.main import run
+from tests.helpers.server import running_server
+from tests.rollouts.conftest import Receiver
 from tests.server.conftest import Fleet, cli, database_url, fleet, new_fleet  # noqa: F401 - fixtures
 
 ROLLOUTS = "/v1/admin/rollouts"
 
 
-def checkin(fleet: Fleet, device: object) -> dict:
-    with fleet.anon() as c:
+def checkin(server: Fleet, device: object) -> dict:
+    with server.anon() as c:
         r = c.post(f"/v1/devices/{device.id}/checkin", json={"state": "idle"}, headers=device.auth)  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     return r.json()["assignment"]
@@ -94,3 +97,61 @@ def test_an_experiment_splits_the_fleet_into_two_stable_arms(new_fleet: Callable
     assert [h["id"] for h in cli_json("webhook", "list")] == [hook["id"]] and "secret" not in hook
     assert cli_json("webhook", "remove", hook["id"])["id"] == hook["id"]
     assert cli_json("webhook", "list") == []
+
+
+def test_a_latency_regression_against_the_previous_release_pauses_the_rollout(new_fleet: Callable[..., Fleet], tmp_path: Path) -> None:  # noqa: F811
+    f = new_fleet("--rollout-check-s", "0.3")
+    (tmp_path / "config.json").write_text('{"threshold": 0.7}')
+    assert cli("release", "push", "app", "-v", "2.0.0", "-c", f"config={tmp_path / 'config.json'}", "-w", f.workspace) == 0
+    assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
+    devices = [f.enroll({"site": "hr"}) for _ in range(20)]
+    ids = {v: f.admin.post("/v1/admin/assignments", json={"release": f"app@{v}", "device_id": devices[0].id}).json()["release_id"]
+           for v in ("1.0.0", "2.0.0")}
+    with f.anon() as c:
+        for i, d in enumerate(devices):
+            # Half already run 2.0.0 and answer three times slower than the half on 1.0.0.
+            version, latency = ("2.0.0", 300.0) if i % 2 else ("1.0.0", 100.0)
+            ref = {"name": "app", "version": version, "release_id": ids[version]}
+            assert c.post(f"/v1/devices/{d.id}/checkin", json={"state": "committed", "current": ref}, headers=d.auth).status_code == 200
+            event = {"id": uuid.uuid4().hex, "time": "2026-02-02T10:00:00Z", "type": "metrics", "release": f"app@{version}",
+                     "data": {"error_rate": 0.01, "latency_p95_ms": latency}}
+            assert c.post(f"/v1/devices/{d.id}/events", json={"events": [event]}, headers=d.auth).status_code == 200
+    rollout = f.admin.post(ROLLOUTS, json={"release": "app@2.0.0", "target": "site=hr", "pilot": "", "stages": "100", "bake": "1h"}).json()
+    assert rollout["previous"] == "app@1.0.0"
+    deadline = time.monotonic() + 15
+    while (shown := f.admin.get(f"{ROLLOUTS}/{rollout['id']}").json())["status"] != "paused" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shown["status"] == "paused", shown
+    assert shown["reason"].startswith("health regression: latency p95 300 ms vs 100 ms")
+    assert shown["health_regressions"] and shown["stages"][0]["done"] == 10
+
+
+def test_two_instances_decide_each_rollout_once_and_send_each_webhook_once(new_fleet: Callable[..., Fleet]) -> None:  # noqa: F811
+    f = new_fleet("--rollout-check-s", "0.1", "--webhook-retry-s", "0.1")
+    receiver = Receiver()
+    url = receiver.start()
+    try:
+        with running_server(f.server.data_dir, "", ("--rollout-check-s", "0.1", "--webhook-retry-s", "0.1")):
+            assert f.admin.post("/v1/admin/webhooks", json={"url": url, "secret": "s" * 20}).status_code == 201
+            release_id = ""
+            for _ in range(4):  # one after the other: a name has one unfinished rollout at a time
+                d = f.enroll()
+                body = {"release": "app@1.0.0", "device_ids": [d.id], "pilot": "", "stages": "100", "bake": "0"}
+                rollout = f.admin.post(ROLLOUTS, json=body).json()
+                release_id = release_id or checkin(f, d)["release_id"]
+                ref = {"name": "app", "version": "1.0.0", "release_id": release_id}
+                with f.anon() as c:
+                    c.post(f"/v1/devices/{d.id}/checkin", json={"state": "committed", "current": ref}, headers=d.auth)
+                deadline = time.monotonic() + 10
+                while f.admin.get(f"{ROLLOUTS}/{rollout['id']}").json()["status"] != "completed":
+                    assert time.monotonic() < deadline, "the rollout did not complete"
+                    time.sleep(0.1)
+            deadline = time.monotonic() + 10
+            while len(receiver.posts) < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)  # time for a duplicate to show up, if either instance were to send one
+    finally:
+        receiver.stop()
+    deliveries = [h["x-edgeship-delivery"] for h, _ in receiver.posts]
+    assert len(deliveries) == len(set(deliveries)) == 4
+    assert {p["type"] for p in receiver.payloads("s" * 20)} == {"rollout.completed"}
