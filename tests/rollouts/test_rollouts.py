@@ -47,6 +47,9 @@ def test_a_good_release_goes_through_pilot_and_stages_and_completes(lab: Lab, re
     assert set(lab.versions().values()) == {"1.0.0"}
     final = status(lab, capsys, started["id"])
     assert sum(s["done"] for s in final["stages"]) == 5 and all(s["status"] == "passed" for s in final["stages"])
+    capsys.readouterr()
+    assert lab.cli("rollout", "status", "--watch") == 0  # the newest rollout; finished, so the watch ends at once
+    assert "completed in 100%" in capsys.readouterr().out
     lab.wait("the completed webhook", lambda: any(p["type"] == "rollout.completed" for p in receiver.payloads(SECRET)))
     assert receiver.attempts >= 2  # delivered on a retry after the 500
 
