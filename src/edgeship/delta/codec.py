@@ -96,17 +96,28 @@ def _prefix_dict(ref: bytes) -> zstd.ZstdCompressionDict:
 
 
 def code_piece(new: bytes, width: int, base: bytes | None) -> Coded:
-    """The smallest of: plain, byte planes, and (with a same-size base) the planed difference."""
+    """The smallest of: plain, byte planes, and (with a same-size base) the planed difference.
+
+    Candidates are built one at a time and losers dropped at once: peak memory is a few
+    copies of the piece, not one per candidate.
+    """
     compressor = zstd.ZstdCompressor(level=TENSOR_LEVEL)
-    candidates = [Coded(Transform.PLAIN, 1, compressor.compress(new))]
+    best = Coded(Transform.PLAIN, 1, compressor.compress(new))
+
+    def consider(transform: Transform, w: int, data: bytes) -> None:
+        nonlocal best
+        payload = compressor.compress(data)
+        if len(payload) < len(best.payload):
+            best = Coded(transform, w, payload)
+
     if width > 1 and len(new) % width == 0:
-        candidates.append(Coded(Transform.PLAIN, width, compressor.compress(to_planes(new, width))))
+        consider(Transform.PLAIN, width, to_planes(new, width))
     if base is not None:
         w = sub_width(width)
         planes = to_planes(zigzag_sub(new, base, w), w)
-        candidates.append(Coded(Transform.SUB, w, compressor.compress(planes)))
-        candidates.append(Coded(Transform.SUB_NIBBLES, w, compressor.compress(to_nibbles(planes))))
-    return min(candidates, key=lambda c: len(c.payload))
+        consider(Transform.SUB, w, planes)
+        consider(Transform.SUB_NIBBLES, w, to_nibbles(planes))
+    return best
 
 
 def code_with_prefix(new: bytes, ref: bytes) -> Coded:
