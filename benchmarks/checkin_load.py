@@ -132,7 +132,15 @@ async def enroll(url: str, token: str, n: int, concurrency: int = 32) -> list[tu
     async def worker(client: httpx.AsyncClient) -> None:
         for i in queue:
             facts = {"arch": "aarch64", "ram": 4 << 30, "hostname": f"bench-{i}", "timezone": "UTC"}
-            r = await client.post("/v1/devices/enroll", json={"token": token, "facts": facts})
+            for attempt in range(3):
+                try:
+                    r = await client.post("/v1/devices/enroll", json={"token": token, "facts": facts})
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # A keep-alive connection the server closed just as it was reused; the
+                    # benchmark's token has unlimited uses, so enrolling again is harmless.
+                    if attempt == 2:
+                        raise
             r.raise_for_status()
             out.append((r.json()["device_id"], r.json()["secret"]))
 
