@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,8 +52,15 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed replays the same run."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Directory for report.json and rollout.png."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
+    real_agents: int = typer.Option(
+        0, "--real-agents", min=0, help="Instead: run this many real agent processes against a real server on loopback, in real time (e.g. 20)."
+    ),
 ) -> None:
     """Run a rollout against virtual devices with faults, on the real engine, and chart it."""
+    if real_agents:
+        plan = {"stages": stages, "bake": bake, "max_failure": max_failure, "pilot": pilot, "window": window, "notice": notice, "on_fail": on_fail}
+        _real_agents(real_agents, plan, release_bad_rate, seed, out, json_out)
+        return
     policy = RolloutPolicy.from_options(
         stages=stages, bake=bake, max_failure=max_failure, pilot=pilot or None, window=window, notice=notice, on_fail=on_fail
     )
@@ -112,6 +121,26 @@ def _print(result: SimResult) -> None:
         f"{d.skipped} skipped for requirements; {result.fleet.rollback_orders} rollback orders carried out; "
         f"{result.on_previous_at_end} on the previous release at the end"
     )
+
+
+def _real_agents(n: int, plan: dict[str, str | None], bad_rate: float, seed: int, out: Path, json_out: bool) -> None:
+    # Imported here: they need the server extra, which virtual runs do without.
+    from edgeship.cli.rollout import render
+    from edgeship.sim.agents import rehearse
+
+    began = time.monotonic()
+
+    def line(r: dict) -> None:
+        stages = "  ".join(f"{s['name']} {s['done']}/{s['failed']}/{s['in_progress']}" for s in r["stages"])
+        err_console.print(f"+{time.monotonic() - began:5.0f}s {r['status']:<9} {r['phase']:<6} {stages}  (done/failed/in progress)")
+
+    run = rehearse(n, plan, out, release_bad_rate=bad_rate, pilot=max(1, n // 10), seed=seed, progress=None if json_out else line)
+    if json_out:
+        print_json({"final": run.final, "timeline": run.timeline, "versions": run.versions, "pilot": run.pilot_devices})
+        return
+    console.print(render(run.final))
+    on = Counter(v or "-" for v in run.versions.values())
+    console.print("devices at the end: " + ", ".join(f"{k}: {v}" for k, v in sorted(on.items())) + f"; logs in {out}")
 
 
 def _clock(seconds: float) -> str:
