@@ -14,6 +14,7 @@ import httpx
 from edgeship import __version__
 from edgeship.agent.journal import Assignment
 from edgeship.errors import AgentError, ServerError
+from edgeship.pinning import verify_for
 from edgeship.store.fsutil import write_atomic
 
 
@@ -74,7 +75,7 @@ class DeviceClient:
     def __init__(self, server_url: str, *, ca: str | None = None, timeout: float = 30.0, identity: Identity | None = None) -> None:
         self.server_url = server_url.rstrip("/")
         self.identity = identity
-        self._client = httpx.Client(base_url=self.server_url, verify=ca or True, timeout=timeout)
+        self._client = httpx.Client(base_url=self.server_url, verify=verify_for(ca), timeout=timeout)
 
     def close(self) -> None:
         self._client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from edgeship.errors import (
     ServerError,
     UsageError,
 )
+from edgeship.pinning import verify_for
 from edgeship.store.digest import Digest
 
 UPLOAD_CHUNK = 8 << 20  # bytes per PATCH: an interrupted push re-sends at most this much
@@ -33,7 +33,7 @@ class OperatorClient:
         self._http = httpx.Client(
             base_url=self.url,
             headers={"authorization": f"Bearer {token}"},
-            verify=ssl.create_default_context(cafile=ca) if ca else True,
+            verify=verify_for(ca),
             timeout=timeout,
             transport=transport,
         )

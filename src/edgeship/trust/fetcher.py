@@ -10,6 +10,7 @@ import httpx
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import FetcherInterface
 
+from edgeship.pinning import verify_for
 from edgeship.store.digest import CHUNK
 
 
@@ -33,7 +34,8 @@ class HttpFetcher(FetcherInterface):
     """Streams HTTP(S) responses with httpx; ``verify`` may name a pinned CA file."""
 
     def __init__(self, *, verify: str | bool = True, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
-        self._client = httpx.Client(verify=verify, timeout=timeout, headers=headers or {}, follow_redirects=True)
+        tls = verify_for(verify) if isinstance(verify, str) else verify
+        self._client = httpx.Client(verify=tls, timeout=timeout, headers=headers or {}, follow_redirects=True)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         request = self._client.build_request("GET", url)
