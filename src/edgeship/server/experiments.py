@@ -7,6 +7,8 @@ and asks ``edgeship.rollout.evaluate`` which release is better.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,6 +16,7 @@ from edgeship.errors import RolloutError, UsageError
 from edgeship.rollout import (
     Assignment,
     AssignmentReason,
+    DeviceView,
     Experiment,
     Selector,
     collect,
@@ -64,13 +67,11 @@ def start(session: Session, repo: ServerRepository, req: schemas.ExperimentCreat
     return status(session, record.id, now)
 
 
-def assign(session: Session, record: RolloutRecord, now: float) -> None:
+def assign(session: Session, record: RolloutRecord, now: float, views: Sequence[DeviceView] | None = None) -> None:
     """Give every targeted device its arm's release; after the experiment ends the rows stay as they are."""
     experiment = _experiment(record)
-    wanted = {
-        device: Assignment(AssignmentReason.ASSIGNED, release)
-        for device, release in experiment.assign(device_views(session)).items()
-    }
+    fleet = device_views(session) if views is None else views
+    wanted = {device: Assignment(AssignmentReason.ASSIGNED, release) for device, release in experiment.assign(fleet).items()}
     materialize(session, record, wanted, {record.release_id: record.release_ref, experiment.release_b: record.previous_ref or ""})
     finished = now >= experiment.started + experiment.duration
     record.status = "finished" if finished else "running"

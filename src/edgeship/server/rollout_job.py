@@ -21,7 +21,7 @@ from edgeship.errors import EdgeshipError
 from edgeship.server import experiments, rollouts, webhooks
 from edgeship.server.context import ServerContext
 from edgeship.server.models import RolloutRecord
-from edgeship.server.reports import FOLD_BATCH, fold_events
+from edgeship.server.reports import FOLD_BATCH, device_views, fold_events
 
 log = logging.getLogger("edgeship.server.rollouts")
 
@@ -39,6 +39,8 @@ def tick(ctx: ServerContext, now: float | None = None) -> int:
                 break
     with ctx.db.read() as session:
         live = session.execute(select(RolloutRecord.id, RolloutRecord.kind).where(RolloutRecord.live).order_by(RolloutRecord.created_at)).all()
+        # Read once, outside the write lock: every rollout of this tick decides from it.
+        views = device_views(session) if live else []
     for rollout_id, kind in live:
         with ctx.db.write() as session:
             record = rollouts.get_record(session, rollout_id, kind, lock=True)
@@ -46,9 +48,9 @@ def tick(ctx: ServerContext, now: float | None = None) -> int:
                 continue  # another instance finished it while this one waited for the lock
             at = time.time() if now is None else now
             if kind == rollouts.EXPERIMENT:
-                experiments.assign(session, record, at)
+                experiments.assign(session, record, at, views)
             else:
-                rollouts.evaluate(session, record, at)
+                rollouts.evaluate(session, record, at, views)
     return len(live)
 
 

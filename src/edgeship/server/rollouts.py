@@ -10,18 +10,20 @@ want the same device, the newer one wins.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.errors import ConflictError, NotFoundError, RolloutError, UsageError
 from edgeship.release.manifest import Manifest, Requirements, parse_ref
 from edgeship.rollout import (
     Assignment,
+    AssignmentReason,
     Decision,
+    DeviceView,
     Rollout,
     RolloutEvent,
     RolloutPolicy,
@@ -47,6 +49,7 @@ from edgeship.server.storage import BlobStorage
 ROLLOUT, EXPERIMENT = "rollout", "experiment"
 # State changes operators are told about by webhook.
 NOTIFY = frozenset({RolloutStatus.PAUSED, RolloutStatus.ABORTED, RolloutStatus.COMPLETED})
+_NOTHING = Assignment(AssignmentReason.NOT_TARGETED)
 _DONE = {"pause": "paused", "resume": "resumed", "abort": "aborted", "promote": "promoted"}
 
 
@@ -181,10 +184,14 @@ def act(session: Session, rollout_id: str, action: str, req: schemas.RolloutActi
     return rollout_out(record, now)
 
 
-def evaluate(session: Session, record: RolloutRecord, now: float) -> Decision:
-    """Decide the rollout against the fleet as of ``now``; store the state, the devices' rows, the notifications."""
+def evaluate(session: Session, record: RolloutRecord, now: float, views: Sequence[DeviceView] | None = None) -> Decision:
+    """Decide the rollout against the fleet as of ``now``; store the state, the devices' rows, the notifications.
+
+    ``views``: the fleet as read before the rollout's lock was taken (the job reads it once
+    per tick); by default it is read in ``session``.
+    """
     rollout = rollout_from_dict(record.document)
-    decision = decide(rollout, device_views(session), now)
+    decision = decide(rollout, device_views(session) if views is None else views, now)
     state = decision.rollout.state
     record.document = rollout_to_dict(decision.rollout)
     record.status = state.status.value
@@ -221,37 +228,48 @@ def _notify(session: Session, record: RolloutRecord, events: tuple[RolloutEvent,
             )
 
 
+_RA = RolloutAssignment.__table__
+_ROW_FIELDS = ("rollout_id", "release_name", "release_version", "release_id", "rollback", "window", "notice_s")
+_CHUNK = 500  # device IDs per DELETE … IN (…): below every backend's bound-parameter limit
+
+
 def materialize(session: Session, record: RolloutRecord, assignments: Mapping[str, Assignment], refs: Mapping[str, str]) -> None:
     """Make the rollout's ``rollout_assignments`` rows match ``assignments``.
 
     Only devices told to install something get a row; a device without one falls back to
-    plain assignment orders. A row of a newer rollout is left alone.
+    plain assignment orders. A row of a newer rollout is left alone. Plain rows rather than
+    ORM objects, and only the changes written: this runs for the whole fleet every tick.
     """
-    wanted = {d: a for d, a in assignments.items() if a.release is not None}
     owners = dict(session.execute(select(RolloutRecord.id, RolloutRecord.created_at)).all())
-    rows = {r.device_id: r for r in session.scalars(select(RolloutAssignment))}
-    for device_id, row in rows.items():
-        if row.rollout_id == record.id and device_id not in wanted:
-            session.delete(row)
-    for device_id, a in wanted.items():
-        row = rows.get(device_id)
-        if row is not None and row.rollout_id != record.id and owners[row.rollout_id] > record.created_at:
+    current = {r.device_id: tuple(r[1:]) for r in session.execute(select(_RA.c.device_id, *(_RA.c[f] for f in _ROW_FIELDS)))}
+    answers: dict[tuple[str, bool, object, float], tuple[object, ...]] = {}
+    inserts, updates = [], []
+    for device_id, a in assignments.items():
+        if a.release is None:
             continue
-        name, version = parse_ref(refs[a.release or ""])
-        values = {
-            "rollout_id": record.id,
-            "release_name": name,
-            "release_version": version or "",
-            "release_id": a.release,
-            "rollback": a.rollback,
-            "window": a.window.as_dict() if a.window else None,
-            "notice_s": int(a.notice),
-        }
-        if row is None:
-            session.add(RolloutAssignment(device_id=device_id, **values))
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
+        have = current.get(device_id)
+        if have is not None and have[0] != record.id and owners[str(have[0])] > record.created_at:
+            continue
+        key = (a.release, a.rollback, a.window, a.notice)
+        values = answers.get(key)
+        if values is None:  # a handful of distinct answers: build each once
+            name, version = parse_ref(refs[a.release])
+            window = a.window.as_dict() if a.window else None
+            values = answers[key] = (record.id, name, version or "", a.release, a.rollback, window, int(a.notice))
+        if have is None:
+            inserts.append({"device_id": device_id, **dict(zip(_ROW_FIELDS, values))})
+        elif have != values:
+            updates.append({"b_device_id": device_id, **dict(zip(_ROW_FIELDS, values))})
+    stale = [d for d, have in current.items() if have[0] == record.id and assignments.get(d, _NOTHING).release is None]
+    for i in range(0, len(stale), _CHUNK):
+        session.execute(delete(_RA).where(_RA.c.device_id.in_(stale[i : i + _CHUNK])))
+    if inserts:
+        session.execute(insert(_RA), inserts)
+    if updates:
+        session.execute(
+            update(_RA).where(_RA.c.device_id == bindparam("b_device_id")).values({f: bindparam(f) for f in _ROW_FIELDS}),
+            updates,
+        )
 
 
 def rollout_out(record: RolloutRecord, now: float) -> schemas.RolloutOut:
