@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +20,13 @@ from pathlib import Path
 import tomli_w
 
 from edgeship.errors import ConflictError, NotFoundError, WorkspaceError
+from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta, build_deltas, delta_pairs
 from edgeship.release.manifest import Manifest, parse_version
 from edgeship.store.fsutil import write_atomic
 from edgeship.store.local import LocalBlobStore
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ROLES, Expiry, KeyRing, Repository
-from edgeship.trust.targets import manifest_path, release_entries, release_targets
+from edgeship.trust.targets import manifest_path, release_entries, release_targets, target_entries
 
 CONFIG_FILE = "edgeship.toml"
 WORKSPACE_ENV = "EDGESHIP_WORKSPACE"
@@ -158,8 +160,33 @@ class Workspace:
     def load_manifest(self, record: ReleaseRecord) -> Manifest:
         return Manifest.from_bytes((self.repo_dir / record.manifest_path).read_bytes())
 
-    def publish(self, manifest: Manifest) -> str:
-        """Sign a built release into the repository; returns its release ID."""
+    def deltas_to(self, manifest: Manifest) -> list[dict]:
+        """Signed deltas that rebuild this release's components, with the download each saves."""
+        names = {c.digest: c.name for c in manifest.components}
+        rows = []
+        for e in target_entries(self.repository().targets().signed.targets, "delta"):
+            if e.get("to") in names:
+                full = e.get("target_size") or 0
+                rows.append(
+                    {
+                        "component": names[e["to"]],
+                        "from_version": e.get("from_version"),
+                        "length": e["length"],
+                        "target_size": full,
+                        "saving": 1 - e["length"] / full if full else 0.0,
+                        "path": e["path"],
+                    }
+                )
+        return sorted(rows, key=lambda r: (r["component"], r["path"]))
+
+    def publish(
+        self,
+        manifest: Manifest,
+        *,
+        delta_history: int = DEFAULT_HISTORY,
+        on_delta: Callable[[BuiltDelta], None] | None = None,
+    ) -> str:
+        """Sign a built release, and deltas from the last ``delta_history`` releases, into the repository."""
         existing = self.releases(manifest.name)
         if existing and parse_version(manifest.version) <= parse_version(existing[-1].version):
             raise ConflictError(
@@ -169,5 +196,7 @@ class Workspace:
         data = manifest.canonical_bytes()
         write_atomic(self.repo_dir / manifest_path(manifest.name, manifest.version), data)
         previous = existing[-1].version if existing else None
-        self.repository().add_targets(release_targets(manifest, data, rollback_to=previous))
+        history = [self.load_manifest(r) for r in reversed(existing[-delta_history:])] if delta_history > 0 else []
+        _, delta_files = build_deltas(delta_pairs(manifest, history), self.store, self.repo_dir, on_delta)
+        self.repository().add_targets([*release_targets(manifest, data, rollback_to=previous), *delta_files])
         return manifest.release_id

@@ -37,7 +37,7 @@ class Releases:
     name: str = "llm"
 
     def publish(self, version: str, *, health: HealthSuite | None = None, model: Path | None = None,
-                broken_model: bool = False, big: Path | None = None) -> Manifest:
+                broken_model: bool = False, big: Path | None = None, deltas: bool = False) -> Manifest:
         """A release of the tiny GGUF model (shared between versions) and a per-version config.
 
         ``broken_model`` ships garbage labelled as GGUF, which only a device trial catches.
@@ -57,26 +57,10 @@ class Releases:
             model_c = Component(name="model", kind=ComponentKind.GGUF, path="model.gguf", digest=str(digest), size=size,
                                 media_type=MEDIA_TYPES[ComponentKind.GGUF])
             manifest = manifest.model_copy(update={"components": (model_c, *manifest.components[1:])})
-        self.ws.publish(manifest)
+        # Deltas (from the previous version, as `release push` signs them) only where a test
+        # asks, so the full-file paths stay tested too.
+        self.ws.publish(manifest, delta_history=1 if deltas else 0)
         return manifest
-
-    def publish_delta(self, old: Manifest, new: Manifest, component: str) -> int:
-        """Sign a delta between two releases' versions of ``component`` (as issue 6's push will); its size."""
-        from tuf.api.metadata import TargetFile
-
-        from edgeship.agent.download import delta_path
-        from edgeship.delta import make_patch
-
-        a = next(c for c in old.components if c.name == component)
-        b = next(c for c in new.components if c.name == component)
-        path = delta_path(a.hexdigest, b.hexdigest)
-        dest = self.ws.repo_dir / path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        make_patch(self.ws.store.path(Digest(a.hexdigest)), self.ws.store.path(Digest(b.hexdigest)), dest)
-        target = TargetFile.from_file(path, str(dest), ["sha256"])
-        target.unrecognized_fields["custom"] = {"edgeship": {"kind": "delta", "from": a.digest, "to": b.digest}}
-        self.ws.repository().add_targets([target])
-        return dest.stat().st_size
 
     def root(self) -> Path:
         return self.ws.repo_dir / "metadata" / "1.root.json"

@@ -72,10 +72,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator
         "4.0.0": rel.publish("4.0.0", health=HealthSuite(command="echo sick >&2; exit 3", timeout_s=30)),
         "5.0.0": rel.publish("5.0.0", health=HealthSuite(command="sleep 60", timeout_s=1)),
         "6.0.0": rel.publish("6.0.0"),
-        # A fine-tune: one tensor of the model changed, shipped as a signed delta from 6.0.0.
-        "7.0.0": rel.publish("7.0.0", model=write_tiny_llama(tmp / "tuned.gguf", weights={"output_norm.weight": np.full(64, 1.5, np.float32)})),
+        # A fine-tune: one tensor of the model changed, signed with a delta from 6.0.0 as `release push` does.
+        "7.0.0": rel.publish("7.0.0", model=write_tiny_llama(tmp / "tuned.gguf", weights={"output_norm.weight": np.full(64, 1.5, np.float32)}),
+                             deltas=True),
     }
-    rel.publish_delta(manifests["6.0.0"], manifests["7.0.0"], "model")
     server = Server.create(ws, tmp / "server")
     server.start()
     try:

@@ -22,15 +22,13 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.store import DeviceStore
 from edgeship.errors import DeltaError, ValidationError
+from edgeship.release.deltas import predecessors
 from edgeship.release.manifest import Component, Manifest
 from edgeship.store.digest import Digest
 from edgeship.trust.client import ReleaseVerifier
+from edgeship.trust.targets import delta_path
 
 log = logging.getLogger("edgeship.agent")
-
-
-def delta_path(old: str, new: str) -> str:
-    return f"deltas/sha256/{old}/{new}"
 
 
 @dataclass
@@ -41,7 +39,7 @@ class Downloader:
     progress: Callable[[int, int], None]  # (bytes done, bytes in total) for the status file
 
     def fetch_missing(self, manifest: Manifest, running: Manifest | None) -> None:
-        old_by_name = {c.name: c for c in running.components} if running else {}
+        old_by_name = predecessors(manifest, running) if running else {}
         total = sum(c.size for c in manifest.components)
         done = 0
         for c in manifest.components:

@@ -13,6 +13,7 @@ from edgeship.cli.output import console, human_size, print_json
 from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
 from edgeship.errors import UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
+from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta
 from edgeship.release.manifest import HealthSuite, parse_ref
 from edgeship.store.digest import Digest
 
@@ -43,6 +44,9 @@ def push(
     requires: str | None = typer.Option(None, "--requires", help="Device requirements, e.g. ram=2GiB,arch=aarch64|x86_64,accelerator=cuda."),
     health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching."),
     notes: str = typer.Option("", "--notes", help="Release notes shown to operators."),
+    deltas: int = typer.Option(
+        DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
+    ),
     server: str | None = typer.Option(
         None, "--server", help="Also publish to this update server (resumable; `edgeship server sync` finishes a cut-off push)."
     ),
@@ -65,18 +69,46 @@ def push(
             notes=notes,
             on_component=lambda n, size: status.update(f"stored {n} ({human_size(size)})"),
         )
-        status.update("signing…")
-        release_id = ws.publish(manifest)
+        built: list[BuiltDelta] = []
+
+        def on_delta(d: BuiltDelta) -> None:
+            built.append(d)
+            status.update(f"delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)}")
+
+        status.update("building deltas and signing…")
+        release_id = ws.publish(manifest, delta_history=deltas, on_delta=on_delta)
     published = None
     if server:
         with operator_client(server, token, ca, ws.root) as client:
             published = sync_to_server(ws, client)
     if json_out:
-        print_json({"name": manifest.name, "version": manifest.version, "release_id": release_id, "server": published})
+        print_json(
+            {
+                "name": manifest.name,
+                "version": manifest.version,
+                "release_id": release_id,
+                "deltas": [_delta_row(d) for d in built],
+                "server": published,
+            }
+        )
         return
     console.print(f"[green]pushed[/] {manifest.ref}  release {release_id[:16]}…")
     for c in manifest.components:
         console.print(f"  {c.name:<20} {c.kind.value:<18} {human_size(c.size):>10}  {c.digest[:19]}…")
+    for d in built:
+        verdict = f"saves {d.saving:.0%}" if d.kept else "not worth it, devices take the whole file"
+        console.print(f"  delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)} ({verdict})")
+
+
+def _delta_row(d: BuiltDelta) -> dict:
+    return {
+        "component": d.pair.new.name,
+        "from_version": d.pair.from_version,
+        "size": d.size,
+        "full_size": d.pair.new.size,
+        "kept": d.kept,
+        "encoder": d.encoder,
+    }
 
 
 @app.command("list")
@@ -141,6 +173,7 @@ def show(
         "health": manifest.health.model_dump(mode="json"),
         "components": [{**c.model_dump(mode="json"), "stored": blobs[c.name]} for c in manifest.components],
         "signatures": signatures,
+        "deltas": ws.deltas_to(manifest),
     }
     if json_out:
         print_json(data)
@@ -154,6 +187,11 @@ def show(
     for c in manifest.components:
         table.add_row(c.name, c.kind.value, human_size(c.size), c.digest, blobs[c.name])
     console.print(table)
+    for d in data["deltas"]:
+        console.print(
+            f"  delta {d['component']} from {d['from_version']}: {human_size(d['length'])} "
+            f"instead of {human_size(d['target_size'])} (saves {d['saving']:.0%})"
+        )
     for role, status in signatures.items():
         colour = "green" if status.startswith("valid") else "red"
         console.print(f"  {role:<9} [{colour}]{status}[/]")

@@ -13,6 +13,7 @@ from edgeship.store.digest import Digest
 
 RELEASES_DIR = "releases"
 BLOBS_DIR = "blobs"
+DELTAS_DIR = "deltas"
 
 
 def manifest_path(name: str, version: str) -> str:
@@ -21,6 +22,11 @@ def manifest_path(name: str, version: str) -> str:
 
 def blob_path(digest: Digest) -> str:
     return f"{BLOBS_DIR}/sha256/{digest.hex}"
+
+
+def delta_path(old_hex: str, new_hex: str) -> str:
+    """The patch that rebuilds blob ``new_hex`` from blob ``old_hex``."""
+    return f"{DELTAS_DIR}/sha256/{old_hex}/{new_hex}"
 
 
 def release_targets(manifest: Manifest, manifest_bytes: bytes, rollback_to: str | None = None) -> list[TargetFile]:
@@ -53,11 +59,20 @@ def release_targets(manifest: Manifest, manifest_bytes: bytes, rollback_to: str 
     return files
 
 
-def release_entries(targets: dict[str, TargetFile]) -> list[dict]:
-    """The edgeship release records among a targets role's files."""
+def delta_target(old_hex: str, new_hex: str, patch_hex: str, patch_size: int, info: dict) -> TargetFile:
+    custom = {"edgeship": {"kind": "delta", "from": f"sha256:{old_hex}", "to": f"sha256:{new_hex}", **info}}
+    return TargetFile(patch_size, {"sha256": patch_hex}, delta_path(old_hex, new_hex), {"custom": custom})
+
+
+def target_entries(targets: dict[str, TargetFile], kind: str) -> list[dict]:
+    """The edgeship records of one kind ("release", "blob", "delta") among a targets role's files."""
     out = []
     for path, tf in targets.items():
         info = tf.custom.get("edgeship", {}) if isinstance(tf.custom, dict) else {}
-        if info.get("kind") == "release":
+        if info.get("kind") == kind:
             out.append({**info, "path": path, "length": tf.length})
     return out
+
+
+def release_entries(targets: dict[str, TargetFile]) -> list[dict]:
+    return target_entries(targets, "release")
