@@ -145,3 +145,27 @@ def test_targets_key_rotation_reaches_the_server(fleet: Fleet, tmp_path: Path) -
     d = fleet.enroll()
     root = fleet.workspace / "repository" / "metadata" / "1.root.json"
     assert cli("verify", f"app@{version}", "--repo", _repo_url(fleet, d.id, d.secret), "--root", root, "--metadata-dir", tmp_path / "t") == 0
+
+
+def test_push_uploads_signed_deltas_and_the_server_serves_them(fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = Workspace.open(fleet.workspace)
+    base = os.urandom(1 << 20)
+    tuned = bytearray(base)
+    tuned[4096:8192] = os.urandom(4096)  # a small change in a large file
+    versions = [f"2.0.{len(ws.releases('delta-app')) + i}" for i in range(2)]
+    for version, data in zip(versions, (base, bytes(tuned)), strict=True):
+        f = tmp_path / version / "weights.bin"
+        f.parent.mkdir()
+        f.write_bytes(data)
+        capsys.readouterr()
+        code = cli("release", "push", "delta-app", "-v", version, "-c", f"weights:file={f}",
+                   "--server", fleet.url, "--token", fleet.admin_token, "-w", fleet.workspace, "--json")
+        assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    [delta] = out["deltas"]
+    assert delta["kept"] and delta["size"] < (1 << 20) // 10
+    [path] = [p for p in out["server"]["uploaded"] if p.startswith("deltas/")]
+    d = fleet.enroll()
+    served = httpx.get(f"{fleet.url}/repo/{path}", auth=(d.id, d.secret), verify=False)
+    assert served.status_code == 200
+    assert served.content == (fleet.workspace / "repository" / path).read_bytes()
