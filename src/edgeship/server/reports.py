@@ -9,7 +9,6 @@ path nor the check-in path does extra work for the engine.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -24,25 +23,18 @@ _FOLDED = ("state", "metrics", "health")
 _HEALTH_FIELDS = ("error_rate", "latency_p95_ms", "memory_mb", "output_stat")
 
 
-def fold_events(session: Session, release_ids: Mapping[str, str], *, settle_s: float = 0.0) -> int:
+def fold_events(session: Session, release_ids: Mapping[str, str]) -> int:
     """Fold events after the cursor into device reports; returns how many events were read.
 
-    ``release_ids`` maps ``name@version`` to release IDs. ``settle_s``: on PostgreSQL an
-    event with a lower sequence number may commit after a higher one; only events older than
-    this are folded, so a slow commit is not skipped by a cursor that already moved past it.
+    ``release_ids`` maps ``name@version`` to release IDs. A cursor is safe because events
+    commit in sequence order (``events.ingest`` serializes inserts on PostgreSQL; SQLite has
+    one writer), so no event can appear later below a position already read.
     """
     cursor = session.execute(select(JobCursor).where(JobCursor.name == CURSOR).with_for_update()).scalar_one()
-    query = select(Event.seq, Event.device_id, Event.type, Event.state, Event.release, Event.data, Event.received_at).where(
-        Event.seq > cursor.position
-    )
+    query = select(Event.seq, Event.device_id, Event.type, Event.state, Event.release, Event.data).where(Event.seq > cursor.position)
     rows = session.execute(query.order_by(Event.seq).limit(FOLD_BATCH)).all()
-    horizon = datetime.now(timezone.utc) - timedelta(seconds=settle_s)
     latest: dict[str, dict[str, Any]] = {}
-    read = 0
     for row in rows:
-        if settle_s and row.received_at > horizon:
-            break
-        read += 1
         cursor.position = row.seq
         if row.type not in _FOLDED:
             continue
@@ -61,7 +53,7 @@ def fold_events(session: Session, release_ids: Mapping[str, str], *, settle_s: f
             for key, value in changes.items():
                 setattr(report, key, value)
             session.add(report)
-    return read
+    return len(rows)
 
 
 def _is_health(data: Mapping[str, Any]) -> bool:

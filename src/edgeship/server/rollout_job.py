@@ -25,17 +25,12 @@ from edgeship.server.reports import FOLD_BATCH, device_views, fold_events
 
 log = logging.getLogger("edgeship.server.rollouts")
 
-# PostgreSQL may commit events out of sequence order; fold only those older than this.
-SETTLE_S = {"postgresql": 2.0}
-
-
 def tick(ctx: ServerContext, now: float | None = None) -> int:
     """One pass: fold events, then decide every live rollout and experiment; returns how many."""
     release_ids = {f"{e['name']}@{e['version']}": e["release_id"] for e in ctx.repo.releases()} if ctx.repo.ready else {}
-    settle = SETTLE_S.get(ctx.db.dialect, 0.0)
     while True:
         with ctx.db.write() as session:
-            if fold_events(session, release_ids, settle_s=settle) < FOLD_BATCH:
+            if fold_events(session, release_ids) < FOLD_BATCH:
                 break
     with ctx.db.read() as session:
         live = session.execute(select(RolloutRecord.id, RolloutRecord.kind).where(RolloutRecord.live).order_by(RolloutRecord.created_at)).all()
