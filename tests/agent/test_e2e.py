@@ -377,6 +377,11 @@ def test_a_changed_model_arrives_as_a_signed_delta(fleet: Fleet) -> None:
     assert "model rebuilt from a" in r.stderr and model_blob_requests(r.stderr, fleet.manifests["7.0.0"]) == 0
     assert_consistent(d, {"7.0.0"})
     assert not list(d.store.partial_dir.iterdir())
+    # The device reports what the update cost: the patch, not the model.
+    [download] = [e for e in fleet.server.events(d.device_id) if e["type"] == "download" and e["release"] == "llm@7.0.0"]
+    model = fleet.manifests["7.0.0"].components[0]
+    assert download["data"]["by_delta"] == ["model"]
+    assert download["data"]["bytes_downloaded"] < model.size / 10 < download["data"]["full_size"]
 
 
 def test_a_delta_damaged_in_transit_falls_back_to_the_whole_file(fleet: Fleet) -> None:

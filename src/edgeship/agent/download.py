@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tuf.api.exceptions import LengthOrHashMismatchError
 
@@ -32,36 +32,58 @@ log = logging.getLogger("edgeship.agent")
 
 
 @dataclass
+class DownloadReport:
+    """What a release cost to fetch: reported as a `download` event, so savings show per device."""
+
+    full_size: int = 0  # bytes of the components the device lacked
+    downloaded: int = 0  # bytes actually fetched (patches or whole files)
+    by_delta: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"full_size": self.full_size, "bytes_downloaded": self.downloaded, "by_delta": self.by_delta}
+
+
+@dataclass
 class Downloader:
     verifier: ReleaseVerifier
     fetcher: ResumableFetcher
     store: DeviceStore
     progress: Callable[[int, int], None]  # (bytes done, bytes in total) for the status file
 
-    def fetch_missing(self, manifest: Manifest, running: Manifest | None) -> None:
+    def fetch_missing(self, manifest: Manifest, running: Manifest | None) -> DownloadReport:
         old_by_name = predecessors(manifest, running) if running else {}
         total = sum(c.size for c in manifest.components)
+        report = DownloadReport()
         done = 0
         for c in manifest.components:
             digest = Digest(c.hexdigest)
             if not self.store.blobs.has(digest):  # an unchanged component costs nothing
+                report.full_size += c.size
                 old = old_by_name.get(c.name)
                 resuming = self.store.partial(digest).exists()
-                if resuming or old is None or not self._by_delta(c, old, lambda n, base=done: self.progress(base + n, total)):
+                patch_size = None
+                if not resuming and old is not None:
+                    patch_size = self._by_delta(c, old, lambda n, base=done: self.progress(base + n, total))
+                if patch_size is None:
                     info = self.verifier.signed_blob(c)
                     self.fetcher.download_to(self.verifier.url + info.path, self.store.partial(digest), info.length,
                                              progress=lambda n, base=done: self.progress(base + n, total))
+                    report.downloaded += info.length
+                else:
+                    report.downloaded += patch_size
+                    report.by_delta.append(c.name)
             done += c.size
             self.progress(done, total)
+        return report
 
-    def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> bool:
-        """Rebuild ``new`` from ``old`` with a signed delta; False if there is none or it is unusable."""
+    def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> int | None:
+        """Rebuild ``new`` from ``old`` with a signed delta; its size, or None if there is none or it is unusable."""
         old_blob = self.store.blobs.path(Digest(old.hexdigest))
         if old.kind != new.kind or not old_blob.is_file():
-            return False
+            return None
         info = self.verifier.target(delta_path(old.hexdigest, new.hexdigest))
         if info is None:
-            return False
+            return None
         patch = self.store.partial_dir / f"{new.hexdigest}.delta-from-{old.hexdigest[:16]}"
         try:
             # A network failure propagates (the step fails and is retried, resuming the
@@ -75,7 +97,7 @@ class Downloader:
         except (LengthOrHashMismatchError, DeltaError, ValidationError) as exc:
             log.warning("the delta for %s is unusable (%s); fetching the whole file", new.name, exc)
             patch.unlink(missing_ok=True)
-            return False
+            return None
         patch.unlink()
         log.info("%s rebuilt from a %d-byte delta instead of %d bytes", new.name, info.length, new.size)
-        return True
+        return info.length

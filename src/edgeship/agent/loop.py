@@ -385,7 +385,10 @@ class Agent:
         self.store.save_manifest(a.release_id, manifest.canonical_bytes())
         assert self._fetcher is not None
         running = self.store.manifest(entry.from_release) if entry.from_release else None
-        Downloader(verifier, self._fetcher, self.store, self._on_progress).fetch_missing(manifest, running)
+        report = Downloader(verifier, self._fetcher, self.store, self._on_progress).fetch_missing(manifest, running)
+        if report.full_size:
+            self.events.put(Event(type="download", release=a.ref, data=report.to_dict(),
+                                  id=step_event_id(entry.job, "download-report", entry.verify_round)))
         return StepOutcome()
 
     def _check_downgrade(self, verifier: ReleaseVerifier, entry: JournalEntry) -> None:
