@@ -171,6 +171,8 @@ def render(r: dict[str, Any]) -> Group:
     lines: list[Any] = [head, table]
     if r["reason"]:
         lines.append(Text.from_markup(f"[yellow]reason:[/] {r['reason']}"))
+    if r["health_regressions"] and not r["reason"].startswith("health regression"):
+        lines.append(Text.from_markup("[yellow]health:[/] " + "; ".join(r["health_regressions"])))
     if r["rollback"]:
         lines.append(Text(f"rolling back to {r['previous']}: {r['rollback_remaining']} device(s) still to bring back"))
     if r["skipped"]:
