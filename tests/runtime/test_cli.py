@@ -45,8 +45,13 @@ def test_serve_answers_and_stops_cleanly(device: Device, models: Models) -> None
     assert proc.stdout is not None and "Application shutdown complete" in proc.stdout.read().decode()
 
 
-@pytest.mark.parametrize("flag, value, message", [("--memory-budget", "lots", "size 'lots' not understood"),
-                                                  ("--max-body", "-1", "size '-1' not understood")])
-def test_bad_flags_exit_2(tmp_path: Path, flag: str, value: str, message: str, capsys: pytest.CaptureFixture) -> None:
-    assert run(["runtime", "serve", "--data-dir", str(tmp_path), flag, value]) == 2
+@pytest.mark.parametrize("flags, message", [
+    (["--memory-budget", "lots"], "size 'lots' not understood"),
+    (["--max-body", "-1"], "size '-1' not understood"),
+    (["--profile", "toaster"], "unknown profile: toaster"),
+    (["--profile", "pi5-8gb", "--memory-budget", "1GiB"], "not both"),
+])
+@pytest.mark.timeout(60)  # a flag that slipped through would start serving for good
+def test_bad_flags_exit_2(tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert run(["runtime", "serve", "--data-dir", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err.replace("\n", "")

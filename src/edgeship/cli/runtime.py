@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgeship.errors import UsageError
+from edgeship.optimize.profiles import load_profiles, pick_profiles
 from edgeship.units import parse_size
 
 app = typer.Typer(help="The on-device inference runtime.", no_args_is_help=True)
@@ -25,14 +27,21 @@ def serve(
     ctx: int = typer.Option(2048, "--ctx", help="LLM context length in tokens."),
     memory_budget: str | None = typer.Option(None, "--memory-budget", help="Memory the models may use together, "
                                              "e.g. 3GiB; a swap that would exceed it unloads the old release first."),
+    profile: str | None = typer.Option(None, "--profile", help="Device profile (`edgeship profiles list`): its usable "
+                                       "memory becomes the memory budget."),
     max_body: str = typer.Option("16MiB", "--max-body", help="Largest request body accepted."),
     drain_timeout: float = typer.Option(120.0, "--drain-timeout", help="Seconds a swap waits for in-flight requests."),
 ) -> None:
     """Serve the current release until interrupted."""
     from edgeship.runtime import RuntimeConfig, serve as run_server
 
+    budget = parse_size(memory_budget) if memory_budget else None
+    if profile is not None:
+        if budget is not None:
+            raise UsageError("give --memory-budget or --profile, not both")
+        budget = pick_profiles(load_profiles(), [profile])[0].usable_bytes()
     run_server(RuntimeConfig(
         data_dir=data_dir, host=host, port=port, threads=threads, n_ctx=ctx,
-        memory_budget=parse_size(memory_budget) if memory_budget else None, max_body_bytes=parse_size(max_body),
+        memory_budget=budget, max_body_bytes=parse_size(max_body),
         drain_timeout_s=drain_timeout, mqtt_url=mqtt, mqtt_ca=mqtt_ca, device_id=device_id,
     ))

@@ -9,15 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeship.errors import RuntimeBackendError, UsageError
+from edgeship.errors import EdgeshipError, RuntimeBackendError, UsageError
+from edgeship.optimize.memory import estimate_memory, read_facts
 from edgeship.release.manifest import Component
 from edgeship.runtime.backend import BackendOptions, require
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-
-_KV_BYTES = 2  # llama.cpp keeps the KV cache in f16 by default
-_WORK_BYTES = 64 * 1024 * 1024  # compute buffers and the library itself, roughly
 
 
 @dataclass(frozen=True)
@@ -34,25 +32,13 @@ class GenerationParams:
 
 
 def estimate_gguf_memory(component: Component, path: Path, options: BackendOptions) -> int:
-    """Weights (mapped from the file) + KV cache (2 x layers x ctx x kv_heads x head_dim) + buffers."""
-    import gguf
-
+    """What loading the model and filling its context add to this process (edgeship.optimize's estimate)."""
     try:
-        fields = gguf.GGUFReader(str(path)).fields
-        arch = fields["general.architecture"].contents()
-    except (ValueError, KeyError, IndexError, OSError) as exc:
+        facts = read_facts(path)
+    except EdgeshipError as exc:
         raise RuntimeBackendError(f"cannot read the GGUF header of component {component.name}: {exc}",
                                   hint="the file is damaged or not GGUF; reinstall the release") from exc
-
-    def value(key: str, default: int) -> int:
-        field = fields.get(f"{arch}.{key}")
-        return int(field.contents()) if field is not None else default
-
-    layers, embd = value("block_count", 0), value("embedding_length", 0)
-    heads = value("attention.head_count", 1)
-    kv_heads = value("attention.head_count_kv", heads)
-    kv = 2 * layers * options.n_ctx * kv_heads * (embd // max(heads, 1)) * _KV_BYTES
-    return component.size + kv + _WORK_BYTES
+    return estimate_memory(facts, options.n_ctx).model_bytes
 
 
 class LlamaBackend:
