@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from edgeship.errors import EdgeshipError, NotFoundError
 from edgeship.release.manifest import HealthSuite, ImageCheck, LlmCheck, RssCheck
 from edgeship.runtime.llama import GenerationParams, LlamaBackend
-from edgeship.runtime.rss import rss_bytes
 from edgeship.runtime.release import LoadedRelease
+from edgeship.runtime.rss import rss_bytes
 from edgeship.runtime.tensors import from_npy
 
 _SSIM_WINDOW = 7
