@@ -84,6 +84,9 @@ class AgentConfig:
     trial_attempts: int = 2  # trials interrupted by a crash before the release is rolled back
     trial_timeout_s: float = 300.0  # model parsing; the health command has its own timeout
     timezone: str | None = None  # IANA zone for maintenance windows; None = the system's
+    # The device's `edgeship runtime serve` (same data dir): swapped to each new release, and
+    # runs the release's inference checks in the trial. None: no runtime on this device.
+    runtime_url: str | None = None
 
     @property
     def paths(self) -> DataDir:

@@ -32,7 +32,7 @@ from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
-from edgeship.agent.trial import run_trial
+from edgeship.agent.trial import run_trial, runtime_restore, runtime_trial
 from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
 from edgeship.release.manifest import Manifest
 from edgeship.store.digest import Digest, hash_file
@@ -318,6 +318,9 @@ class Agent:
                 return StepOutcome()
             if step is State.TRIAL:
                 result = run_trial(self.store.release_dir(entry.assignment.release_id), parse_timeout_s=self.config.trial_timeout_s)
+                if result.ok and self.config.runtime_url:
+                    result = runtime_trial(self.config.runtime_url, self.paths.root, self.store.manifest(entry.assignment.release_id),
+                                           entry.assignment.release_id)
                 return StepOutcome(ok=result.ok, reason=result.reason)
             return self._finish(entry)
         except _REFUSALS as exc:
@@ -334,6 +337,8 @@ class Agent:
     def _finish(self, entry: JournalEntry) -> StepOutcome:
         if entry.step is State.ROLLED_BACK:
             self.store.restore(entry.from_release, entry.from_previous)
+            if self.config.runtime_url:
+                runtime_restore(self.config.runtime_url, self.paths.root, entry.from_release)
         if entry.step is not State.FAILED:
             # Keep what the device can run or roll back to; the rest (releases older than
             # `previous`, their blobs, stale partial downloads) goes.

@@ -9,6 +9,7 @@ is killed with its whole process group and counts as a failure.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,11 +17,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeship.errors import ValidationError
+from edgeship.errors import RuntimeBackendError, ValidationError
 from edgeship.release.inspect import inspect_component
 from edgeship.release.manifest import Manifest
 
 MANIFEST = "manifest.json"
+log = logging.getLogger("edgeship.agent")
 _TAIL = 400  # characters of a failing command's output kept in the reason
 
 
@@ -75,6 +77,32 @@ def run_trial(release_dir: Path, *, parse_timeout_s: float) -> TrialResult:
         if code != 0:
             return TrialResult(False, f"health command {command!r} exited {code}: {out}")
     return TrialResult(True)
+
+
+def runtime_trial(url: str, data_dir: Path, manifest: Manifest, release_id: str) -> TrialResult:
+    """Serve the new release in the device's runtime and run its inference checks there."""
+    from edgeship.runtime.client import RuntimeClient  # only devices with a runtime pay for it
+
+    try:
+        with RuntimeClient(data_dir, url) as runtime:
+            runtime.swap(release_id)
+            if not manifest.health.inference_checks():
+                return TrialResult(True)
+            verdict = runtime.trial(manifest, release_id)
+    except RuntimeBackendError as exc:
+        return TrialResult(False, f"runtime: {exc.message}")
+    return TrialResult(verdict.ok, None if verdict.ok else f"inference checks failed: {verdict.reason}")
+
+
+def runtime_restore(url: str, data_dir: Path, release_id: str | None) -> None:
+    """Point the runtime back at the restored release; if it cannot, it loads `current` when it restarts."""
+    from edgeship.runtime.client import RuntimeClient
+
+    try:
+        with RuntimeClient(data_dir, url) as runtime:
+            runtime.swap(release_id)
+    except RuntimeBackendError as exc:
+        log.warning("rolled back, but the runtime did not swap back: %s", exc.message)
 
 
 def main(argv: list[str]) -> int:

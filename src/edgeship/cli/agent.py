@@ -46,6 +46,10 @@ def run(
     status_port: int | None = typer.Option(
         None, "--status-port", help="Serve GET /status (the status.json document) on this loopback port for local software."
     ),
+    runtime: str | None = typer.Option(
+        None, "--runtime", envvar="EDGESHIP_AGENT_RUNTIME",
+        help="URL of this device's `edgeship runtime serve` (e.g. http://127.0.0.1:8080): swapped after each switch, runs the inference checks.",
+    ),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
@@ -66,6 +70,7 @@ def run(
         poll_interval_s=poll,
         max_rate=parse_rate(max_rate) if max_rate else None,
         timezone=timezone,
+        runtime_url=runtime,
     )
     agent = Agent(config)
     api = StatusServer(config.paths.status, status_port) if status_port is not None else None
