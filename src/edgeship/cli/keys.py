@@ -7,7 +7,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace, passphrase_from_env_or_prompt
+from edgeship.cli.common import (
+    JsonOpt,
+    WorkspaceOpt,
+    open_workspace,
+    passphrase_from_env_or_prompt,
+)
 from edgeship.cli.output import console, print_json
 from edgeship.errors import UsageError
 from edgeship.trust import keys as keyfiles
