@@ -26,9 +26,12 @@ from edgeship.store.fsutil import write_atomic
 from edgeship.store.local import LocalBlobStore
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ROLES, Expiry, KeyRing, Repository
-from edgeship.trust.targets import manifest_path, release_entries, release_targets, target_entries
+from edgeship.trust.targets import deltas_to, manifest_path, release_entries, release_targets
 
 CONFIG_FILE = "edgeship.toml"
+# How many earlier versions a release lets devices be ordered back to (newest first); more
+# than one, so a rollout of a fix can still go back past a bad release in between.
+ROLLBACK_HISTORY = 3
 WORKSPACE_ENV = "EDGESHIP_WORKSPACE"
 
 
@@ -162,22 +165,7 @@ class Workspace:
 
     def deltas_to(self, manifest: Manifest) -> list[dict]:
         """Signed deltas that rebuild this release's components, with the download each saves."""
-        names = {c.digest: c.name for c in manifest.components}
-        rows = []
-        for e in target_entries(self.repository().targets().signed.targets, "delta"):
-            if e.get("to") in names:
-                full = e.get("target_size") or 0
-                rows.append(
-                    {
-                        "component": names[e["to"]],
-                        "from_version": e.get("from_version"),
-                        "length": e["length"],
-                        "target_size": full,
-                        "saving": 1 - e["length"] / full if full else 0.0,
-                        "path": e["path"],
-                    }
-                )
-        return sorted(rows, key=lambda r: (r["component"], r["path"]))
+        return deltas_to(self.repository().targets().signed.targets, manifest)
 
     def publish(
         self,
@@ -198,5 +186,7 @@ class Workspace:
         previous = existing[-1].version if existing else None
         history = [self.load_manifest(r) for r in reversed(existing[-delta_history:])] if delta_history > 0 else []
         _, delta_files = build_deltas(delta_pairs(manifest, history), self.store, self.repo_dir, on_delta)
-        self.repository().add_targets([*release_targets(manifest, data, rollback_to=previous), *delta_files])
+        allowed = [r.version for r in reversed(existing[-ROLLBACK_HISTORY:])]
+        targets = release_targets(manifest, data, rollback_to=previous, rollback_allowed=allowed)
+        self.repository().add_targets([*targets, *delta_files])
         return manifest.release_id

@@ -70,16 +70,17 @@ def test_terminal_steps_finish_and_keep_their_reason() -> None:
 
 def test_downgrade_rule() -> None:
     running = ("llm", "2.0.0")
-    check_downgrade(running, ("llm", "2.1.0"), signed_rollback_to=None, rollback_ordered=False)  # upgrade
-    check_downgrade(None, ("llm", "0.1.0"), signed_rollback_to=None, rollback_ordered=False)  # first install
-    check_downgrade(running, ("other", "0.1.0"), signed_rollback_to=None, rollback_ordered=False)  # another product
-    check_downgrade(running, ("llm", "1.0.0"), signed_rollback_to="1.0.0", rollback_ordered=True)  # signed + ordered
+    check_downgrade(running, ("llm", "2.1.0"), signed_rollback=[], rollback_ordered=False)  # upgrade
+    check_downgrade(None, ("llm", "0.1.0"), signed_rollback=[], rollback_ordered=False)  # first install
+    check_downgrade(running, ("other", "0.1.0"), signed_rollback=[], rollback_ordered=False)  # another product
+    check_downgrade(running, ("llm", "1.0.0"), signed_rollback=["1.0.0"], rollback_ordered=True)  # signed + ordered
+    check_downgrade(running, ("llm", "1.0.0"), signed_rollback=["1.9.0", "1.0.0"], rollback_ordered=True)  # past a bad 1.9.0
     with pytest.raises(TrustError, match="needs a rollback order"):
-        check_downgrade(running, ("llm", "1.0.0"), signed_rollback_to="1.0.0", rollback_ordered=False)
+        check_downgrade(running, ("llm", "1.0.0"), signed_rollback=["1.0.0"], rollback_ordered=False)
     with pytest.raises(TrustError, match="only to 1.0.0"):
-        check_downgrade(running, ("llm", "0.9.0"), signed_rollback_to="1.0.0", rollback_ordered=True)
+        check_downgrade(running, ("llm", "0.9.0"), signed_rollback=["1.0.0"], rollback_ordered=True)
     with pytest.raises(TrustError, match="only to none"):
-        check_downgrade(running, ("llm", "1.0.0"), signed_rollback_to=None, rollback_ordered=True)
+        check_downgrade(running, ("llm", "1.0.0"), signed_rollback=[], rollback_ordered=True)
 
 
 def test_backoff_doubles_up_to_the_cap_and_jitters() -> None:

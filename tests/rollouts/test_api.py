@@ -155,3 +155,20 @@ def test_two_instances_decide_each_rollout_once_and_send_each_webhook_once(new_f
     deliveries = [h["x-edgeship-delivery"] for h, _ in receiver.posts]
     assert len(deliveries) == len(set(deliveries)) == 4
     assert {p["type"] for p in receiver.payloads("s" * 20)} == {"rollout.completed"}
+
+
+def test_a_rollout_may_roll_back_past_a_bad_release_only_to_a_signed_version(new_fleet: Callable[..., Fleet], tmp_path: Path) -> None:  # noqa: F811
+    f = new_fleet()
+    for version in ("2.0.0", "2.1.0", "2.2.0"):  # 2.1.0 plays the bad release in between
+        (tmp_path / "config.json").write_text(json.dumps({"version": version}))
+        assert cli("release", "push", "app", "-v", version, "-c", f"config={tmp_path / 'config.json'}", "-w", f.workspace) == 0
+    assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
+    body = {"release": "app@2.2.0", "target": "site=none", "on_fail": "rollback"}
+    default = f.admin.post(ROLLOUTS, json=body).json()
+    assert default["previous"] == "app@2.1.0"  # the version pushed just before
+    f.admin.post(f"{ROLLOUTS}/{default['id']}/abort", json={"rollback": False})
+    past_bad = f.admin.post(ROLLOUTS, json={**body, "rollback_to": "2.0.0"})
+    assert past_bad.status_code == 201 and past_bad.json()["previous"] == "app@2.0.0"
+    f.admin.post(f"{ROLLOUTS}/{past_bad.json()['id']}/abort", json={"rollback": False})
+    unsigned = f.admin.post(ROLLOUTS, json={**body, "rollback_to": "0.9.0"})
+    assert unsigned.status_code == 422 and "may roll back only to 2.1.0, 2.0.0, 1.0.0" in unsigned.json()["error"]["message"]

@@ -37,6 +37,7 @@ from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerErro
 from edgeship.release.manifest import Manifest
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import write_atomic
+from edgeship.trust.targets import rollback_versions
 from edgeship.trust.client import ReleaseVerifier
 
 log = logging.getLogger("edgeship.agent")
@@ -401,11 +402,11 @@ class Agent:
         if running is None:
             return
         try:
-            rollback_to = verifier.release_record(running["name"], running["version"]).get("rollback_to")
+            allowed = rollback_versions(verifier.release_record(running["name"], running["version"]))
         except NotFoundError:
-            rollback_to = None  # the running release is no longer signed: no rollback pre-approved
+            allowed = []  # the running release is no longer signed: no rollback pre-approved
         check_downgrade((running["name"], running["version"]), (entry.assignment.name, entry.assignment.version),
-                        signed_rollback_to=rollback_to, rollback_ordered=entry.assignment.rollback)
+                        signed_rollback=allowed, rollback_ordered=entry.assignment.rollback)
 
     def _on_progress(self, done: int, total: int) -> None:
         self._progress = {"done": done, "total": total}

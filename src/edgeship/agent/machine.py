@@ -11,6 +11,8 @@ back rather than tried forever. Nothing here does I/O; `edgeship.agent.loop` doe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 from enum import Enum
 
@@ -114,13 +116,13 @@ def recover(step: State, phase: Phase, outcome: StepOutcome | None, *, trial_rou
     return Resume(nxt, outcome.reason if nxt in (State.ROLLED_BACK, State.FAILED) else None)
 
 
-def check_downgrade(running: tuple[str, str] | None, offered: tuple[str, str], *, signed_rollback_to: str | None,
+def check_downgrade(running: tuple[str, str] | None, offered: tuple[str, str], *, signed_rollback: Sequence[str],
                     rollback_ordered: bool) -> None:
     """Refuse to go to a lower version unless the running release's signed target allows it.
 
     ``running``/``offered`` are ``(name, version)``. The online server can only *order* a
-    rollback (``rollback_ordered``); the offline-signed ``rollback_to`` of the release the
-    device runs says which version it may go back to.
+    rollback (``rollback_ordered``); the offline-signed rollback versions of the release the
+    device runs (``signed_rollback``) say which versions it may go back to.
     """
     if running is None or running[0] != offered[0]:
         return
@@ -132,8 +134,8 @@ def check_downgrade(running: tuple[str, str] | None, offered: tuple[str, str], *
             f"refusing {name}@{version}: the device runs {running[1]}, and going back needs a rollback order",
             hint="roll back through a rollout (the server then sends rollback: true); devices never downgrade on their own",
         )
-    if signed_rollback_to != version:
-        allowed = signed_rollback_to or "none"
+    if version not in signed_rollback:
+        allowed = ", ".join(signed_rollback) or "none"
         raise TrustError(
             f"refusing {name}@{version}: the signed target of {running[1]} allows a rollback only to {allowed}",
             hint="a server may order only the rollback the operator signed at push time; publish a fixed newer release instead",

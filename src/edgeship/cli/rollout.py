@@ -52,12 +52,15 @@ def start(
     window: str | None = WindowOpt,
     notice: str | None = NoticeOpt,
     on_fail: str = OnFailOpt,
+    rollback_to: str | None = typer.Option(
+        None, "--rollback-to", help="Version an automatic rollback goes to; one the release signed (default: the version pushed before it)."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Start rolling RELEASE out: pilot first, then each stage after its bake."""
     result = client.start_rollout(
         release=release, target=target, device_ids=device, pilot=pilot, stages=stages, bake=bake,
-        max_failure=max_failure, window=window, notice=notice, on_fail=on_fail,
+        max_failure=max_failure, window=window, notice=notice, on_fail=on_fail, rollback_to=rollback_to,
     )
     emit(result, json_out, _started)
 

@@ -24,6 +24,7 @@ class RolloutCreate(Body):
     window: str | None = Field(None, max_length=32, description="e.g. 02:00-04:00, device local time")
     notice: str | None = Field(None, max_length=32, description="e.g. 1h")
     on_fail: Literal["pause", "rollback"] = "pause"
+    rollback_to: str | None = Field(None, max_length=128, description="version to roll back to; one the release signed (default: its rollback_to)")
 
 
 class RolloutAction(Body):

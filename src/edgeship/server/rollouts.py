@@ -45,6 +45,7 @@ from edgeship.server.models import Device, RolloutAssignment, RolloutRecord
 from edgeship.server.reports import device_views
 from edgeship.server.repository import ServerRepository
 from edgeship.server.storage import BlobStorage
+from edgeship.trust.targets import rollback_versions
 
 ROLLOUT, EXPERIMENT = "rollout", "experiment"
 # State changes operators are told about by webhook.
@@ -89,9 +90,22 @@ def _requirements(storage: BlobStorage, entry: Mapping[str, Any]) -> Requirement
     return Manifest.from_bytes(stored.path.read_bytes()).requirements
 
 
+def _rollback_release(repo: ServerRepository, entry: Mapping[str, Any], version: str | None) -> dict | None:
+    """The release an automatic rollback orders devices back to: one the operator signed for it."""
+    allowed = rollback_versions(entry)
+    if version is None:
+        return repo.find_release(entry["name"], entry["rollback_to"]) if entry.get("rollback_to") else None
+    if version not in allowed:
+        raise UsageError(
+            f"{ref_of(entry)} may roll back only to {', '.join(allowed) or 'nothing'}, not {version}",
+            hint="devices accept only the rollback versions signed at push time",
+        )
+    return repo.find_release(entry["name"], version)
+
+
 def start(session: Session, repo: ServerRepository, storage: BlobStorage, req: schemas.RolloutCreate, now: float) -> schemas.RolloutOut:
     entry = find_release(repo, req.release)
-    previous = repo.find_release(entry["name"], entry["rollback_to"]) if entry.get("rollback_to") else None
+    previous = _rollback_release(repo, entry, req.rollback_to)
     selector = target_selector(req.target, req.device_ids, session)
     live = session.scalars(select(RolloutRecord).where(RolloutRecord.live, RolloutRecord.kind == ROLLOUT)).all()
     for other in (r for r in live if parse_ref(r.release_ref)[0] == entry["name"]):
