@@ -3,8 +3,11 @@ and on PostgreSQL (``EDGESHIP_TEST_DATABASE_URL``)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +16,8 @@ import httpx
 import pytest
 
 from edgeship.cli.main import run
+from edgeship.client import OperatorClient
+from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.helpers.server import ServerProcess, postgres_schema
 
@@ -67,6 +72,33 @@ class Fleet:
         return Device(body["device_id"], body["secret"], body["tags"])
 
 
+def cut_then_resume_upload(fleet: Fleet, data: bytes, cut_at: int) -> list[int]:
+    """PATCH all of ``data`` but drop the connection after ``cut_at`` bytes, then resume as
+    ``release push`` does; returns the offsets the resumed upload reported."""
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    host, port = fleet.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        head = (
+            f"PATCH /v1/admin/uploads/sha256/{digest.hex} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {fleet.admin_token}\r\nUpload-Offset: 0\r\nUpload-Length: {len(data)}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        s.sendall(head.encode() + data[:cut_at])
+        time.sleep(0.3)
+    with OperatorClient(fleet.url, fleet.admin_token) as client:
+        deadline = time.monotonic() + 10
+        while client.upload_offset(digest)[0] < cut_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.upload_offset(digest) == (cut_at, False)
+        src = fleet.workspace.parent / f"resume-{digest.hex[:12]}.bin"
+        src.write_bytes(data)
+        sent: list[int] = []
+        assert client.upload(src, digest, len(data), sent.append) is True
+        assert client.upload_offset(digest) == (len(data), True)
+        assert client.upload(src, digest, len(data)) is False  # already there: skipped by digest
+    return sent
+
+
 def cli(*args: str | Path) -> int:
     return run([str(a) for a in args])
 
@@ -85,8 +117,6 @@ def make_workspace(root: Path) -> tuple[Path, bytes]:
 
 
 def start_fleet(root: Path, database_url: str, extra: tuple[str, ...] = ()) -> Fleet:
-    import hashlib
-
     ws, blob = make_workspace(root)
     data = root / "data"
     assert cli("server", "init", "--data-dir", data, "--database-url", database_url, "-w", ws) == 0

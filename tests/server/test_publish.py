@@ -6,17 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from edgeship.client import OperatorClient
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
-from tests.server.conftest import Fleet, cli, make_workspace
+from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
 
 def _repo_url(fleet: Fleet, who: str, secret: str) -> str:
@@ -56,28 +53,8 @@ def test_push_to_server_then_verify_against_it(fleet: Fleet, tmp_path: Path, cap
 def test_upload_resumes_after_a_cut_connection(fleet: Fleet) -> None:
     data = os.urandom(2 << 20)
     digest = Digest(hashlib.sha256(data).hexdigest())
-    host, port = fleet.url.removeprefix("http://").split(":")
-    half = len(data) // 2
-    with socket.create_connection((host, int(port))) as s:
-        head = (
-            f"PATCH /v1/admin/uploads/sha256/{digest.hex} HTTP/1.1\r\nHost: {host}\r\n"
-            f"Authorization: Bearer {fleet.admin_token}\r\nUpload-Offset: 0\r\nUpload-Length: {len(data)}\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
-        )
-        s.sendall(head.encode() + data[:half])
-        time.sleep(0.3)
-    with OperatorClient(fleet.url, fleet.admin_token) as client:
-        deadline = time.monotonic() + 5
-        while client.upload_offset(digest)[0] < half and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.upload_offset(digest) == (half, False)
-        src = fleet.workspace.parent / "resume.bin"
-        src.write_bytes(data)
-        sent: list[int] = []
-        assert client.upload(src, digest, len(data), sent.append) is True
-        assert sent[0] == len(data)  # only the second half was sent, in one chunk
-        assert client.upload_offset(digest) == (len(data), True)
-        assert client.upload(src, digest, len(data)) is False  # already there: skipped by digest
+    sent = cut_then_resume_upload(fleet, data, len(data) // 2)
+    assert sent[0] == len(data)  # only the second half was sent, in one chunk
     stored = fleet.server.data_dir / "repository" / "blobs" / "sha256" / digest.hex
     assert stored.read_bytes() == data
 

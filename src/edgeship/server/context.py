@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from edgeship.errors import UsageError
 from edgeship.server.db import Database
 from edgeship.server.metrics import ServerMetrics
 from edgeship.server.repository import ServerRepository
@@ -31,10 +32,23 @@ class ServerContext:
         return cls(
             settings=settings,
             db=db,
-            storage=LocalStorage(data / "repository", data / "uploads"),
+            storage=_storage(settings),
             repo=ServerRepository(data / "repository", data / "keys", expiry),
             metrics=ServerMetrics(db),
         )
+
+
+def _storage(settings: ServerSettings) -> BlobStorage:
+    local = LocalStorage(settings.data_dir / "repository", settings.data_dir / "uploads")
+    if not settings.blob_store:
+        return local
+    try:
+        from edgeship.server.s3 import S3Storage  # boto3 is the optional [s3] extra
+    except ImportError as exc:
+        raise UsageError(f"--blob-store {settings.blob_store} needs boto3", hint="pip install 'edgeship[s3]'") from exc
+    expiry = settings.s3_presign_expiry_s if settings.s3_presign else None
+    # TUF metadata stays in the data dir, where the server signs it.
+    return S3Storage.from_url(settings.blob_store, metadata=local, presign_expiry_s=expiry)
 
 
 async def context(request: Request) -> ServerContext:

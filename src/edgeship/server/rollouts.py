@@ -84,10 +84,11 @@ def target_selector(target: str | None, device_ids: list[str], session: Session)
 
 
 def _requirements(storage: BlobStorage, entry: Mapping[str, Any]) -> Requirements:
-    stored = storage.locate(entry["path"])
-    if stored is None:
-        raise NotFoundError(f"the manifest of {ref_of(entry)} is missing from storage", hint="push the release again")
-    return Manifest.from_bytes(stored.path.read_bytes()).requirements
+    try:
+        raw = storage.read(entry["path"])
+    except NotFoundError as exc:
+        raise NotFoundError(f"the manifest of {ref_of(entry)} is missing from storage", hint="push the release again") from exc
+    return Manifest.from_bytes(raw).requirements
 
 
 def _rollback_release(repo: ServerRepository, entry: Mapping[str, Any], version: str | None) -> dict | None:

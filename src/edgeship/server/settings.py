@@ -9,15 +9,18 @@ which is why every field must round-trip through ``to_env``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeship.errors import UsageError
 
 ENV_PREFIX = "EDGESHIP_"
+# S3 bucket naming rules (3-63 lowercase letters, digits, dots, hyphens), then an optional key prefix.
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 
 
 class ServerSettings(BaseModel):
@@ -41,9 +44,24 @@ class ServerSettings(BaseModel):
     webhook_retry_s: float = Field(5.0, gt=0, description="First retry delay of a failed webhook delivery, doubling up to an hour, in seconds.")
     snapshot_expiry_days: float = Field(7.0, gt=0, description="Validity of a snapshot the server signs.")
     timestamp_expiry_days: float = Field(1.0, gt=0, description="Validity of a timestamp the server signs.")
+    blob_store: str = Field(
+        "",
+        description="Where blobs, deltas and release manifests live: s3://bucket/prefix for an S3-compatible store "
+        "(endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), "
+        "default: <data-dir>/repository.",
+    )
+    s3_presign: bool = Field(False, description="Answer blob and delta downloads with a 307 to a presigned S3 URL instead of proxying them (devices must reach the S3 endpoint).")
+    s3_presign_expiry_s: int = Field(300, ge=1, le=7 * 86400, description="Lifetime of a presigned download URL, in seconds (a device resumes through the server for a new one).")
     access_log: bool = Field(True, description="Write one JSON line per request.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     migrate: bool = Field(True, description="Apply database migrations at start (workers started by `edgeship server` skip it: the parent did it).")
+
+    @field_validator("blob_store")
+    @classmethod
+    def _blob_store_url(cls, value: str) -> str:
+        if value and not _S3_URL.match(value):
+            raise ValueError("use s3://bucket or s3://bucket/prefix (or leave it empty for the data dir)")
+        return value
 
     @property
     def sqlite_path(self) -> Path:

@@ -3,7 +3,9 @@
 Keys are repository-relative paths (``metadata/timestamp.json``, ``blobs/sha256/<hex>``);
 ``repo_key`` is the only way from a URL to a key, so nothing outside the repository can be
 named. ``LocalStorage`` keeps them in ``<data-dir>/repository`` and partial uploads in
-``<data-dir>/uploads``; an S3-compatible backend implements the same protocol later.
+``<data-dir>/uploads``; ``edgeship.server.s3.S3Storage`` keeps them in an S3-compatible bucket.
+What ``locate`` finds knows how to answer a download of itself (a file with Range support, a
+proxied object, a redirect), so ``/repo/`` does not care where the bytes are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from fastapi.responses import FileResponse
+from starlette.requests import Request
+from starlette.responses import Response
 
 from edgeship.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from edgeship.server.problems import RangeNotSatisfiable
@@ -44,20 +50,38 @@ def blob_key(digest: Digest) -> str:
     return f"blobs/sha256/{digest.hex}"
 
 
+class Stored(Protocol):
+    """A repository file that exists, ready to be sent."""
+
+    size: int
+
+    def response(self, request: Request, headers: dict[str, str], media_type: str) -> Response: ...
+
+
 @dataclass(frozen=True)
 class StoredFile:
     path: Path
     size: int
     stat: os.stat_result
 
+    def response(self, request: Request, headers: dict[str, str], media_type: str) -> Response:
+        # FileResponse streams the file and answers Range/If-Range and HEAD itself.
+        return FileResponse(self.path, stat_result=self.stat, headers=headers, media_type=media_type)
+
+
+class UploadSink(Protocol):
+    """Where ``uploads.receive`` writes a request's bytes, in order."""
+
+    def write(self, data: bytes, /) -> int: ...
+
 
 class BlobStorage(Protocol):
-    def locate(self, key: str) -> StoredFile | None: ...
+    def locate(self, key: str) -> Stored | None: ...
+    def read(self, key: str) -> bytes: ...
     def has_blob(self, digest: Digest) -> bool: ...
-    def read_blob(self, digest: Digest) -> bytes: ...
     def install(self, key: str, digest: Digest) -> None: ...
     def upload_offset(self, digest: Digest) -> int: ...
-    def open_upload(self, digest: Digest, offset: int) -> contextlib.AbstractContextManager[BinaryIO]: ...
+    def open_upload(self, digest: Digest, offset: int, length: int) -> contextlib.AbstractContextManager[UploadSink]: ...
     def commit_upload(self, digest: Digest, size: int) -> None: ...
 
 
@@ -77,11 +101,11 @@ class LocalStorage:
     def has_blob(self, digest: Digest) -> bool:
         return (self.root / blob_key(digest)).is_file()
 
-    def read_blob(self, digest: Digest) -> bytes:
+    def read(self, key: str) -> bytes:
         try:
-            return (self.root / blob_key(digest)).read_bytes()
+            return (self.root / key).read_bytes()
         except FileNotFoundError as exc:
-            raise NotFoundError(f"blob {digest} is not stored") from exc
+            raise NotFoundError(f"/repo/{key} is not stored", hint="push the release again") from exc
 
     def install(self, key: str, digest: Digest) -> None:
         """Make ``key`` a copy of a stored blob (a release manifest under its release path)."""
@@ -103,8 +127,11 @@ class LocalStorage:
             return 0
 
     @contextlib.contextmanager
-    def open_upload(self, digest: Digest, offset: int) -> Iterator[BinaryIO]:
-        """The partial file positioned at ``offset``, locked against a concurrent upload of it."""
+    def open_upload(self, digest: Digest, offset: int, length: int) -> Iterator[BinaryIO]:
+        """The partial file positioned at ``offset``, locked against a concurrent upload of it.
+
+        ``length`` (the blob's full size) lets other backends size their pieces; a file needs none.
+        """
         part = self._part(digest)
         part.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)

@@ -2,7 +2,7 @@
 
 ``HEAD`` tells how many bytes of a blob the server has (``Upload-Offset``); ``PATCH`` with
 ``Upload-Offset`` and ``Upload-Length`` appends the body there; when the offset reaches the
-length the server checks the sha256 and publishes the blob. Bytes are on disk as they
+length the server checks the sha256 and publishes the blob. Bytes are stored as they
 arrive, so an upload cut at any point resumes from what was received.
 """
 
@@ -43,7 +43,7 @@ async def receive(
         return status(storage, digest)  # deduplicated: nothing to write
     if offset > length:
         raise UsageError(f"Upload-Offset {offset} is past Upload-Length {length}")
-    with storage.open_upload(digest, offset) as f:
+    with storage.open_upload(digest, offset, length) as f:
         written = offset
         try:
             async for chunk in body:

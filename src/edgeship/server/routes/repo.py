@@ -1,9 +1,10 @@
-"""``/repo/…``: the TUF repository, streamed from storage with Range, ETag and Content-Length."""
+"""``/repo/…``: the TUF repository, streamed from storage with Range, ETag and Content-Length
+(or, with ``--s3-presign``, blobs and deltas redirected to a short-lived S3 URL)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from edgeship.errors import NotFoundError
 from edgeship.server.auth import require_reader
@@ -19,7 +20,7 @@ _MUTABLE = {"metadata/timestamp.json", "metadata/root.json"}
 
 
 @router.api_route("/repo/{path:path}", methods=["GET", "HEAD"])
-def repo_file(path: str, cred: Credential = Depends(repo_credential), ctx: ServerContext = Depends(context)) -> FileResponse:
+def repo_file(path: str, request: Request, cred: Credential = Depends(repo_credential), ctx: ServerContext = Depends(context)) -> Response:
     key = repo_key(path)
     with ctx.db.read() as session:
         require_reader(session, cred)
@@ -33,4 +34,4 @@ def repo_file(path: str, cred: Credential = Depends(repo_credential), ctx: Serve
         media_type = "application/octet-stream"
     else:
         media_type = "application/json"
-    return FileResponse(stored.path, stat_result=stored.stat, headers=headers, media_type=media_type)
+    return stored.response(request, headers, media_type)

