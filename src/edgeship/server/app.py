@@ -27,6 +27,7 @@ from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
 from edgeship.server.problems import error_body, status_of
 from edgeship.server.routes import admin, devices, ops, repo, rollouts
 from edgeship.server.settings import ServerSettings
+from edgeship.server.ui import mount as mount_dashboard
 
 log = logging.getLogger("edgeship.server")
 
@@ -50,6 +51,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ctx = ctx
     for router in (devices.router, admin.router, rollouts.router, repo.router, ops.router):
         app.include_router(router)
+    mount_dashboard(app)
     app.add_exception_handler(EdgeshipError, _edgeship_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
