@@ -8,7 +8,9 @@ arrive, so an upload cut at any point resumes from what was received.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import anyio
 from starlette.requests import ClientDisconnect
@@ -19,9 +21,25 @@ from edgeship.server.schemas import UploadStatus
 from edgeship.server.storage import BlobStorage
 from edgeship.store.digest import Digest
 
+T = TypeVar("T")
+
 
 def status(storage: BlobStorage, digest: Digest) -> UploadStatus:
     return UploadStatus(digest=str(digest), offset=storage.upload_offset(digest), complete=storage.has_blob(digest))
+
+
+@contextlib.asynccontextmanager
+async def _in_thread(cm: contextlib.AbstractContextManager[T]) -> AsyncIterator[T]:
+    """Enter and leave a storage context in a worker thread: for S3 both are network round
+    trips (finding the upload, saving the tail of up to a part), which must not stall the event loop."""
+    value = await anyio.to_thread.run_sync(cm.__enter__)
+    try:
+        yield value
+    except BaseException as exc:
+        if not await anyio.to_thread.run_sync(cm.__exit__, type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await anyio.to_thread.run_sync(cm.__exit__, None, None, None)
 
 
 def _header_int(value: str | None, name: str) -> int:
@@ -39,11 +57,11 @@ async def receive(
     length = _header_int(length_header, "Upload-Length")
     if length > limit:
         raise PayloadTooLarge(f"blob of {length} bytes is over this server's limit of {limit}", hint="raise --max-blob-bytes on the server")
-    if storage.has_blob(digest):
-        return status(storage, digest)  # deduplicated: nothing to write
+    if await anyio.to_thread.run_sync(storage.has_blob, digest):
+        return await anyio.to_thread.run_sync(status, storage, digest)  # deduplicated: nothing to write
     if offset > length:
         raise UsageError(f"Upload-Offset {offset} is past Upload-Length {length}")
-    with storage.open_upload(digest, offset, length) as f:
+    async with _in_thread(storage.open_upload(digest, offset, length)) as f:
         written = offset
         try:
             async for chunk in body:
@@ -52,8 +70,8 @@ async def receive(
                     raise UsageError(f"more than Upload-Length ({length}) bytes sent for {digest}", hint="send exactly the blob's bytes")
                 await anyio.to_thread.run_sync(f.write, chunk)
         except ClientDisconnect:
-            # The bytes so far stay on disk; the client resumes from HEAD's Upload-Offset.
+            # The bytes so far stay stored; the client resumes from HEAD's Upload-Offset.
             return UploadStatus(digest=str(digest), offset=written, complete=False)
     if written == length:
         await anyio.to_thread.run_sync(storage.commit_upload, digest, length)
-    return status(storage, digest)
+    return await anyio.to_thread.run_sync(status, storage, digest)
