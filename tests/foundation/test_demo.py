@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def test_demo_walkthrough(cli, tmp_path: Path) -> None:
-    r = cli("demo", "--out", tmp_path / "demo", "--json")
+    r = cli("demo", "--offline", "--out", tmp_path / "demo", "--json")
     assert r.code == 0, r.err
     s = json.loads(r.out)
     assert s["ok"] is True
@@ -19,6 +19,6 @@ def test_demo_walkthrough(cli, tmp_path: Path) -> None:
 
 def test_demo_never_touches_a_non_empty_directory(cli, tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    r = cli("demo", "--out", tmp_path)
+    r = cli("demo", "--offline", "--out", tmp_path)
     assert r.code == 2 and "not empty" in r.err
     assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -1,0 +1,163 @@
+"""The demo's moving parts: an MQTT broker, the update server and agent processes, runtimes.
+
+Every process is started in its own session (process group), so stopping it also stops
+whatever it started (the agent's health commands, llama.cpp children); ``Processes.close``
+runs on every exit path, so a failed demo leaves nothing behind on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgeship.errors import ServerError
+from edgeship.runtime.config import RuntimeConfig
+from edgeship.runtime.server import BackgroundServer
+
+CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
+TOPICS = "edgeship/#"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise ServerError(f"demo: gave up waiting for {what} after {timeout:g}s",
+                              hint=f"the process logs are in {logs}" if logs else "see the output above")
+        time.sleep(0.3)
+
+
+@dataclass
+class Processes:
+    """Child processes, each in its own process group; ``close`` stops every group."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # already gone, with its group
+        pass
+
+
+class MqttBroker:
+    """amqtt, a pure-Python broker, on a loopback port in a thread; a subscriber counts results."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.messages: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._broker: Any = None
+        self._subscriber: Any = None
+
+    def start(self) -> MqttBroker:
+        from amqtt.broker import Broker
+        import paho.mqtt.client as mqtt
+
+        logging.getLogger("amqtt").setLevel(logging.ERROR)  # it logs every connection at INFO
+        # Anonymous loopback clients only; no $SYS topics (they would need psutil and a timer).
+        config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+
+        async def start() -> None:
+            self._broker = Broker(config, loop=self._loop)
+            await self._broker.start()
+
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(30)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgeship-demo-subscriber")
+        client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(TOPICS, qos=1)
+        client.on_message = lambda _c, _u, m: self.messages.append({"topic": m.topic, **json.loads(m.payload)})
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        self._subscriber = client
+        wait_for("the MQTT subscriber", client.is_connected, 10)
+        return self
+
+    def stop(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.disconnect()
+            self._subscriber.loop_stop()
+        if self._broker is not None:
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@dataclass
+class Device:
+    name: str
+    data: Path
+    hardware: str  # the device profile it stands for; v3 fails its health suite on one of them
+    pilot: bool
+    runtime: BackgroundServer | None = None
+
+    @property
+    def device_id(self) -> str:
+        return str(json.loads((self.data / "identity.json").read_text())["device_id"])
+
+
+def start_runtime(data: Path, device_name: str, mqtt_url: str) -> BackgroundServer:
+    """The device's inference runtime, serving the release ``current`` points at."""
+    data.mkdir(parents=True, exist_ok=True)
+    config = RuntimeConfig(data_dir=data, n_ctx=128, threads=1, mqtt_url=mqtt_url, device_id=device_name,
+                           ready_wait_s=60.0)
+    return BackgroundServer(config).start()
+
+
+def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_token: str) -> list[str]:
+    argv = [sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(device.data), "--server", server_url,
+            "--root", str(root), "--ca", str(ca), "--enroll-token", enroll_token, "--timezone", "UTC"]
+    if device.runtime is not None:
+        argv += ["--runtime", device.runtime.url]
+    return argv
+
+
+def server_ready(url: str, ca: Path) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", verify=ssl.create_default_context(cafile=str(ca)), timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,383 @@
+"""The demo's story on a live fleet: v1 installed, v2 as deltas, bad v3 stopped, feedback, a forgery.
+
+``run_story`` starts every part (``demo.fleet``), runs the four acts against them through
+the operator client, and returns a ``StorySummary`` whose fields are measured, never
+assumed: versions from the server's device list, bytes from the devices' `download`
+events, request failures counted by the clients that sent them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgeship.client import OperatorClient
+from edgeship.client.publish import push_repository
+from edgeship.demo.fleet import CLI, Device, MqttBroker, Processes, agent_command, free_port, server_ready, start_runtime, wait_for
+from edgeship.demo.walkthrough import fine_tune
+from edgeship.errors import ServerError, TrustError, UsageError
+from edgeship.optimize.pipeline import optimize_gguf
+from edgeship.optimize.profiles import load_profiles, pick_profiles
+from edgeship.release.bundle import ComponentSpec, build_release
+from edgeship.release.manifest import ComponentKind, HealthSuite
+from edgeship.samples.imagemodel import write_tiny_denoiser
+from edgeship.samples.llama import TinyLlama, write_tiny_llama
+from edgeship.server.bootstrap import init_data_dir
+from edgeship.server.settings import ServerSettings
+from edgeship.server.tls import TlsFiles, init_certs
+from edgeship.trust.client import ReleaseVerifier
+from edgeship.workspace import Workspace
+
+NAME = "assistant"
+V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
+PROFILES = ("pi5-8gb", "jetson-nano-4gb")
+BAD_HARDWARE = "jetson-nano-4gb"  # v3's health suite fails there
+HW_ENV = "EDGESHIP_DEMO_HW"
+# The release dir holds each component under its source file name.
+GOOD_HEALTH = HealthSuite(command="for f in *.gguf *.onnx; do test -s \"$f\" || exit 1; done", timeout_s=30)
+LLM, IMAGE = "assistant.gguf", "denoiser.onnx"  # component names: the runtime serves each under its own
+Narrate = Callable[[str, str], None]
+Progress = Callable[[str, int, int], None]  # (task, done, total)
+
+
+@dataclass
+class StorySummary:
+    out: str
+    devices: int
+    versions: dict[str, str | None] = field(default_factory=dict)  # device name → version at the end
+    optimize: list[dict[str, Any]] = field(default_factory=list)  # the choice per profile
+    answers: dict[str, Any] = field(default_factory=dict)  # v1's chat and image answers
+    mqtt_messages: int = 0
+    delta: dict[str, int] = field(default_factory=dict)  # full_size / bytes_downloaded over v2's downloads
+    swap_requests: dict[str, int] = field(default_factory=dict)  # ok / failed while v2 hot-swapped
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # version → final rollout record
+    feedback: dict[str, Any] = field(default_factory=dict)
+    forged_refused: bool = False
+    forged_error: str = ""
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # {t, act, text}
+    health: dict[str, dict[str, int]] = field(default_factory=dict)  # version → {committed, rolled_back, failed}
+    seconds: float = 0.0
+    ok: bool = False
+
+    def check(self) -> list[str]:
+        """What did not end as the story says; empty when it did."""
+        problems = []
+        if set(self.versions.values()) != {V2} or len(self.versions) != self.devices:
+            problems.append(f"not every device ends on {V2}: {self.versions}")
+        v3 = self.rollouts.get(V3, {})
+        if v3.get("status") not in ("paused", "aborted") or not v3.get("rollback"):
+            problems.append(f"v3's rollout was not stopped with a rollback: {v3.get('status')} {v3.get('reason')}")
+        if not self.forged_refused:
+            problems.append("the forged release was not refused")
+        if not 0 < self.delta.get("bytes_downloaded", 0) < self.delta.get("full_size", 0):
+            problems.append(f"v2 did not travel as deltas smaller than the files: {self.delta}")
+        if self.swap_requests.get("failed", 1) or not self.swap_requests.get("ok"):
+            problems.append(f"requests failed during the hot swaps: {self.swap_requests}")
+        if not self.mqtt_messages:
+            problems.append("no inference result arrived over MQTT")
+        if not self.feedback:
+            problems.append("the device user's feedback did not reach the server")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLoad:
+    """Chat requests sent back to back to each runtime while a rollout swaps its model."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
+
+    def _run(self, url: str) -> None:
+        with httpx.Client(timeout=60) as http:
+            while not self._stop.is_set():
+                r = http.post(f"{url}/v1/chat/completions", json={"model": LLM, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+                if r.status_code == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(f"{r.status_code} {r.text[:200]}")
+                time.sleep(0.05)
+
+    def __enter__(self) -> RequestLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(90)
+
+
+@dataclass
+class Story:
+    """The parts of one demo run and the summary it fills in."""
+
+    out: Path
+    summary: StorySummary
+    narrate: Narrate
+    progress: Progress
+    fast: bool
+    procs: Processes = field(default_factory=Processes)
+    devices: list[Device] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    broker: MqttBroker | None = None
+    client: OperatorClient | None = None
+    ws: Workspace | None = None
+    ca: Path | None = None
+    url: str = ""
+    models: dict[str, Path] = field(default_factory=dict)
+
+    def say(self, act: str, text: str) -> None:
+        self.summary.timeline.append({"t": round(time.monotonic() - self.started, 2), "act": act, "text": text})
+        self.narrate(act, text)
+
+    @property
+    def api(self) -> OperatorClient:
+        assert self.client is not None, "the server starts before any act"
+        return self.client
+
+    @property
+    def workspace(self) -> Workspace:
+        assert self.ws is not None, "the workspace is made before any act"
+        return self.ws
+
+    # -- setup -----------------------------------------------------------------------
+
+    def start(self, devices: int) -> None:
+        self.ws = Workspace.init(self.out / "workspace", passphrase=None)
+        data = self.out / "server"
+        tls = init_certs(data, ["127.0.0.1", "localhost"])
+        settings = ServerSettings(data_dir=data, port=free_port(), poll_interval_s=1, rollout_check_s=0.5,
+                                  access_log=False, log_level="warning", tls_cert=tls.cert, tls_key=tls.key)
+        token = init_data_dir(settings, self.ws).token
+        self.ca = TlsFiles.under(data).ca
+        self.url = f"https://127.0.0.1:{settings.port}"
+        self.procs.spawn([*CLI, "server"], self.out / "server.log", settings.to_env())
+        wait_for("the update server", lambda: server_ready(self.url, self.ca), 60, self.out)
+        self.client = OperatorClient(self.url, token, ca=str(self.ca))
+        self.say("setup", f"update server on {self.url} (SQLite, local blobs, TLS from its own CA)")
+        self.broker = MqttBroker().start()
+        self.say("setup", f"MQTT broker (amqtt, pure Python) on {self.broker.url}")
+        for i in range(devices):
+            hw = PROFILES[i % len(PROFILES)]
+            self.devices.append(Device(f"dev-{i:02d}", self.out / "devices" / f"dev-{i:02d}", hw, pilot=i < 2))
+        # A runtime on each pilot device: one per hardware profile.
+        for d in self.devices[:2]:
+            d.runtime = start_runtime(d.data, d.name, self.broker.url)
+
+    def enroll(self) -> None:
+        root = self.workspace.repo_dir / "metadata" / "1.root.json"
+        assert self.ca is not None
+        for d in self.devices:
+            tags = {"hw": d.hardware, **({"ring": "pilot"} if d.pilot else {})}
+            token = self.api.create_enroll_token(tags, 1, None)["token"]
+            self.procs.spawn(agent_command(d, self.url, root, self.ca, token), d.data.with_suffix(".log"), {HW_ENV: d.hardware})
+        wait_for("every agent to enroll", lambda: self._count(lambda: len(list(self.api.devices()))), 90, self.out / "devices")
+        self.say("enroll", f"{len(self.devices)} agents enrolled over TLS ({', '.join(PROFILES)}); "
+                           f"runtimes on {', '.join(d.name for d in self.devices if d.runtime)}")
+
+    def _count(self, n: Callable[[], int]) -> bool:
+        done = n()
+        self.progress("enroll", done, len(self.devices))
+        return done == len(self.devices)
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse; each part is stopped even if another fails."""
+        try:
+            self.procs.close()
+        finally:
+            for d in self.devices:
+                if d.runtime is not None:
+                    d.runtime.stop()
+            if self.client is not None:
+                self.client.close()
+            if self.broker is not None:
+                self.broker.stop()
+
+    # -- the acts ---------------------------------------------------------------------
+
+    def publish(self, version: str, llm: Path, health: HealthSuite) -> None:
+        manifest = build_release(NAME, version, [ComponentSpec(ComponentKind.GGUF, llm, LLM),
+                                                 ComponentSpec(ComponentKind.ONNX, self.models["denoiser"], IMAGE)],
+                                 self.workspace.store, health=health, notes="edgeship demo")
+        # Deltas from the previous release, as `release push` signs them.
+        self.workspace.publish(manifest, delta_history=1)
+        report = push_repository(self.api, self.workspace.repository())
+        self.say("push", f"{NAME}@{version} signed and pushed ({len(report.uploaded)} files uploaded, {report.skipped} already there)")
+
+    def act1(self, spec: TinyLlama) -> None:
+        models = self.out / "models"
+        models.mkdir(parents=True)
+        self.models["source"] = write_tiny_llama(models / "assistant-v1.gguf", spec)
+        self.models["denoiser"] = write_tiny_denoiser(models / IMAGE)
+        profiles = pick_profiles(load_profiles(), list(PROFILES))
+        report = optimize_gguf(self.models["source"], models / "optimized", profiles, types=["Q8_0"], ctx=128)
+        self.summary.optimize = [{"profile": c.profile, "variant": c.variant, "reason": c.reason} for c in report.choices]
+        chosen = {c.variant for c in report.choices if c.variant}
+        if len(chosen) != 1:
+            raise UsageError(f"the profiles chose different variants {sorted(chosen)}", hint="the demo ships one release per version")
+        variant = report.variant(chosen.pop())
+        self.models["v1"] = variant.path
+        self.say("optimize", "; ".join(f"{c.profile}: {c.variant} ({c.reason})" for c in report.choices))
+        # No hardware requirements: the simulated devices run on this machine, whose
+        # architecture is not the profiles' (aarch64), and the engine would skip them all.
+        self.publish(V1, variant.path, GOOD_HEALTH)
+        self.rollout(V1, pilot="", stages="100", bake="0")
+        for d in self.devices:
+            if d.runtime is not None:
+                self.summary.answers[d.name] = self.ask(d.runtime.url)
+        wait_for("the results on MQTT", lambda: len(self._broker.messages) >= 2, 30)
+        self.summary.mqtt_messages = len(self._broker.messages)
+        self.say("infer", f"chat and image answered on {len(self.summary.answers)} runtimes; "
+                          f"{self.summary.mqtt_messages} results arrived over MQTT")
+
+    @property
+    def _broker(self) -> MqttBroker:
+        assert self.broker is not None
+        return self.broker
+
+    def ask(self, url: str) -> dict[str, Any]:
+        chat = httpx.post(f"{url}/v1/chat/completions", timeout=120,
+                          json={"model": LLM, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8})
+        image = httpx.post(f"{url}/v1/predict", timeout=120, json={"model": IMAGE, "inputs": {"image": [[[[0.5] * 32] * 32] * 3]}})
+        for r in (chat, image):
+            if r.status_code != 200:
+                raise ServerError(f"the runtime at {url} answered {r.status_code}: {r.text[:300]}", hint="see its log lines above")
+        return {"chat": chat.json()["choices"][0]["message"]["content"], "image_outputs": sorted(image.json().get("outputs", {}))}
+
+    def act2(self, spec: TinyLlama) -> None:
+        self.models["v2"] = write_tiny_llama(self.out / "models" / "assistant-v2.gguf", spec, weights=fine_tune(spec))
+        self.publish(V2, self.models["v2"], GOOD_HEALTH)
+        now = datetime.now(timezone.utc)
+        window = f"{now - timedelta(minutes=1):%H:%M}-{now + timedelta(minutes=30):%H:%M}"
+        with RequestLoad([d.runtime.url for d in self.devices if d.runtime]) as load:
+            self.rollout(V2, pilot="ring=pilot", stages="50,100", bake="1s" if self.fast else "3s", window=window, notice="2s")
+            # A few more requests on the new model before the count closes.
+            time.sleep(1)
+        self.summary.swap_requests = {"ok": load.ok, "failed": load.failed}
+        if load.errors:
+            self.say("swap", f"failed requests: {load.errors[:3]}")
+        full = saved = 0
+        for e in self.events("download", f"{NAME}@{V2}"):
+            full += int(e["data"]["full_size"])
+            saved += int(e["data"]["bytes_downloaded"])
+        self.summary.delta = {"full_size": full, "bytes_downloaded": saved}
+        self.say("delta", f"v2 reached the fleet as deltas: {saved:,} bytes downloaded instead of {full:,} "
+                          f"({100 * (1 - saved / max(full, 1)):.1f}% saved); window {window} UTC with 2 s notice; "
+                          f"{load.ok} requests during hot swaps, {load.failed} failed")
+
+    def act3(self, spec: TinyLlama) -> None:
+        # Pushed right after v2, so its signed rollback_to is v2: the automatic rollback target.
+        self.publish(V3, self.models["v2"], HealthSuite(command=f'test "${HW_ENV}" != {BAD_HARDWARE}', timeout_s=30))
+        final = self.rollout(V3, pilot="ring=pilot", stages="100", bake="1s", on_fail="rollback")
+        wait_for(f"the fleet back on {V2}", lambda: set(self.versions().values()) == {V2}, 90, self.out / "devices")
+        self.say("rollback", f"v3 failed on {BAD_HARDWARE} in the pilot: rollout {final['status']} ({final['reason']}); "
+                             f"fleet back on {V2}")
+
+    def act4(self) -> None:
+        d = self.devices[-1]
+        self.procs.spawn([*CLI, "feedback", "--data-dir", str(d.data), "--rating", "2", "--comment",
+                          "answers got slower after the update"], self.out / "feedback.log").wait(60)
+        wait_for("the feedback to reach the server", lambda: bool(self.events("feedback")), 60, self.out / "devices")
+        e = self.events("feedback")[-1]
+        self.summary.feedback = {"device": d.name, "release": e["release"], **e["data"]}
+        self.say("feedback", f"{d.name} rated {e['release']} {e['data'].get('rating')}/5: {e['data'].get('comment')!r}")
+        # An attacker signs a release with a key of their own and serves it to a device.
+        forger = Workspace.init(self.out / "forger", passphrase=None)
+        forger.publish(build_release(NAME, "9.0.0", [ComponentSpec(ComponentKind.GGUF, self.models["v2"], LLM)],
+                                     forger.store), delta_history=0)
+        verifier = ReleaseVerifier(str(forger.repo_dir), self.out / "forged-device-trust", self.workspace.repository().root_bytes(1))
+        try:
+            verifier.verify_release(NAME, "9.0.0", self.out / "forged-download")
+        except TrustError as exc:
+            self.summary.forged_refused = True
+            self.summary.forged_error = exc.message
+        self.say("forgery", f"{NAME}@9.0.0 signed with a wrong key, served to a device: "
+                            + (f"refused — {self.summary.forged_error}" if self.summary.forged_refused else "NOT REFUSED"))
+
+    # -- operator helpers -------------------------------------------------------------
+
+    def rollout(self, version: str, **plan: Any) -> dict[str, Any]:
+        rollout = self.api.start_rollout(release=f"{NAME}@{version}", **plan)
+        self.say("rollout", f"{NAME}@{version}: pilot {plan.get('pilot') or 'none'}, stages {plan['stages']}"
+                            + (f", window {plan['window']}" if plan.get("window") else ""))
+
+        def settled() -> bool:
+            nonlocal rollout
+            rollout = self.api.rollout(rollout["id"])
+            done = sum(s["done"] for s in rollout["stages"])
+            self.progress(f"{version} rollout", done, len(self.devices))
+            in_flight = sum(s["in_progress"] for s in rollout["stages"])
+            if rollout["status"] == "aborted":
+                return rollout["rollback_remaining"] == 0 and not in_flight
+            return rollout["status"] in ("completed", "paused") and not in_flight
+
+        wait_for(f"the {version} rollout to settle", settled, 150, self.out / "devices")
+        self.summary.rollouts[version] = {k: rollout[k] for k in ("status", "phase", "reason", "rollback", "stages")}
+        self.say("rollout", f"{NAME}@{version}: {rollout['status']}" + (f" — {rollout['reason']}" if rollout["reason"] else ""))
+        return rollout
+
+    def events(self, kind: str, release: str | None = None) -> list[dict[str, Any]]:
+        out, after = [], 0
+        while True:
+            page = self.api.events(after=after, limit=500)
+            out += [e for e in page["events"] if e["type"] == kind and (release is None or e["release"] == release)]
+            if not page["events"]:
+                return out
+            after = page["next_after"]
+
+    def versions(self) -> dict[str, str | None]:
+        by_id = {d.device_id: d.name for d in self.devices}
+        return {by_id.get(d["id"], d["id"]): (d["current"] or {}).get("version") for d in self.api.devices()}
+
+    def finish(self) -> None:
+        self.summary.versions = self.versions()
+        for version in (V1, V2, V3):
+            counts = {"committed": 0, "rolled_back": 0, "failed": 0}
+            for e in self.events("state", f"{NAME}@{version}"):
+                if e["state"] in counts:
+                    counts[e["state"]] += 1
+            self.summary.health[version] = counts
+
+
+def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, narrate: Narrate = lambda _a, _t: None,
+              progress: Progress = lambda _t, _d, _n: None, keep_running: Callable[[], None] | None = None) -> StorySummary:
+    """Run the whole story; every process it started is stopped before it returns or raises."""
+    if devices < 4:
+        raise UsageError("the story needs at least 4 devices", hint="two pilots (one per hardware profile) and a fleet to roll out to")
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgeship-demo-"))
+    if root.exists() and any(root.iterdir()):
+        raise UsageError(f"{root} is not empty", hint="give --out a new or empty directory; the demo never deletes files")
+    root.mkdir(parents=True, exist_ok=True)
+    spec = TinyLlama(n_embd=64, n_layer=2, n_ff=128) if fast else TinyLlama(n_embd=128, n_layer=4, n_ff=256)
+    story = Story(root, StorySummary(out=str(root), devices=devices), narrate, progress, fast)
+    try:
+        story.start(devices)
+        story.enroll()
+        story.act1(spec)
+        story.act2(spec)
+        story.act3(spec)
+        story.act4()
+        story.finish()
+        if keep_running is not None:
+            keep_running()
+    finally:
+        story.summary.seconds = round(time.monotonic() - story.started, 1)
+        story.stop()
+    story.summary.ok = not story.summary.check()
+    return story.summary

@@ -1,0 +1,58 @@
+"""`edgeship demo`: the whole story on a real server, real agent processes, runtimes and MQTT.
+
+Asserts on the JSON summary, whose numbers the demo measured (server's device list, the
+devices' download events, requests counted by their senders), and that nothing it started
+outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli.main import run
+
+
+@pytest.mark.slow
+def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    code = run(["demo", "--fast", "--devices", "6", "--out", str(out), "--json"])
+    s = json.loads(capsys.readouterr().out)
+    assert code == 0, s["problems"]
+    assert s["ok"] is True and s["problems"] == []
+    assert s["versions"] and set(s["versions"].values()) == {"1.1.0"} and len(s["versions"]) == 6
+    v3 = s["rollouts"]["1.2.0"]
+    assert v3["status"] in ("paused", "aborted") and v3["rollback"] is True and "pilot" in v3["reason"]
+    assert s["rollouts"]["1.1.0"]["status"] == "completed"
+    assert s["health"]["1.2.0"]["rolled_back"] >= 1, "v3 must fail its trial somewhere"
+    assert s["forged_refused"] is True and "trusted key" in s["forged_error"]
+    assert 0 < s["delta"]["bytes_downloaded"] < s["delta"]["full_size"]
+    assert s["swap_requests"]["failed"] == 0 and s["swap_requests"]["ok"] > 0
+    assert s["mqtt_messages"] > 0
+    assert {a["image_outputs"] != [] and a["chat"] is not None for a in s["answers"].values()} == {True}
+    assert s["feedback"]["rating"] == 2
+    report = Path(s["report"]).read_text()
+    assert "<svg" in report and "src=" not in report and "href=" not in report, "the report must be self-contained"
+    assert json.loads((out / "summary.json").read_text())["ok"] is True
+    assert descendants(os.getpid()) == [], "the demo left processes running"
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (non-zombie) processes below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
