@@ -21,6 +21,7 @@ import pytest
 
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
+from tests.agent.harness import Device
 from tests.helpers.server import ServerProcess, free_port
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
@@ -201,6 +202,14 @@ def test_presigned_mode_redirects_blob_downloads(seaweedfs: SeaweedFS, tmp_path:
         assert httpx.get(f"{fleet.url}/repo/releases/app/2.0.0.json", auth=(d.id, d.secret)).status_code == 200
         keep = _verify(fleet, "2.0.0", tmp_path)
         assert (keep / "components" / "weights.bin").read_bytes() == weights
+        # A real agent installs the release, its downloads redirected to SeaweedFS.
+        token = fleet.enroll_token(tags={"dev": "s3"}, uses=1)["token"]
+        assert fleet.admin.post("/v1/admin/assignments", json={"release": "app@2.0.0", "tag": "dev=s3"}).status_code == 201
+        device = Device(fleet.server, tmp_path / "device", fleet.workspace / "repository" / "metadata" / "1.root.json", "dev=s3", token)  # type: ignore[arg-type]
+        redirects = fleet.server.logs().count('"status": 307')
+        run = device.run()
+        assert run.returncode == 0 and device.version() == "2.0.0", run.stderr[-3000:]
+        assert fleet.server.logs().count('"status": 307') > redirects
     finally:
         fleet.admin.close()
         fleet.server.stop()
