@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= server,runtime,llm,sim,mlflow,dev
+EXTRAS ?= server,runtime,llm,sim,mlflow,s3,demo,dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test clean
