@@ -9,7 +9,7 @@ import pytest
 
 from edgeship.server.settings import ServerSettings
 from tests.helpers.server import running_server
-from tests.ui.conftest import Lab, csrf_of, login
+from tests.ui.conftest import Lab, csrf_of, event, login
 
 PAGES = ["/ui/fleet", "/ui/releases", "/ui/rollouts", "/ui/experiments", "/ui/fleet?partial=1"]
 
@@ -156,3 +156,24 @@ def test_over_https_the_cookie_is_secure_and_sessions_expire(lab: Lab, browser: 
     with app.state.ctx.db.read() as session:
         assert app.state.ui.signer.admin_of(session, cookie, time.time()) is not None
         assert app.state.ui.signer.admin_of(session, cookie, time.time() + SESSION_TTL_S + 1) is None
+
+
+def test_a_device_page_shows_its_newest_events_however_long_its_log(lab: Lab, browser: httpx.Client) -> None:
+    device = lab.devices[3]
+    for batch in range(3):  # more than the page reads: the newest must still be there
+        lab.send(device, *[event("metrics", data={"n": batch * 500 + i}) for i in range(500)])
+    lab.send(device, event("error", data={"why": "disk full on /data"}))
+    page = browser.get(f"/ui/devices/{device.id}").text
+    assert "disk full on /data" in page and '{"n": 1499}' in page and '{"n": 0}' not in page
+
+
+def test_abort_by_form_orders_devices_back(lab: Lab, browser: httpx.Client) -> None:
+    """Last in this module: it ends the lab's rollout."""
+    csrf = csrf_of(browser.get("/ui/rollouts").text)
+    page = browser.get("/ui/rollouts").text
+    assert 'name="rollback" value="true"' in page and "Abort and roll back" in page  # app@1.1.0 signs a rollback to 1.0.0
+    assert browser.post(f"/ui/rollouts/{lab.rollout_id}/abort", data={"csrf": csrf, "rollback": "true", "reason": "bad build"}).status_code == 303
+    rollout = lab.rollout()
+    assert (rollout["status"], rollout["rollback"], rollout["reason"]) == ("aborted", True, "bad build")
+    assert f'section class="card rollout" id="{lab.rollout_id}" data-status="aborted"' in browser.get("/ui/rollouts").text
+    assert 'action="/ui/rollouts/' + lab.rollout_id not in browser.get("/ui/rollouts").text  # no buttons on a finished rollout

@@ -23,7 +23,8 @@ from edgeship.server.ui.timeline import Chart, chart, state_counts
 from edgeship.trust.targets import deltas_to
 
 FLEET_LIMIT = 5000  # devices on one page; the API pages beyond that
-DEVICE_EVENTS = 1000  # events read for a device page; the newest 100 are shown
+DEVICE_EVENTS = 1000  # a device's newest events read for its page (feedback is picked from them)
+SHOWN_EVENTS = 100  # of those, the events listed
 _NO_RELEASE = "(none)"
 
 
@@ -64,16 +65,15 @@ class DevicePage:
 def device_page(ctx: ServerContext, device_id: str) -> DevicePage:
     with ctx.db.read() as session:
         device = fleet.device_out(session, fleet.get_device(session, device_id), with_assignment=True)
-        log = events.list_events(session, device_id, 0, DEVICE_EVENTS).events
-    newest = list(reversed(log))
-    return DevicePage(device, newest[:100], [e for e in newest if e.type == "feedback"])
+        newest = events.latest_events(session, device_id, DEVICE_EVENTS)
+    return DevicePage(device, newest[:SHOWN_EVENTS], [e for e in newest if e.type == "feedback"])
 
 
 @dataclass(frozen=True)
 class ReleaseRow:
     ref: str
     release_id: str
-    rollback_to: str | None
+    rollback_allowed: list[str]  # versions devices may be ordered back to, signed with the release
     manifest: Manifest
     deltas: list[dict[str, Any]]
 
@@ -96,7 +96,9 @@ def releases_page(ctx: ServerContext) -> ReleasesPage:
     rows = []
     for entry in ctx.repo.releases():
         manifest = Manifest.from_bytes(ctx.storage.read(entry["path"]))
-        rows.append(ReleaseRow(rollouts.ref_of(entry), entry["release_id"], entry.get("rollback_to"), manifest, deltas_to(targets.signed.targets, manifest)))
+        # Releases signed before rollback_allowed existed name only rollback_to.
+        allowed = entry.get("rollback_allowed") or [v for v in [entry.get("rollback_to")] if v]
+        rows.append(ReleaseRow(rollouts.ref_of(entry), entry["release_id"], allowed, manifest, deltas_to(targets.signed.targets, manifest)))
     rows.sort(key=lambda r: (r.manifest.name, parse_version(r.manifest.version)), reverse=True)
     return ReleasesPage(targets.signed.version, targets.signed.expires, rows)
 
