@@ -32,6 +32,8 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFi
     assert 0 < s["delta"]["bytes_downloaded"] < s["delta"]["full_size"]
     assert s["swap_requests"]["failed"] == 0 and s["swap_requests"]["ok"] > 0
     assert s["mqtt_messages"] > 0
+    assert s["notices"] == 6, "every device is told when v2 will switch"
+    assert set(map(tuple, s["runtime_releases"].values())) == {("assistant@1.1.0",)}, "the runtimes serve v2 after the hot swaps"
     assert {a["image_outputs"] != [] and a["chat"] is not None for a in s["answers"].values()} == {True}
     assert s["feedback"]["rating"] == 2
     report = Path(s["report"]).read_text()

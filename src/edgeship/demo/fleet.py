@@ -94,8 +94,8 @@ class MqttBroker:
         self._subscriber: Any = None
 
     def start(self) -> MqttBroker:
-        from amqtt.broker import Broker
         import paho.mqtt.client as mqtt
+        from amqtt.broker import Broker
 
         logging.getLogger("amqtt").setLevel(logging.ERROR)  # it logs every connection at INFO
         # Anonymous loopback clients only; no $SYS topics (they would need psutil and a timer).

@@ -36,8 +36,8 @@ def render(s: dict[str, Any], problems: list[str]) -> str:
                else "<p class='bad'>Not as told:</p><ul>" + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul>")
     delta = s["delta"]
     parts = [
-        f"<!doctype html><html lang='en'><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
-        f"<title>edgeship demo report</title><style>{_CSS}</style><body>",
+        (f"<!doctype html><html lang='en'><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
+        f"<title>edgeship demo report</title><style>{_CSS}</style><body>"),
         f"<h1>edgeship demo</h1><p>{s['devices']} devices, {s['seconds']} s.</p>{verdict}",
         "<h2>Timeline</h2>", _timeline_svg(s["timeline"]),
         _table(["t (s)", "act", "what happened"], [[e["t"], e["act"], e["text"]] for e in s["timeline"]]),

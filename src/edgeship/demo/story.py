@@ -13,17 +13,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
-from edgeship.demo.fleet import CLI, Device, MqttBroker, Processes, agent_command, free_port, server_ready, start_runtime, wait_for
+from edgeship.demo.fleet import (
+    CLI,
+    Device,
+    MqttBroker,
+    Processes,
+    agent_command,
+    free_port,
+    server_ready,
+    start_runtime,
+    wait_for,
+)
 from edgeship.demo.walkthrough import fine_tune
-from edgeship.errors import ServerError, TrustError, UsageError
+from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
 from edgeship.optimize.pipeline import optimize_gguf
 from edgeship.optimize.profiles import load_profiles, pick_profiles
 from edgeship.release.bundle import ComponentSpec, build_release
@@ -58,6 +68,8 @@ class StorySummary:
     mqtt_messages: int = 0
     delta: dict[str, int] = field(default_factory=dict)  # full_size / bytes_downloaded over v2's downloads
     swap_requests: dict[str, int] = field(default_factory=dict)  # ok / failed while v2 hot-swapped
+    notices: int = 0  # v2 assignments that told the device when it would switch (window + notice)
+    runtime_releases: dict[str, list[str]] = field(default_factory=dict)  # device → releases its runtime serves at the end
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # version → final rollout record
     feedback: dict[str, Any] = field(default_factory=dict)
     forged_refused: bool = False
@@ -83,6 +95,10 @@ class StorySummary:
             problems.append(f"requests failed during the hot swaps: {self.swap_requests}")
         if not self.mqtt_messages:
             problems.append("no inference result arrived over MQTT")
+        if self.notices != self.devices:
+            problems.append(f"{self.notices} of {self.devices} devices were told when v2 would switch")
+        if {tuple(r) for r in self.runtime_releases.values()} != {(f"{NAME}@{V2}",)}:
+            problems.append(f"the runtimes do not all serve {V2}: {self.runtime_releases}")
         if not self.feedback:
             problems.append("the device user's feedback did not reach the server")
         return problems
@@ -112,7 +128,7 @@ class RequestLoad:
                     self.errors.append(f"{r.status_code} {r.text[:200]}")
                 time.sleep(0.05)
 
-    def __enter__(self) -> RequestLoad:
+    def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
         return self
@@ -263,7 +279,7 @@ class Story:
     def act2(self, spec: TinyLlama) -> None:
         self.models["v2"] = write_tiny_llama(self.out / "models" / "assistant-v2.gguf", spec, weights=fine_tune(spec))
         self.publish(V2, self.models["v2"], GOOD_HEALTH)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = f"{now - timedelta(minutes=1):%H:%M}-{now + timedelta(minutes=30):%H:%M}"
         with RequestLoad([d.runtime.url for d in self.devices if d.runtime]) as load:
             self.rollout(V2, pilot="ring=pilot", stages="50,100", bake="1s" if self.fast else "3s", window=window, notice="2s")
@@ -277,11 +293,12 @@ class Story:
             full += int(e["data"]["full_size"])
             saved += int(e["data"]["bytes_downloaded"])
         self.summary.delta = {"full_size": full, "bytes_downloaded": saved}
+        self.summary.notices = sum(1 for e in self.events("state", f"{NAME}@{V2}") if e["state"] == "assigned" and e["data"].get("switch_at"))
         self.say("delta", f"v2 reached the fleet as deltas: {saved:,} bytes downloaded instead of {full:,} "
                           f"({100 * (1 - saved / max(full, 1)):.1f}% saved); window {window} UTC with 2 s notice; "
                           f"{load.ok} requests during hot swaps, {load.failed} failed")
 
-    def act3(self, spec: TinyLlama) -> None:
+    def act3(self) -> None:
         # Pushed right after v2, so its signed rollback_to is v2: the automatic rollback target.
         self.publish(V3, self.models["v2"], HealthSuite(command=f'test "${HW_ENV}" != {BAD_HARDWARE}', timeout_s=30))
         final = self.rollout(V3, pilot="ring=pilot", stages="100", bake="1s", on_fail="rollback")
@@ -347,6 +364,10 @@ class Story:
 
     def finish(self) -> None:
         self.summary.versions = self.versions()
+        for d in self.devices:
+            if d.runtime is not None:
+                models = httpx.get(f"{d.runtime.url}/v1/models", timeout=30).json()["data"]
+                self.summary.runtime_releases[d.name] = sorted({m["release"] for m in models})
         for version in (V1, V2, V3):
             counts = {"committed": 0, "rolled_back": 0, "failed": 0}
             for e in self.events("state", f"{NAME}@{version}"):
@@ -366,16 +387,19 @@ def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False,
     root.mkdir(parents=True, exist_ok=True)
     spec = TinyLlama(n_embd=64, n_layer=2, n_ff=128) if fast else TinyLlama(n_embd=128, n_layer=4, n_ff=256)
     story = Story(root, StorySummary(out=str(root), devices=devices), narrate, progress, fast)
+    act = "start"
     try:
         story.start(devices)
-        story.enroll()
-        story.act1(spec)
-        story.act2(spec)
-        story.act3(spec)
-        story.act4()
-        story.finish()
+        for act, step in (("enroll", story.enroll), ("v1", lambda: story.act1(spec)), ("v2", lambda: story.act2(spec)),
+                          ("v3", story.act3), ("feedback and forgery", story.act4), ("summary", story.finish)):
+            step()
         if keep_running is not None:
             keep_running()
+    except EdgeshipError:
+        raise
+    except Exception as exc:  # a bug or a dead process: say where the story broke, then clean up below
+        raise ServerError(f"the demo broke during {act}: {type(exc).__name__}: {exc}",
+                          hint=f"the server, agent and runtime logs are in {root}") from exc
     finally:
         story.summary.seconds = round(time.monotonic() - story.started, 1)
         story.stop()
