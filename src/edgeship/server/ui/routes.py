@@ -24,7 +24,14 @@ from edgeship.errors import EdgeshipError
 from edgeship.server.context import ServerContext, context
 from edgeship.server.problems import Unauthorized, status_of
 from edgeship.server.ui import views
-from edgeship.server.ui.session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL_S, Signer, load_key, new_login_nonce
+from edgeship.server.ui.session import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    Signer,
+    load_key,
+    new_login_nonce,
+)
 
 POLL_MS = 3000  # how often a page refreshes its live region
 # No inline script or style anywhere, so the policy can forbid both: an injected string
