@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -25,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from edgeship.errors import ServerError
+from edgeship.errors import ServerError, UsageError
+from edgeship.pinning import verify_for
 from edgeship.runtime.config import RuntimeConfig
 from edgeship.runtime.server import BackgroundServer
 
@@ -95,7 +95,12 @@ class MqttBroker:
 
     def start(self) -> MqttBroker:
         import paho.mqtt.client as mqtt
-        from amqtt.broker import Broker
+
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            raise UsageError("the demo's MQTT broker (amqtt) is not installed",
+                             hint="pip install 'edgeship[demo]', or run `edgeship demo --offline`") from exc
 
         logging.getLogger("amqtt").setLevel(logging.ERROR)  # it logs every connection at INFO
         # Anonymous loopback clients only; no $SYS topics (they would need psutil and a timer).
@@ -158,6 +163,6 @@ def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_
 
 def server_ready(url: str, ca: Path) -> bool:
     try:
-        return httpx.get(f"{url}/readyz", verify=ssl.create_default_context(cafile=str(ca)), timeout=1).status_code == 200
+        return httpx.get(f"{url}/readyz", verify=verify_for(str(ca)), timeout=1).status_code == 200
     except httpx.TransportError:
         return False
