@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli.main import run
+from edgeship.demo.story import run_story
+from edgeship.errors import ServerError
 
 
 @pytest.mark.slow
@@ -58,3 +60,14 @@ def descendants(pid: int) -> list[int]:
         found += kids
         todo += kids
     return found
+
+
+@pytest.mark.slow
+def test_a_story_that_breaks_says_where_and_stops_every_process(tmp_path: Path) -> None:
+    def narrate(act: str, _text: str) -> None:
+        if act == "infer":  # after the fleet has installed v1: every kind of process is running
+            raise RuntimeError("the demo's narrator fell over")
+
+    with pytest.raises(ServerError, match="broke during v1: RuntimeError: the demo's narrator fell over"):
+        run_story(4, tmp_path / "demo", fast=True, narrate=narrate)
+    assert descendants(os.getpid()) == [], "a failed demo must stop everything it started"

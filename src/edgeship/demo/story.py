@@ -8,6 +8,7 @@ events, request failures counted by the clients that sent them.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -302,7 +303,17 @@ class Story:
         # Pushed right after v2, so its signed rollback_to is v2: the automatic rollback target.
         self.publish(V3, self.models["v2"], HealthSuite(command=f'test "${HW_ENV}" != {BAD_HARDWARE}', timeout_s=30))
         final = self.rollout(V3, pilot="ring=pilot", stages="100", bake="1s", on_fail="rollback")
-        wait_for(f"the fleet back on {V2}", lambda: set(self.versions().values()) == {V2}, 90, self.out / "devices")
+        ref = f"{NAME}@{V3}"
+
+        def back_on_v2() -> bool:
+            # A device may commit v3 in the same round as the abort and be ordered back only
+            # afterwards: done means every v3 job has ended, and then everyone runs v2.
+            states = [(e["device_id"], e["state"]) for e in self.events("state", ref)]
+            assigned = {d for d, state in states if state == "assigned"}
+            ended = {d for d, state in states if state in ("committed", "rolled_back", "failed")}
+            return assigned <= ended and set(self.versions().values()) == {V2}
+
+        wait_for(f"the fleet back on {V2}", back_on_v2, 90, self.out / "devices")
         self.say("rollback", f"v3 failed on {BAD_HARDWARE} in the pilot: rollout {final['status']} ({final['reason']}); "
                              f"fleet back on {V2}")
 
@@ -318,13 +329,16 @@ class Story:
         forger = Workspace.init(self.out / "forger", passphrase=None)
         forger.publish(build_release(NAME, "9.0.0", [ComponentSpec(ComponentKind.GGUF, self.models["v2"], LLM)],
                                      forger.store), delta_history=0)
-        verifier = ReleaseVerifier(str(forger.repo_dir), self.out / "forged-device-trust", self.workspace.repository().root_bytes(1))
+        # A copy of the device's own trusted metadata: its cached root alone decides, as on the device.
+        trust = self.out / "forged-device-trust"
+        shutil.copytree(d.data / "trust", trust)
+        verifier = ReleaseVerifier(str(forger.repo_dir), trust)
         try:
             verifier.verify_release(NAME, "9.0.0", self.out / "forged-download")
         except TrustError as exc:
             self.summary.forged_refused = True
             self.summary.forged_error = exc.message
-        self.say("forgery", f"{NAME}@9.0.0 signed with a wrong key, served to a device: "
+        self.say("forgery", f"{NAME}@9.0.0 signed with a wrong key, served to {d.name}: "
                             + (f"refused — {self.summary.forged_error}" if self.summary.forged_refused else "NOT REFUSED"))
 
     # -- operator helpers -------------------------------------------------------------
