@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -17,11 +16,11 @@ from typing import Any
 import httpx
 
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore
+from edgeship.loopback import free_port
 from edgeship.release.bundle import ComponentSpec, build_release
 from edgeship.release.manifest import MEDIA_TYPES, Component, ComponentKind, HealthSuite, Manifest
 from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.settings import ServerSettings
-from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +64,6 @@ class Releases:
     def root(self) -> Path:
         return self.ws.repo_dir / "metadata" / "1.root.json"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -29,7 +29,8 @@ from edgeship.release.manifest import HealthSuite, Manifest
 from edgeship.samples.llama import write_tiny_llama
 from edgeship.store.digest import Digest, hash_file
 from edgeship.workspace import Workspace
-from tests.agent.harness import Device, Releases, Server, assert_consistent, free_port, no_duplicate_steps
+from edgeship.loopback import free_port
+from tests.agent.harness import Device, Releases, Server, assert_consistent, no_duplicate_steps
 
 WEIGHTS = 3 * 1024 * 1024  # the 2.0.0 release carries this many bytes of weights
 

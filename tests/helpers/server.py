@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -18,17 +16,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+
+from edgeship.loopback import free_port, server_ready
 
 PG_ENV = "EDGESHIP_TEST_DATABASE_URL"
 CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:
@@ -51,11 +44,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", verify=ssl.create_default_context(cafile=self.ca) if self.ca else True, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if server_ready(self.url, self.ca):
+                return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")

@@ -22,7 +22,8 @@ import pytest
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device
-from tests.helpers.server import ServerProcess, free_port
+from edgeship.loopback import free_port
+from tests.helpers.server import ServerProcess
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
 BUCKET = "edgeship-test"

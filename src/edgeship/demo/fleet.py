@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,21 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from edgeship.errors import ServerError, UsageError
-from edgeship.pinning import verify_for
+from edgeship.loopback import free_port
 from edgeship.runtime.config import RuntimeConfig
 from edgeship.runtime.server import BackgroundServer
 
 CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
 TOPICS = "edgeship/#"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None) -> None:
@@ -161,8 +154,3 @@ def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_
     return argv
 
 
-def server_ready(url: str, ca: Path) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", verify=verify_for(str(ca)), timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -28,13 +28,12 @@ from edgeship.demo.fleet import (
     MqttBroker,
     Processes,
     agent_command,
-    free_port,
-    server_ready,
     start_runtime,
     wait_for,
 )
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
+from edgeship.loopback import free_port, server_ready
 from edgeship.optimize.pipeline import optimize_gguf
 from edgeship.optimize.profiles import load_profiles, pick_profiles
 from edgeship.release.bundle import ComponentSpec, build_release

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from edgeship.client import OperatorClient
 from edgeship.errors import ServerError
+from edgeship.loopback import free_port, server_ready
 from edgeship.release.bundle import ComponentSpec, build_release
 from edgeship.release.manifest import ComponentKind, HealthSuite
 from edgeship.samples.llama import write_tiny_llama
@@ -79,7 +78,7 @@ def rehearse(
     model = write_tiny_llama(out / "model.gguf")
     _publish(ws, model, "1.0.0", None)
     _publish(ws, model, "2.0.0", HealthSuite(command=f'test "${BAD_ENV}" != 1', timeout_s=30))
-    settings = ServerSettings(data_dir=out / "server", port=_free_port(), poll_interval_s=1, rollout_check_s=0.5,
+    settings = ServerSettings(data_dir=out / "server", port=free_port(), poll_interval_s=1, rollout_check_s=0.5,
                               access_log=False, log_level="warning")
     token = init_data_dir(settings, ws).token
     url = f"http://127.0.0.1:{settings.port}"
@@ -87,7 +86,7 @@ def rehearse(
     run = AgentRun()
     with ExitStack() as stack:
         _spawn(stack, [*_CLI, "server"], settings.to_env(), out / "server.log")
-        _wait("the server", lambda: _ready(url), 30)
+        _wait("the server", lambda: server_ready(url), 30)
         client = stack.enter_context(OperatorClient(url, token))
         root = ws.repo_dir / "metadata" / "1.root.json"
         for i in range(devices):
@@ -116,18 +115,6 @@ def rehearse(
         run.pilot_devices = [d["id"] for d in listed if d["tags"].get("ring") == "pilot"]
     return run
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str], log: Path) -> None:
