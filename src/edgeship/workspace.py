@@ -86,24 +86,24 @@ class Workspace:
     # -- finding and creating -------------------------------------------------------------
 
     @classmethod
-    def find(cls, explicit: Path | None = None) -> Workspace:
+    def find(cls, explicit: Path | None = None, passphrase: keyfiles.PassphraseSource = keyfiles.passphrase_from_env) -> Workspace:
         """The workspace named, or in $EDGESHIP_WORKSPACE, or the nearest one above the cwd."""
         if explicit is None and os.environ.get(WORKSPACE_ENV):
             explicit = Path(os.environ[WORKSPACE_ENV])
         candidates = [explicit] if explicit else [Path.cwd(), *Path.cwd().parents]
         for d in candidates:
             if (d / CONFIG_FILE).is_file():
-                return cls.open(d)
+                return cls.open(d, passphrase)
         where = str(explicit) if explicit else "this directory or any parent"
         raise WorkspaceError(f"no edgeship workspace in {where}", hint="run `edgeship init DIR`, or pass --workspace / set EDGESHIP_WORKSPACE")
 
     @classmethod
-    def open(cls, root: Path) -> Workspace:
+    def open(cls, root: Path, passphrase: keyfiles.PassphraseSource = keyfiles.passphrase_from_env) -> Workspace:
         try:
             config = WorkspaceConfig.from_toml((root / CONFIG_FILE).read_text())
         except (OSError, tomllib.TOMLDecodeError, TypeError) as exc:
             raise WorkspaceError(f"cannot read {root / CONFIG_FILE}: {exc}", hint="fix or restore the file") from exc
-        return cls(root.resolve(), config)
+        return cls(root.resolve(), config, passphrase)
 
     @classmethod
     def init(cls, root: Path, passphrase: bytes | None, expiry: Expiry | None = None) -> Workspace:

@@ -29,8 +29,7 @@ def passphrase_from_env_or_prompt(path: Path) -> bytes | None:
 
 
 def open_workspace(path: Path | None) -> Workspace:
-    ws = Workspace.find(path)
-    return Workspace(ws.root, ws.config, passphrase=passphrase_from_env_or_prompt)
+    return Workspace.find(path, passphrase_from_env_or_prompt)
 
 # A rollout plan, as `edgeship rollout start` and `edgeship simulate` both take it.
 StagesOpt = typer.Option("1,10,50,100", "--stages", help="Stage percentages of the targeted devices.")

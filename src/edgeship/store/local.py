@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgeship.errors import NotFoundError, StoreError
+from edgeship.errors import StoreError
 from edgeship.store.digest import CHUNK, Digest, hash_file, iter_file
 from edgeship.store.fsutil import fsync_dir
 
@@ -54,9 +54,8 @@ class LocalBlobStore:
             if expected is not None and digest != expected:
                 raise StoreError(f"content hashes to {digest}, expected {expected}", hint="the source is corrupt; fetch it again")
             dest = self.path(digest)
-            if dest.exists():
-                os.unlink(tmp)  # deduplicated: same content is already stored
-            else:
+            # Already stored (deduplicated): the temp file goes in `finally`.
+            if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, dest)
@@ -67,12 +66,6 @@ class LocalBlobStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-    def open(self, digest: Digest):  # noqa: ANN201 - a binary file object
-        try:
-            return open(self.path(digest), "rb")
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"blob {digest} is not in the store at {self.root}") from exc
 
     def verify(self, digest: Digest) -> bool:
         """Rehash a stored blob; False if it is missing or its bytes changed."""
