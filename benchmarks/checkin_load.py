@@ -20,16 +20,13 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from edgeship.loopback import free_port
-
-CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
+from edgeship.loopback import CLI, free_port
 
 WRK_SCRIPT = r"""
 local devices = {}

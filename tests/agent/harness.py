@@ -65,7 +65,6 @@ class Releases:
         return self.ws.repo_dir / "metadata" / "1.root.json"
 
 
-
 @dataclass
 class Server:
     """The real edgeship server (``create_app``) under uvicorn, behind `tests.agent.faults`."""

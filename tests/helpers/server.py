@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.loopback import free_port, server_ready
+from edgeship.loopback import CLI, free_port, server_ready
 
 PG_ENV = "EDGESHIP_TEST_DATABASE_URL"
-CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
-
 
 class ServerProcess:
     def __init__(self, data_dir: Path, database_url: str = "", extra: Sequence[str] = (), env: dict[str, str] | None = None, ca: Path | None = None) -> None:

@@ -1,8 +1,9 @@
 """The demo's moving parts: an MQTT broker, the update server and agent processes, runtimes.
 
 Every process is started in its own session (process group), so stopping it also stops
-whatever it started (the agent's health commands, llama.cpp children); ``Processes.close``
-runs on every exit path, so a failed demo leaves nothing behind on the machine.
+whatever it started (the agent's health commands, llama.cpp children); the story runs
+``edgeship.loopback.Processes.close`` on every exit path, so a failed demo leaves nothing
+behind on the machine.
 """
 
 from __future__ import annotations
@@ -10,68 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-from edgeship.errors import ServerError, UsageError
-from edgeship.loopback import free_port
+from edgeship.errors import UsageError
+from edgeship.loopback import free_port, wait_for
 from edgeship.runtime.config import RuntimeConfig
 from edgeship.runtime.server import BackgroundServer
 
-CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
 TOPICS = "edgeship/#"
-
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise ServerError(f"demo: gave up waiting for {what} after {timeout:g}s",
-                              hint=f"the process logs are in {logs}" if logs else "see the output above")
-        time.sleep(0.3)
-
-
-@dataclass
-class Processes:
-    """Child processes, each in its own process group; ``close`` stops every group."""
-
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with open(log, "wb") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in self.procs:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:  # already gone, with its group
-        pass
 
 
 class MqttBroker:
@@ -152,5 +103,3 @@ def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_
     if device.runtime is not None:
         argv += ["--runtime", device.runtime.url]
     return argv
-
-

@@ -22,18 +22,10 @@ import httpx
 
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
-from edgeship.demo.fleet import (
-    CLI,
-    Device,
-    MqttBroker,
-    Processes,
-    agent_command,
-    start_runtime,
-    wait_for,
-)
+from edgeship.demo.fleet import Device, MqttBroker, agent_command, start_runtime
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
-from edgeship.loopback import free_port, server_ready
+from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
 from edgeship.optimize.pipeline import optimize_gguf
 from edgeship.optimize.profiles import load_profiles, pick_profiles
 from edgeship.release.bundle import ComponentSpec, build_release

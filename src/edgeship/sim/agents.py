@@ -9,9 +9,7 @@ Devices picked by ``release_bad_rate`` fail the new release's health command.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from edgeship.client import OperatorClient
-from edgeship.errors import ServerError
-from edgeship.loopback import free_port, server_ready
+from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
 from edgeship.release.bundle import ComponentSpec, build_release
 from edgeship.release.manifest import ComponentKind, HealthSuite
 from edgeship.samples.llama import write_tiny_llama
@@ -34,7 +30,6 @@ from edgeship.workspace import Workspace
 NAME = "detector"
 PREVIOUS, RELEASE = f"{NAME}@1.0.0", f"{NAME}@2.0.0"
 BAD_ENV = "EDGESHIP_SIM_BAD"  # set to 1 on the devices where the new release misbehaves
-_CLI = [sys.executable, "-c", "from edgeship.cli.main import main; main()"]
 
 
 @dataclass
@@ -49,15 +44,6 @@ class AgentRun:
 
 def _publish(ws: Workspace, model: Path, version: str, health: HealthSuite | None) -> None:
     ws.publish(build_release(NAME, version, [ComponentSpec(ComponentKind.GGUF, model, "model")], ws.store, health=health))
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise ServerError(f"real-agent rehearsal: gave up waiting for {what} after {timeout:g}s",
-                              hint="look at the agent logs in the --out directory")
-        time.sleep(0.5)
 
 
 def rehearse(
@@ -85,19 +71,21 @@ def rehearse(
     rng = random.Random(seed)
     run = AgentRun()
     with ExitStack() as stack:
-        _spawn(stack, [*_CLI, "server"], settings.to_env(), out / "server.log")
-        _wait("the server", lambda: server_ready(url), 30)
+        procs = Processes()
+        stack.callback(procs.close)
+        procs.spawn([*CLI, "server"], out / "server.log", settings.to_env())
+        wait_for("the server", lambda: server_ready(url), 30, out)
         client = stack.enter_context(OperatorClient(url, token))
         root = ws.repo_dir / "metadata" / "1.root.json"
         for i in range(devices):
             enroll = client.create_enroll_token({"ring": "pilot"} if i < pilot else {}, 1, None)["token"]
             bad = rng.random() < release_bad_rate
             data = out / f"device-{i:03d}"
-            _spawn(stack, [sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(data), "--server", url,
-                           "--root", str(root), "--enroll-token", enroll], {BAD_ENV: "1" if bad else "0"}, data.with_suffix(".log"))
-        _wait("every agent to enroll", lambda: len(list(client.devices())) == devices, 60)
+            procs.spawn([sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(data), "--server", url,
+                         "--root", str(root), "--enroll-token", enroll], data.with_suffix(".log"), {BAD_ENV: "1" if bad else "0"})
+        wait_for("every agent to enroll", lambda: len(list(client.devices())) == devices, 60, out)
         first = client.start_rollout(release=PREVIOUS, pilot="", stages="100", bake="0")
-        _wait(f"every device to install {PREVIOUS}", lambda: client.rollout(first["id"])["status"] == "completed", timeout)
+        wait_for(f"every device to install {PREVIOUS}", lambda: client.rollout(first["id"])["status"] == "completed", timeout, out)
         rollout = client.start_rollout(release=RELEASE, **plan)
         deadline = time.monotonic() + timeout
         while True:
@@ -114,23 +102,6 @@ def rehearse(
         run.versions = {d["id"]: (d["current"] or {}).get("version") for d in listed}
         run.pilot_devices = [d["id"] for d in listed if d["tags"].get("ring") == "pilot"]
     return run
-
-
-
-def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str], log: Path) -> None:
-    """Start a process logging to ``log``; the stack stops it (and waits) on the way out."""
-    with open(log, "wb") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    stack.callback(stop)
 
 
 def _settled(rollout: dict[str, Any]) -> bool:
