@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
 )
@@ -132,6 +133,21 @@ class Lock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200), default="")
     acquired_at: Mapped[datetime | None]
+
+
+class RepoMetadata(Base):
+    """One TUF metadata file as signed; the database copy is the truth, data dirs cache it.
+
+    Every signing transaction stamps the files it writes with one new ``generation``; it
+    always writes ``timestamp.json``, so that row's generation is the repository's.
+    """
+
+    __tablename__ = "repo_metadata"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    generation: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
+    written_at: Mapped[datetime]
 
 
 class RolloutRecord(Base):
