@@ -72,6 +72,9 @@ class Device(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
+    # The broker's hash of the device's MQTT password (edgeship.broker): None for devices
+    # enrolled before push existed, which keep polling.
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(160))
     tags: Mapped[dict[str, Any]]
     facts: Mapped[dict[str, Any]]
     state: Mapped[str] = mapped_column(String(32), default="idle")
