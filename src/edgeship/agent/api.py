@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,10 @@ import httpx
 
 from edgeship import __version__
 from edgeship.agent.journal import Assignment
-from edgeship.errors import AgentError, ServerError
+from edgeship.errors import AgentError, ServerError, UsageError
 from edgeship.pinning import verify_for
 from edgeship.store.fsutil import write_atomic
+from edgeship.units import parse_size
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,39 @@ class CheckinReply:
     repo_path: str
 
 
-def device_facts(timezone: str) -> dict[str, Any]:
+# Facts an operator may set instead of the measured ones (``--fact KEY=VALUE``). Not the
+# agent version (the server must know the real one) nor the zone (``--timezone`` sets it).
+FACT_KEYS = ("arch", "ram", "accelerator", "os", "hostname")
+_FACT_ALIASES = {"ram_bytes": "ram"}
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # aarch64, x86_64, cuda, jetson-orin
+
+
+def parse_facts(items: Iterable[str]) -> dict[str, str | int]:
+    """'arch=aarch64', 'ram=8GiB', ... -> overrides for ``device_facts``; a bad one is a UsageError."""
+    facts: dict[str, str | int] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = _FACT_ALIASES.get(key.strip(), key.strip()), value.strip()
+        if not sep or not value:
+            raise UsageError(f"fact {item!r} not understood", hint="write KEY=VALUE, e.g. --fact arch=aarch64 --fact ram=8GiB")
+        if key not in FACT_KEYS:
+            raise UsageError(f"unknown fact {key!r}", hint=f"known: {', '.join(FACT_KEYS)} (ram_bytes is ram)")
+        if key == "ram":
+            facts[key] = parse_size(value)
+            if not facts[key]:
+                raise UsageError(f"fact {item!r}: a device has more than 0 bytes of RAM", hint="e.g. ram=8GiB")
+        elif key in ("arch", "accelerator") and not _TOKEN.fullmatch(value):
+            raise UsageError(f"fact {item!r}: {key} must be one word of letters, digits and ._+-",
+                             hint="as release requirements name it, e.g. arch=aarch64 or accelerator=cuda")
+        elif len(value) > 256:
+            raise UsageError(f"fact {key} is longer than 256 characters", hint="the server keeps facts short")
+        else:
+            facts[key] = value
+    return facts
+
+
+def device_facts(timezone: str, overrides: Mapping[str, str | int] | None = None) -> dict[str, Any]:
+    """What the device says about itself at enrollment and check-in, and checks releases against."""
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "arch": platform.machine(),
@@ -66,6 +101,7 @@ def device_facts(timezone: str) -> dict[str, Any]:
         "agent_version": __version__,
         "timezone": timezone,
         "hostname": platform.node(),
+        **(overrides or {}),
     }
 
 

@@ -87,6 +87,9 @@ class AgentConfig:
     # The device's `edgeship runtime serve` (same data dir): swapped to each new release, and
     # runs the release's inference checks in the trial. None: no runtime on this device.
     runtime_url: str | None = None
+    # Facts reported instead of the measured ones (see ``agent.api.FACT_KEYS``), e.g. a
+    # test bench standing in for an aarch64 board; requirement checks use them too.
+    facts: dict[str, str | int] = field(default_factory=dict)
 
     @property
     def paths(self) -> DataDir:

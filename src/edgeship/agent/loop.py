@@ -151,7 +151,7 @@ class Agent:
         if self.identity is None:
             if not self.config.enroll_token:
                 raise AgentError("this device is not enrolled", hint="start the agent once with --enroll-token TOKEN")
-            self.identity = api.enroll(self.config.enroll_token, device_facts(self.zone), self.config.tags)
+            self.identity = api.enroll(self.config.enroll_token, device_facts(self.zone, self.config.facts), self.config.tags)
             save_identity(self.paths.identity, self.identity)
             log.info("enrolled as %s", self.identity.device_id)
         self.api = api
@@ -171,7 +171,7 @@ class Agent:
         entry = self.journal.read()
         state = entry.step.value if entry is not None else State.IDLE.value
         return self.api.checkin(self.store.describe(self.store.link(CURRENT)), self.store.describe(self.store.link(PREVIOUS)),
-                                state, device_facts(self.zone))
+                                state, device_facts(self.zone, self.config.facts))
 
     def work(self, assignment: Assignment | None) -> JournalEntry | None:
         """Act on the server's answer: go on with the job in flight, or start one for ``assignment``."""
@@ -384,7 +384,7 @@ class Agent:
                              f"{str(record.get('release_id'))[:12]}", hint="the server's registry and repository disagree; do not install")
         self._check_downgrade(verifier, entry)
         manifest = verifier.manifest(a.name, a.version, self.paths.tmp)
-        facts = device_facts(self.zone)
+        facts = device_facts(self.zone, self.config.facts)
         unmet = manifest.requirements.unmet_by(facts["ram"], facts["arch"], facts["accelerator"])
         if unmet:
             raise ValidationError(f"{a.ref} cannot run on this device: {'; '.join(unmet)}", hint="assign a release built for it")

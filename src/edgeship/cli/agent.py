@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from edgeship.agent.api import parse_facts
 from edgeship.agent.config import DEFAULT_POLL_S, AgentConfig
 from edgeship.agent.loop import Agent, fsck_data_dir, read_status
 from edgeship.agent.status_api import StatusServer
@@ -40,6 +41,10 @@ def run(
     root: Path | None = typer.Option(None, "--root", envvar="EDGESHIP_AGENT_ROOT", help="The operator's root.json, trusted on first start only."),
     ca: Path | None = typer.Option(None, "--ca", help="CA certificate to pin for an HTTPS server."),
     tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE tag sent at enrollment (repeatable)."),
+    fact: list[str] = typer.Option(
+        [], "--fact", help="KEY=VALUE reported instead of the measured fact and checked against release requirements "
+        "(repeatable; arch, ram, accelerator, os, hostname), e.g. --fact arch=aarch64 --fact ram=8GiB.",
+    ),
     max_rate: str | None = typer.Option(None, "--max-rate", envvar="EDGESHIP_AGENT_MAX_RATE", help="Download bandwidth cap, e.g. 2MB/s."),
     poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
     timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
@@ -67,6 +72,7 @@ def run(
         root_file=root,
         ca=ca,
         tags=_tags(tag),
+        facts=parse_facts(fact),
         poll_interval_s=poll,
         max_rate=parse_rate(max_rate) if max_rate else None,
         timezone=timezone,
