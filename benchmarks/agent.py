@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.procstat import cpu_s, status_kib  # noqa: E402
 from edgeship.release.bundle import ComponentSpec, build_release  # noqa: E402
 from edgeship.release.manifest import ComponentKind  # noqa: E402
 from edgeship.units import parse_rate  # noqa: E402
@@ -37,7 +38,6 @@ from edgeship.workspace import Workspace  # noqa: E402
 from tests.agent.harness import Device, Server  # noqa: E402
 
 MIB = 1024 * 1024
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def write_safetensors(path: Path, size: int) -> Path:
@@ -49,19 +49,6 @@ def write_safetensors(path: Path, size: int) -> Path:
         for i in range(0, size, 8 * MIB):
             f.write(os.urandom(min(8 * MIB, size - i)))
     return path
-
-
-def status_kib(pid: int, field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak since exec) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
