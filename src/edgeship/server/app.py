@@ -39,12 +39,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate:
             await anyio.to_thread.run_sync(ctx.db.migrate)
+        # A data dir from before the database held the metadata seeds it (once, under the lock).
+        await anyio.to_thread.run_sync(ctx.repo.adopt)
         jobs = [asyncio.create_task(_timestamp_job(ctx)), asyncio.create_task(rollout_job.run(ctx))]
         try:
             yield
         finally:
             for job in jobs:
                 job.cancel()
+            if ctx.push is not None:
+                ctx.push.close()
             ctx.db.dispose()
 
     app = FastAPI(title="edgeship update server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -76,7 +80,8 @@ def _body_limit(settings: ServerSettings, path: str) -> int | None:
 
 
 async def _timestamp_job(ctx: ServerContext) -> None:
-    """Keep the timestamp fresh. Every instance runs this; the repository lock makes one sign."""
+    """Keep the timestamp fresh. Every instance runs this; under the repository lock the first
+    one re-signs and the others, reading its timestamp from the database, find nothing due."""
     margin = timedelta(seconds=ctx.settings.timestamp_margin_s)
     while True:
         if ctx.repo.ready:

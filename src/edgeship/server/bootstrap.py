@@ -1,29 +1,39 @@
 """``edgeship server init``: give a server data dir its repository and online keys.
 
-Copies from the operator workspace the root metadata (every version), the current targets,
-snapshot and timestamp, the files those targets name, and the snapshot and timestamp keys.
-The root and targets keys never leave the workspace. Then migrates the database and makes
-the first admin token.
+The first instance copies from the operator workspace the root metadata (every version),
+the current targets, snapshot and timestamp into the database (its data dir caches them),
+the files those targets name into the blob store (local disk or S3, skipping what is
+there), and the snapshot and timestamp keys. Another instance over the same database finds
+the metadata there and only installs the keys, after checking they are the ones the
+trusted root names. The root and targets keys never leave the workspace. Then it makes an
+admin token.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from edgeship.errors import ConflictError
+from tuf.api.metadata import Metadata, Root
+
+from edgeship.errors import ConflictError, TrustError
+from edgeship.server import shared_metadata
 from edgeship.server.auth import create_admin_token
+from edgeship.server.context import open_storage
 from edgeship.server.credentials import Credential
 from edgeship.server.db import Database
+from edgeship.server.repository import ServerRepository
 from edgeship.server.settings import ServerSettings
 from edgeship.store.fsutil import write_atomic
 from edgeship.trust import keys as keyfiles
-from edgeship.trust.repository import ONLINE_ROLES
+from edgeship.trust.repository import ONLINE_ROLES, Expiry
 from edgeship.workspace import Workspace
 
+Report = Callable[[str], None]
 
-def init_data_dir(settings: ServerSettings, ws: Workspace, admin_name: str = "bootstrap") -> Credential:
+
+def init_data_dir(settings: ServerSettings, ws: Workspace, admin_name: str = "bootstrap", report: Report | None = None) -> Credential:
+    say = report or (lambda _line: None)
     data = settings.data_dir
     metadata = data / "repository" / "metadata"
     if metadata.exists() and any(metadata.iterdir()):
@@ -31,37 +41,73 @@ def init_data_dir(settings: ServerSettings, ws: Workspace, admin_name: str = "bo
             f"{data} already holds a repository",
             hint="start it with `edgeship server --data-dir`; make more admin tokens with `edgeship admin token create`",
         )
-    for role in ONLINE_ROLES:
-        # Saved unencrypted (owner-only): an online key must sign with no one at the keyboard.
-        keyfiles.save(data / "keys" / f"{role}.pem", ws.keyring.private_key(role), None)
-    repo = ws.repository()
-    src = repo.metadata_dir
-    wanted = [p.name for p in src.glob("*.root.json")] + [
-        "root.json",
-        f"{repo.targets().signed.version}.targets.json",
-        f"{repo.load('snapshot').signed.version}.snapshot.json",
-    ]
-    for name in wanted:
-        write_atomic(metadata / name, (src / name).read_bytes())
-    for path in repo.targets().signed.targets:
-        _link_or_copy(ws.repo_dir / path, data / "repository" / path)
-    # The timestamp goes last: its presence is what makes the repository ready.
-    write_atomic(metadata / "timestamp.json", (src / "timestamp.json").read_bytes())
-    (data / "uploads").mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)  # the SQLite database may live in it
     db = Database(settings.effective_database_url)
     try:
         db.migrate()
+        with db.read() as session:
+            shared_root = shared_metadata.read(session, "root.json")
+        if shared_root is not None:
+            _check_online_keys(ws, shared_root)
+            say("the database already holds this repository's metadata: installing the online keys only")
+        _install_keys(data, ws)
+        if shared_root is None:
+            _copy_metadata(ws, metadata)
+            ServerRepository(data / "repository", data / "keys", Expiry(), db).adopt()
+        (data / "uploads").mkdir(parents=True, exist_ok=True)
+        copy_targets(settings, ws, say)
         with db.write() as session:
             return create_admin_token(session, admin_name)
     finally:
         db.dispose()
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        return
-    try:
-        os.link(src, dest)
-    except OSError:  # another file system: copy instead
-        shutil.copy2(src, dest)
+def _install_keys(data: Path, ws: Workspace) -> None:
+    for role in ONLINE_ROLES:
+        # Saved unencrypted (owner-only): an online key must sign with no one at the keyboard.
+        keyfiles.save(data / "keys" / f"{role}.pem", ws.keyring.private_key(role), None)
+
+
+def _check_online_keys(ws: Workspace, root_bytes: bytes) -> None:
+    """Refuse keys the shared root does not name: an instance signing with them would serve
+    metadata every device rejects."""
+    root: Root = Metadata.from_bytes(root_bytes).signed
+    for role in ONLINE_ROLES:
+        keyid = keyfiles.public_key(ws.keyring.private_key(role)).keyid
+        if keyid not in root.roles[role].keyids:
+            raise TrustError(
+                f"the workspace's {role} key is not the one the server's root (version {root.version}) names",
+                hint="run `edgeship server init` from the workspace that created this server's repository (or pull its newest root first)",
+            )
+
+
+def _copy_metadata(ws: Workspace, metadata: Path) -> None:
+    repo = ws.repository()
+    src = repo.metadata_dir
+    wanted = [p.name for p in src.glob("*.root.json")] + [
+        "root.json",
+        f"{repo.targets().signed.version}.targets.json",
+        f"{repo.load('snapshot').signed.version}.snapshot.json",
+        "timestamp.json",  # last: its presence is what makes the repository ready
+    ]
+    for name in wanted:
+        write_atomic(metadata / name, (src / name).read_bytes())
+
+
+def copy_targets(settings: ServerSettings, ws: Workspace, say: Report) -> tuple[int, int]:
+    """Put every file the workspace's targets name into the blob store; (copied, already there)."""
+    storage = open_storage(settings)
+    paths = sorted(ws.repository().targets().signed.targets)
+    copied = skipped = 0
+    for i, path in enumerate(paths, 1):
+        if storage.locate(path) is not None:
+            skipped += 1  # so a second init, or one cut short, only sends what is missing
+            continue
+        src = ws.repo_dir / path
+        storage.put_file(path, src)
+        copied += 1
+        if settings.blob_store:
+            say(f"  [{i}/{len(paths)}] uploaded {path} ({src.stat().st_size / 2**20:.1f} MiB)")
+    if settings.blob_store:
+        say(f"blob store {settings.blob_store}: {copied} file(s) uploaded, {skipped} already there")
+    return copied, skipped

@@ -9,6 +9,7 @@ from fastapi import Request
 from edgeship.errors import UsageError
 from edgeship.server.db import Database
 from edgeship.server.metrics import ServerMetrics
+from edgeship.server.push import Pusher
 from edgeship.server.repository import ServerRepository
 from edgeship.server.settings import ServerSettings
 from edgeship.server.storage import BlobStorage, LocalStorage
@@ -22,6 +23,7 @@ class ServerContext:
     storage: BlobStorage
     repo: ServerRepository
     metrics: ServerMetrics
+    push: Pusher | None = None
 
     @classmethod
     def build(cls, settings: ServerSettings) -> ServerContext:
@@ -32,13 +34,15 @@ class ServerContext:
         return cls(
             settings=settings,
             db=db,
-            storage=_storage(settings),
-            repo=ServerRepository(data / "repository", data / "keys", expiry),
+            storage=open_storage(settings),
+            repo=ServerRepository(data / "repository", data / "keys", expiry, db),
             metrics=ServerMetrics(db),
+            push=_push(settings, db),
         )
 
 
-def _storage(settings: ServerSettings) -> BlobStorage:
+def open_storage(settings: ServerSettings) -> BlobStorage:
+    """The blob store ``--blob-store`` names: the data dir, or an S3 bucket."""
     local = LocalStorage(settings.data_dir / "repository", settings.data_dir / "uploads")
     if not settings.blob_store:
         return local
@@ -49,6 +53,14 @@ def _storage(settings: ServerSettings) -> BlobStorage:
     expiry = settings.s3_presign_expiry_s if settings.s3_presign else None
     # TUF metadata stays in the data dir, where the server signs it.
     return S3Storage.from_url(settings.blob_store, metadata=local, presign_expiry_s=expiry)
+
+
+def _push(settings: ServerSettings, db: Database) -> Pusher | None:
+    if not settings.mqtt:
+        return None
+    pusher = Pusher(settings)
+    db.after_write(pusher.committed, pusher.rolled_back)
+    return pusher
 
 
 async def context(request: Request) -> ServerContext:

@@ -3,14 +3,17 @@
 Operators publish targets signed in their workspace (``publish``); the server checks them
 against the root it trusts, installs the manifests they name, and signs a new snapshot and
 timestamp. ``refresh_timestamp_if_due`` is the job that keeps devices from seeing a stale
-(frozen) repository. Both run under the database's ``repository`` lock so that several
-server instances never sign the same version twice.
+(frozen) repository. Both run under the database's ``repository`` lock, start from the
+newest metadata in the database and store what they sign there in the same transaction, so
+several server instances never sign the same version twice nor lose each other's updates.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,8 +24,10 @@ from tuf.api.serialization import DeserializationError
 
 from edgeship.errors import NotFoundError, TrustError, ValidationError
 from edgeship.release.manifest import parse_version
+from edgeship.server import shared_metadata
 from edgeship.server.db import Database
 from edgeship.server.models import Lock
+from edgeship.server.shared_metadata import MetadataCache
 from edgeship.server.storage import BlobStorage, repo_key
 from edgeship.store.digest import Digest
 from edgeship.trust.repository import Expiry, KeyRing, Repository
@@ -42,16 +47,78 @@ def hold_lock(session: Session, name: str) -> None:
     )
 
 
+class _RecordingRepository(Repository):
+    """A repository that also remembers what it wrote, for the database copy."""
+
+    recorded: dict[str, bytes] | None = None
+
+    def _store(self, name: str, raw: bytes) -> None:
+        super()._store(name, raw)
+        if self.recorded is not None:
+            self.recorded[name] = raw
+
+
 class ServerRepository:
-    def __init__(self, repo_dir: Path, keys_dir: Path, expiry: Expiry) -> None:
-        self.repo = Repository(repo_dir, KeyRing(keys_dir), expiry)
+    """The signed metadata: the database holds it, ``<data-dir>/repository/metadata`` caches it."""
+
+    def __init__(self, repo_dir: Path, keys_dir: Path, expiry: Expiry, db: Database) -> None:
+        self.repo = _RecordingRepository(repo_dir, KeyRing(keys_dir), expiry)
+        self.db = db
+        self.cache = MetadataCache(self.repo.metadata_dir)
+
+    def refresh(self, session: Session | None = None) -> None:
+        """Bring the local copy up to the database's newest generation (one indexed read if it is)."""
+        if session is not None:
+            self.cache.refresh(session)
+            return
+        with self.db.read() as own:
+            self.cache.refresh(own)
 
     @property
     def ready(self) -> bool:
+        self.refresh()
         return (self.repo.metadata_dir / "timestamp.json").is_file()
+
+    def adopt(self) -> bool:
+        """Move a data dir's metadata into a database that holds none yet; True if it did.
+
+        The upgrade path for a server that kept its metadata only on disk, and the first
+        ``server init``. Under the repository lock, so two instances never both seed it.
+        """
+        if not (self.repo.metadata_dir / "timestamp.json").is_file():
+            return False
+        with self.db.write() as session:
+            hold_lock(session, "repository")
+            if shared_metadata.generation(session) is not None:
+                return False
+            self.cache.generation = shared_metadata.save(session, shared_metadata.local_files(self.repo.metadata_dir))
+        log.info("copied the repository metadata into the database")
+        return True
+
+    @contextmanager
+    def _signing(self, db: Database) -> Iterator[Session]:
+        """A write transaction holding the repository lock, on the newest metadata; what the
+        repository signs inside is stored in the database in the same transaction."""
+        try:
+            with self.cache.lock, db.write() as session:
+                hold_lock(session, "repository")
+                # Read under the lock: signing from a stale cache would lose another instance's update.
+                self.cache.refresh(session)
+                self.repo.recorded = {}
+                yield session
+                if self.repo.recorded:
+                    gen = shared_metadata.save(session, self.repo.recorded)
+            if self.repo.recorded:
+                self.cache.generation = gen
+        except BaseException:
+            self.cache.invalidate()  # the files written locally were never committed
+            raise
+        finally:
+            self.repo.recorded = None
 
     def releases(self) -> list[dict]:
         """Signed releases as ``{name, version, release_id, rollback_to, path, length}``."""
+        self.refresh()
         return release_entries(self.repo.targets().signed.targets)
 
     def find_release(self, name: str, version: str) -> dict:
@@ -73,8 +140,7 @@ class ServerRepository:
                 f"{len(missing)} file(s) named by the targets are not uploaded: {', '.join(missing[:5])}",
                 hint="upload them to /v1/admin/uploads/sha256/<hex> first (`edgeship release push --server` does)",
             )
-        with db.write() as session:
-            hold_lock(session, "repository")
+        with self._signing(db):
             # Manifests first: once the timestamp names the new targets, devices may fetch them.
             for path, hexdigest in incoming:
                 if not path.startswith("blobs/"):
@@ -84,6 +150,7 @@ class ServerRepository:
         return self.versions() | {"releases": sorted(f"{e['name']}@{e['version']}" for e in self.releases())}
 
     def versions(self) -> dict[str, int]:
+        self.refresh()
         return {
             "targets_version": self.repo.targets().signed.version,
             "snapshot_version": self.repo.load("snapshot").signed.version,
@@ -92,16 +159,16 @@ class ServerRepository:
         }
 
     def timestamp_expires(self) -> datetime:
+        self.refresh()
         return self.repo.load("timestamp").signed.expires
 
     def refresh_timestamp_if_due(self, db: Database, margin: timedelta) -> bool:
         """Re-sign the timestamp when it expires within ``margin``; True if it did."""
         if self.timestamp_expires() - datetime.now(timezone.utc) > margin:
             return False
-        with db.write() as session:
-            hold_lock(session, "repository")
+        with self._signing(db):
             # Another instance may have refreshed it while this one waited for the lock.
-            if self.timestamp_expires() - datetime.now(timezone.utc) > margin:
+            if self.repo.load("timestamp").signed.expires - datetime.now(timezone.utc) > margin:
                 return False
             self.repo.refresh_timestamp()
         log.info("re-signed timestamp", extra={"expires": self.timestamp_expires().isoformat()})

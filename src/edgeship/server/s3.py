@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -238,6 +239,11 @@ class S3Storage:
         """Make ``key`` a copy of a stored blob, inside the bucket (a release manifest under its release path)."""
         with self._s3(f"copy {digest} to {key}"):
             self.client.copy({"Bucket": self.bucket, "Key": self._k(blob_key(digest))}, self.bucket, self._k(key), Config=self._transfer)
+
+    def put_file(self, key: str, src: Path) -> None:
+        """Upload a local file as ``key`` (multipart when large); for ``server init``."""
+        with self._s3(f"upload {key}"):
+            self.client.upload_file(str(src), self.bucket, self._k(key), Config=self._transfer)
 
     # -- resumable uploads ----------------------------------------------------------------
 

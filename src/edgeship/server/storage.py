@@ -80,6 +80,7 @@ class BlobStorage(Protocol):
     def read(self, key: str) -> bytes: ...
     def has_blob(self, digest: Digest) -> bool: ...
     def install(self, key: str, digest: Digest) -> None: ...
+    def put_file(self, key: str, src: Path) -> None: ...
     def upload_offset(self, digest: Digest) -> int: ...
     def open_upload(self, digest: Digest, offset: int, length: int) -> contextlib.AbstractContextManager[UploadSink]: ...
     def commit_upload(self, digest: Digest, size: int) -> None: ...
@@ -111,6 +112,18 @@ class LocalStorage:
         """Make ``key`` a copy of a stored blob (a release manifest under its release path)."""
         with atomic_writer(self.root / key) as out, open(self.root / blob_key(digest), "rb") as src:
             shutil.copyfileobj(src, out, CHUNK)
+
+    def put_file(self, key: str, src: Path) -> None:
+        """Store a local file as ``key``: a hard link when it can (a workspace on the same disk)."""
+        dest = self.root / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+        except FileExistsError:
+            pass
+        except OSError:  # another file system: copy instead
+            with atomic_writer(dest) as out, open(src, "rb") as f:
+                shutil.copyfileobj(f, out, CHUNK)
 
     # -- resumable uploads ----------------------------------------------------------------
 

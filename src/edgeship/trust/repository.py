@@ -219,7 +219,7 @@ class Repository:
             raise TrustError(f"targets version {targets.signed.version} has expired", hint="re-sign it in the operator workspace")
         for md in roots:
             self._write_root(md, [])
-        write_atomic(self.metadata_dir / f"{targets.signed.version}.targets.json", targets_bytes)
+        self._store(f"{targets.signed.version}.targets.json", targets_bytes)
         self._publish_snapshot()
         return targets.signed.version
 
@@ -264,8 +264,7 @@ class Repository:
         md.signatures.clear()
         md.sign(self.keyring.signer(role))
         raw = md.to_bytes(JSONSerializer(compact=False))
-        name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        write_atomic(self.metadata_dir / name, raw)
+        self._store("timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json", raw)
         return raw
 
     def _write_root(self, md: Metadata[Root], signers: list[Signer]) -> None:
@@ -275,8 +274,12 @@ class Repository:
         for s in signers:
             md.sign(s, append=True)
         raw = md.to_bytes(JSONSerializer(compact=False))
-        write_atomic(self.metadata_dir / f"{md.signed.version}.root.json", raw)
-        write_atomic(self.metadata_dir / "root.json", raw)
+        self._store(f"{md.signed.version}.root.json", raw)
+        self._store("root.json", raw)
+
+    def _store(self, name: str, raw: bytes) -> None:
+        """Every metadata write goes through here (the server also records it in its database)."""
+        write_atomic(self.metadata_dir / name, raw)
 
     def resign_expiring(self, role: str, expires: datetime) -> None:
         """Re-sign one role with an explicit expiry (tests use it to stage a freeze attack)."""

@@ -24,6 +24,8 @@ def repo_file(path: str, request: Request, cred: Credential = Depends(repo_crede
     key = repo_key(path)
     with ctx.db.read() as session:
         require_reader(session, cred)
+        if key.startswith("metadata/"):
+            ctx.repo.refresh(session)  # another instance may have signed newer metadata
     stored = ctx.storage.locate(key)
     if stored is None:
         raise NotFoundError(f"/repo/{key} is not on this server", hint="is the release pushed with `edgeship release push --server`?")

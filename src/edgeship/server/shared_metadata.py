@@ -1,0 +1,104 @@
+"""The TUF metadata in the database, and each instance's data dir as a cache of it.
+
+Several instances sign with the same online keys but on different hosts, so the signed
+files cannot live only on a local disk: the ``repo_metadata`` table holds every file, and
+each signing transaction stamps what it wrote with one new generation. ``MetadataCache``
+copies newer rows into the local ``metadata/`` directory, versioned files before
+``timestamp.json``, so a device is never handed a timestamp naming a snapshot this instance
+cannot serve.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from edgeship.server.models import RepoMetadata
+from edgeship.store.fsutil import write_atomic
+
+TIMESTAMP = "timestamp.json"
+
+
+def generation(session: Session) -> int | None:
+    """The repository's generation in the database, or None when it holds no metadata yet."""
+    return session.scalar(select(RepoMetadata.generation).where(RepoMetadata.name == TIMESTAMP))
+
+
+def read(session: Session, name: str) -> bytes | None:
+    """One metadata file as the database holds it."""
+    return session.scalar(select(RepoMetadata.data).where(RepoMetadata.name == name))
+
+
+def save(session: Session, files: Mapping[str, bytes]) -> int:
+    """Store ``files`` (name → signed bytes) as one new generation; returns it.
+
+    Call it in the transaction that holds the repository lock, so generations never collide.
+    """
+    gen = (session.scalar(select(func.max(RepoMetadata.generation))) or 0) + 1
+    now = datetime.now(timezone.utc)
+    for name, data in files.items():
+        row = session.get(RepoMetadata, name)
+        if row is None:
+            session.add(RepoMetadata(name=name, data=data, generation=gen, written_at=now))
+        else:
+            row.data, row.generation, row.written_at = data, gen, now
+    session.flush()
+    return gen
+
+
+def local_files(metadata_dir: Path) -> dict[str, bytes]:
+    """Every metadata file of a repository directory (to seed the database from it)."""
+    return {p.name: p.read_bytes() for p in sorted(metadata_dir.glob("*.json"))}
+
+
+class MetadataCache:
+    """Keeps one instance's ``metadata/`` directory equal to the database's newest generation."""
+
+    def __init__(self, metadata_dir: Path) -> None:
+        self.metadata_dir = metadata_dir
+        self.generation: int | None = None  # None: not known to match; the next refresh rewrites all
+        # Reentrant: signing holds it (so no refresh prunes files being signed) and refreshes inside.
+        self.lock = threading.RLock()
+
+    def refresh(self, session: Session) -> bool:
+        """Copy what the database has newer than this cache; True if anything changed.
+
+        With no metadata in the database (a server from before it held them), the local
+        directory is left as it is: ``ServerRepository.adopt`` moves it in at startup.
+        """
+        current = generation(session)
+        if current is None or current == self.generation:
+            return False
+        with self.lock:
+            full = self.generation is None
+            query = select(RepoMetadata.name, RepoMetadata.data, RepoMetadata.generation)
+            if not full:
+                query = query.where(RepoMetadata.generation > self.generation)
+            rows = session.execute(query).all()
+            if not rows:
+                return False
+            self.metadata_dir.mkdir(parents=True, exist_ok=True)
+            # Versioned files first, root.json next, the timestamp last: it is what names the rest.
+            for row in sorted(rows, key=lambda r: (r.name == TIMESTAMP, r.name == "root.json")):
+                path = self.metadata_dir / row.name
+                if not (path.is_file() and path.read_bytes() == row.data):
+                    write_atomic(path, row.data)
+            if full:
+                # Files a failed signing left behind must not be taken for the newest version.
+                known = {r.name for r in rows}
+                for stale in self.metadata_dir.glob("*.json"):
+                    if stale.name not in known:
+                        stale.unlink()
+            # Every generation rewrites the timestamp, so the newest row is the timestamp's.
+            self.generation = max(r.generation for r in rows)
+            return True
+
+    def invalidate(self) -> None:
+        """After a signing that did not commit: rewrite (and prune) everything on the next refresh."""
+        with self.lock:
+            self.generation = None
