@@ -57,6 +57,7 @@ class CheckinReply:
     assignment: Assignment | None
     poll_interval_s: float
     repo_path: str
+    tags: dict[str, str]
 
 
 # Facts an operator may set instead of the measured ones (``--fact KEY=VALUE``). Not the
@@ -154,6 +155,7 @@ class DeviceClient:
             assignment=Assignment.from_json(a) if a else None,
             poll_interval_s=float(data.get("poll_interval_s") or 30),
             repo_path=str(data.get("repo_path") or "/repo/"),
+            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
         )
 
     def post_events(self, events: list[dict[str, Any]]) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_POLL_S = 30.0
+DEFAULT_PUSH_POLL_S = 600.0  # between check-ins while MQTT push is up: notices say when to come sooner
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class AgentConfig:
     # The device's `edgeship runtime serve` (same data dir): swapped to each new release, and
     # runs the release's inference checks in the trial. None: no runtime on this device.
     runtime_url: str | None = None
+    mqtt_url: str | None = None  # mqtt(s)://host:port of the broker for push notices (edgeship.agent.push)
+    mqtt_ca: Path | None = None  # CA that signed the broker's certificate (mqtts)
+    push_poll_interval_s: float = DEFAULT_PUSH_POLL_S
     # Facts reported instead of the measured ones (see ``agent.api.FACT_KEYS``), e.g. a
     # test bench standing in for an aarch64 board; requirement checks use them too.
     facts: dict[str, str | int] = field(default_factory=dict)

@@ -30,6 +30,7 @@ from edgeship.agent.download import Downloader
 from edgeship.agent.events import Event, EventQueue, step_event_id
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
+from edgeship.agent.push import PushListener
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
 from edgeship.agent.trial import run_trial, runtime_restore, runtime_trial
@@ -73,6 +74,9 @@ class Agent:
         self._verifier: ReleaseVerifier | None = None
         self._fetcher: ResumableFetcher | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by a push notice (or stop): check in now
+        self.push = (PushListener(config.mqtt_url, config.mqtt_ca, config.push_poll_interval_s, self.wake)
+                     if config.mqtt_url else None)
         self._failed_rounds = 0
         self._wait_until: float | None = None
         self._progress: dict[str, int] = {}
@@ -94,6 +98,11 @@ class Agent:
     def stop(self, *_: Any) -> None:
         """SIGTERM: finish the step in flight (the journal makes stopping anywhere safe anyway)."""
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Check in now rather than at the end of the poll interval."""
+        self._wake.set()
 
     def run(self, *, once: bool = False) -> JournalEntry | None:
         """Recover, then check in and work until stopped (``once``: a single round)."""
@@ -108,7 +117,8 @@ class Agent:
                 delay = self.round()
                 if once or self._stop.is_set():
                     break
-                self._stop.wait(delay)
+                self._wake.wait(delay)
+                self._wake.clear()  # before the round: a notice arriving during it wakes the next
             return self.journal.read()
 
     # -- one round: report, check in, work ------------------------------------------------------
@@ -121,6 +131,8 @@ class Agent:
             self._flush()
             reply = self._checkin()
             poll = reply.poll_interval_s
+            if self.push is not None and self.identity is not None:
+                poll = self.push.checked_in(self.identity, reply.tags, poll)
             self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
             entry = self.work(reply.assignment)
             self._flush()
@@ -352,6 +364,8 @@ class Agent:
     # -- downloading and verifying ------------------------------------------------------------
 
     def close(self) -> None:
+        if self.push is not None:
+            self.push.close()
         if self._fetcher is not None:
             self._fetcher.close()
         self._fetcher = self._verifier = None

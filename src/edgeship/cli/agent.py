@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edgeship.agent.api import parse_facts
-from edgeship.agent.config import DEFAULT_POLL_S, AgentConfig
+from edgeship.agent.config import DEFAULT_POLL_S, DEFAULT_PUSH_POLL_S, AgentConfig
 from edgeship.agent.loop import Agent, fsck_data_dir, read_status
 from edgeship.agent.status_api import StatusServer
 from edgeship.cli.common import JsonOpt
@@ -55,6 +55,12 @@ def run(
         None, "--runtime", envvar="EDGESHIP_AGENT_RUNTIME",
         help="URL of this device's `edgeship runtime serve` (e.g. http://127.0.0.1:8080): swapped after each switch, runs the inference checks.",
     ),
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", envvar="EDGESHIP_AGENT_MQTT",
+        help="Broker for push notices, mqtts://HOST:PORT: check in the moment the server says so, else every --push-poll seconds.",
+    ),
+    mqtt_ca: Path | None = typer.Option(None, "--mqtt-ca", help="CA file that signed the broker's certificate (mqtts)."),
+    push_poll: float = typer.Option(DEFAULT_PUSH_POLL_S, "--push-poll", help="Seconds between check-ins while push is connected."),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
@@ -77,6 +83,9 @@ def run(
         max_rate=parse_rate(max_rate) if max_rate else None,
         timezone=timezone,
         runtime_url=runtime,
+        mqtt_url=mqtt,
+        mqtt_ca=mqtt_ca,
+        push_poll_interval_s=push_poll,
     )
     agent = Agent(config)
     api = StatusServer(config.paths.status, status_port) if status_port is not None else None

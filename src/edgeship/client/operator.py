@@ -134,6 +134,9 @@ class OperatorClient:
     def remove_webhook(self, webhook_id: str) -> dict:
         return self._json("DELETE", f"/v1/admin/webhooks/{webhook_id}")
 
+    def mqtt_accounts(self) -> list[dict]:
+        return self._json("GET", "/v1/admin/mqtt/accounts")
+
     # -- publishing -----------------------------------------------------------------------
 
     def repository(self) -> dict:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from edgeship.errors import NotFoundError, UsageError
 from edgeship.release.manifest import parse_ref
-from edgeship.server import schemas
+from edgeship.server import push, schemas
 from edgeship.server.auth import DeviceIdentity
 from edgeship.server.models import Assignment, Device, RolloutAssignment
 from edgeship.server.repository import ServerRepository
@@ -87,6 +87,11 @@ def assign(session: Session, repo: ServerRepository, req: schemas.AssignmentCrea
     )
     session.add(row)
     session.flush()
+    ref = f"{name}@{version}"
+    if req.device_id is not None:
+        push.device_changed(session, req.device_id, "assigned", release=ref)
+    else:
+        push.tag_changed(session, tag[0] or "", tag[1] or "", "assigned", release=ref)
     return record_out(row)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
@@ -53,6 +53,12 @@ class Database:
         """A transaction that commits on clean exit and rolls back on any error."""
         with self._writers or nullcontext(), self._write() as session, session.begin():
             yield session
+
+    def after_write(self, committed: Callable[[Session], None], rolled_back: Callable[[Session], None]) -> None:
+        """Call ``committed(session)`` once a write transaction has committed (``rolled_back`` if it did not):
+        for work that must not happen before the commit, such as push notices."""
+        event.listen(self._write, "after_commit", committed)
+        event.listen(self._write, "after_soft_rollback", lambda session, _previous: rolled_back(session))
 
     def ping(self) -> None:
         try:

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from edgeship.broker import mosquitto_hash
 from edgeship.errors import NotFoundError
+from edgeship.mqtt import device_password
 from edgeship.server import schemas
 from edgeship.server.assignments import resolve_assignment
 from edgeship.server.auth import DeviceIdentity, require_device
@@ -108,6 +110,7 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
         Device(
             id=cred.id,
             secret_hash=cred.secret_hash,
+            mqtt_password_hash=mosquitto_hash(device_password(cred.secret)),
             tags=tags,
             facts=req.facts.model_dump(exclude_none=True),
             state="idle",
@@ -150,7 +153,9 @@ def checkin(session: Session, cred: Credential, device_id: str, req: schemas.Che
         row = session.connection().execute(_CHECKIN_FACTS if req.facts is not None else _CHECKIN, values).first()
     # No row: the slow path says why (unknown, wrong secret, decommissioned, someone else's).
     device = DeviceIdentity(device_id, row.tags) if row is not None else require_device(session, cred, device_id)
-    return schemas.CheckinResponse(assignment=resolve_assignment(session, device), poll_interval_s=poll_interval_s)
+    return schemas.CheckinResponse(
+        assignment=resolve_assignment(session, device), poll_interval_s=poll_interval_s, tags={k: str(v) for k, v in device.tags.items()}
+    )
 
 
 def get_device(session: Session, device_id: str) -> Device:

@@ -39,7 +39,7 @@ from edgeship.rollout import (
 )
 from edgeship.rollout.codec import rollout_from_dict, rollout_to_dict
 from edgeship.server import rollout_schemas as schemas
-from edgeship.server import webhooks
+from edgeship.server import push, webhooks
 from edgeship.server.credentials import new_id
 from edgeship.server.models import Device, RolloutAssignment, RolloutRecord
 from edgeship.server.reports import device_views
@@ -275,7 +275,12 @@ def materialize(session: Session, record: RolloutRecord, assignments: Mapping[st
             inserts.append({"device_id": device_id, **dict(zip(_ROW_FIELDS, values))})
         elif have != values:
             updates.append({"b_device_id": device_id, **dict(zip(_ROW_FIELDS, values))})
+        else:
+            continue
+        push.device_changed(session, device_id, "rollback" if a.rollback else record.kind, release=f"{values[1]}@{values[2]}", rollout=record.id)
     stale = [d for d, have in current.items() if have[0] == record.id and assignments.get(d, _NOTHING).release is None]
+    for device_id in stale:  # back to plain assignment orders, or to nothing
+        push.device_changed(session, device_id, "withdrawn", rollout=record.id)
     for i in range(0, len(stale), _CHUNK):
         session.execute(delete(_RA).where(_RA.c.device_id.in_(stale[i : i + _CHUNK])))
     if inserts:

@@ -122,6 +122,13 @@ class CheckinResponse(BaseModel):
     assignment: AssignmentOut | None
     poll_interval_s: int
     repo_path: str = "/repo/"
+    tags: dict[str, str] = {}  # the device's tags as the server knows them: its push topics follow them
+
+
+class MqttAccount(BaseModel):
+    device_id: str
+    password_hash: str  # Mosquitto's $7$ form of the device's MQTT password (edgeship.broker)
+    tags: dict[str, str]
 
 
 class EventIn(Body):

@@ -52,6 +52,11 @@ class ServerSettings(BaseModel):
     )
     s3_presign: bool = Field(False, description="Answer blob and delta downloads with a 307 to a presigned S3 URL instead of proxying them (devices must reach the S3 endpoint).")
     s3_presign_expiry_s: int = Field(300, ge=1, le=7 * 86400, description="Lifetime of a presigned download URL, in seconds (a device resumes through the server for a new one).")
+    mqtt: str = Field("", description="Push \"check now\" notices to devices through this MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (docs/server.md, Push); default: no push.")
+    mqtt_ca: Path | None = Field(None, description="CA file that signed the broker's certificate (mqtts).")
+    mqtt_username: str = Field("", description="The server's broker user (the one `edgeship mqtt config` writes; default: from the URL).")
+    mqtt_password: str = Field("", description="Its password (better given as the environment variable than as a flag).")
+    mqtt_buffer: int = Field(100_000, ge=1, description="Notices kept while the broker is slow or away (about 200 bytes each); beyond it they are dropped and devices learn at their next poll.")
     access_log: bool = Field(True, description="Write one JSON line per request.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     migrate: bool = Field(True, description="Apply database migrations at start (workers started by `edgeship server` skip it: the parent did it).")
@@ -61,6 +66,13 @@ class ServerSettings(BaseModel):
     def _blob_store_url(cls, value: str) -> str:
         if value and not _S3_URL.match(value):
             raise ValueError("use s3://bucket or s3://bucket/prefix (or leave it empty for the data dir)")
+        return value
+
+    @field_validator("mqtt")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        if value and not re.match(r"^mqtts?://[^/\s]+/?$", value):
+            raise ValueError("use mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or leave it empty for no push)")
         return value
 
     @property

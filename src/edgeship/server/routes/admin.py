@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from edgeship.server import assignments, events, fleet, schemas, uploads
+from edgeship.server import assignments, events, fleet, push, schemas, uploads
 from edgeship.server.auth import create_admin_token
 from edgeship.server.context import ServerContext, context
 from edgeship.server.routes.deps import admin
@@ -71,6 +71,13 @@ def assign(body: schemas.AssignmentCreate, ctx: ServerContext = Depends(context)
 def list_assignments(ctx: ServerContext = Depends(context)) -> list[schemas.AssignmentRecord]:
     with ctx.db.read() as session:
         return assignments.list_assignments(session)
+
+
+@router.get("/mqtt/accounts")
+def mqtt_accounts(ctx: ServerContext = Depends(context)) -> list[schemas.MqttAccount]:
+    """Broker users for `edgeship mqtt config`: each device's MQTT password hash and tags."""
+    with ctx.db.read() as session:
+        return [schemas.MqttAccount(device_id=a.device_id, password_hash=a.password_hash, tags=dict(a.tags)) for a in push.broker_accounts(session)]
 
 
 @router.get("/events")

@@ -1,0 +1,134 @@
+"""Push: tell devices "check now" over MQTT when what they should run changes (docs/server.md, "Push").
+
+Library code that changes assignments only *records* a notice in the session
+(``device_changed``, ``tag_changed``); the ``Pusher`` publishes the session's notices once
+its transaction has committed. A notice sent before the commit would make the device check
+in and read the old assignment, and one for a transaction that rolled back would be a lie.
+
+Publishing never blocks or fails a request or the rollout job: paho's thread does the
+network work, and its queue is bounded (``--mqtt-buffer``); a notice beyond it is dropped
+and counted — the device still learns of the change at its next poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgeship.broker import DeviceAccount
+from edgeship.mqtt import Broker, device_topic, queue_full, start_client, tag_topic
+from edgeship.server.models import Device
+from edgeship.server.settings import ServerSettings
+
+log = logging.getLogger("edgeship.server.push")
+
+_PENDING = "edgeship_push_notices"
+
+
+@dataclass(frozen=True)
+class Notice:
+    topic: str
+    reason: str  # assigned, rollout, experiment, rollback or withdrawn
+    release: str | None = None  # name@version the device should now run, when there is one
+    rollout: str | None = None
+
+    def payload(self, at: datetime) -> bytes:
+        body: dict[str, Any] = {"reason": self.reason, "at": at.isoformat(timespec="seconds").replace("+00:00", "Z")}
+        if self.release:
+            body["release"] = self.release
+        if self.rollout:
+            body["rollout"] = self.rollout
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _record(session: Session, notice: Notice) -> None:
+    # Keyed by topic: a device changed twice in one transaction needs to hear it once.
+    session.info.setdefault(_PENDING, {})[notice.topic] = notice
+
+
+def device_changed(session: Session, device_id: str, reason: str, *, release: str | None = None, rollout: str | None = None) -> None:
+    _record(session, Notice(device_topic(device_id), reason, release, rollout))
+
+
+def tag_changed(session: Session, key: str, value: str, reason: str, *, release: str | None = None) -> None:
+    _record(session, Notice(tag_topic(key, value), reason, release))
+
+
+def pending(session: Session) -> list[Notice]:
+    """The notices the session's transaction will publish when it commits."""
+    return list(session.info.get(_PENDING, {}).values())
+
+
+class Pusher:
+    """One MQTT connection per server process, publishing notices at QoS 1, not retained."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        broker = Broker.parse(settings.mqtt)
+        # Random per process: workers and instances each hold their own connection, and a
+        # broker drops the older of two clients that share an ID.
+        client_id = f"edgeship-server-{secrets.token_hex(6)}"
+        self._client = start_client(
+            broker, client_id, ca=settings.mqtt_ca, username=settings.mqtt_username or None,
+            password=settings.mqtt_password or None, buffer=settings.mqtt_buffer,
+        )
+        self._lock = threading.Lock()
+        self.published = 0
+        self.dropped = 0
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.is_connected())
+
+    def committed(self, session: Session) -> None:
+        """``after_commit`` hook: publish what the transaction recorded."""
+        notices = session.info.pop(_PENDING, None)
+        if notices:
+            self.publish(list(notices.values()))
+
+    def rolled_back(self, session: Session) -> None:
+        session.info.pop(_PENDING, None)
+
+    def publish(self, notices: list[Notice]) -> None:
+        at = datetime.now(timezone.utc)
+        sent = dropped = 0
+        for n in notices:
+            try:
+                info = self._client.publish(n.topic, n.payload(at), qos=1, retain=False)
+            except Exception as exc:  # noqa: BLE001 - a notice is best effort; the commit is already done
+                # This runs inside session.commit(): an exception here would turn a request
+                # whose change is stored into an error reply.
+                log.error("cannot publish a push notice on %s: %s", n.topic, exc)
+                dropped += 1
+                continue
+            if queue_full(info.rc):
+                dropped += 1
+            else:
+                sent += 1
+        with self._lock:
+            self.published += sent
+            first_drop = dropped and not self.dropped
+            self.dropped += dropped
+        if first_drop or (dropped and dropped == len(notices) and len(notices) > 1):
+            log.warning("MQTT push: %d notice(s) dropped (broker away or --mqtt-buffer full); devices learn at their next poll", dropped)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def broker_accounts(session: Session) -> list[DeviceAccount]:
+    """Every enrolled device that has an MQTT password, with its tags: what `edgeship mqtt config` writes out."""
+    rows = session.execute(
+        select(Device.id, Device.mqtt_password_hash, Device.tags)
+        .where(Device.decommissioned_at.is_(None), Device.mqtt_password_hash.is_not(None))
+        .order_by(Device.id)
+    )
+    return [DeviceAccount(r.id, r.mqtt_password_hash, {k: str(v) for k, v in (r.tags or {}).items()}) for r in rows]
