@@ -63,7 +63,7 @@ def _register() -> None:
     app.add_typer(agent.app, name="agent")
     feedback.register(app)
     app.add_typer(runtime.app, name="runtime")
-    from edgeship.cli import admin, certs, device, experiment, fleet, rollout, server, webhook
+    from edgeship.cli import admin, certs, device, experiment, fleet, mqtt, rollout, server, webhook
 
     app.add_typer(server.app, name="server")
     app.add_typer(device.app, name="device")
@@ -73,6 +73,7 @@ def _register() -> None:
     app.add_typer(rollout.app, name="rollout")
     app.add_typer(experiment.app, name="experiment")
     app.add_typer(webhook.app, name="webhook")
+    app.add_typer(mqtt.app, name="mqtt")
     optimize.register(app)
     estimate.register(app)
     app.add_typer(profiles.app, name="profiles")
