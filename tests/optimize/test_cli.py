@@ -11,6 +11,7 @@ import pytest
 from edgeship.optimize.memory import estimate_memory, read_facts
 from edgeship.release.manifest import Requirements
 from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout, place
+from edgeship.samples.imagemodel import write_tiny_denoiser
 from edgeship.workspace import Workspace
 
 from .conftest import Cli, write_imatrix
@@ -67,6 +68,43 @@ def test_optimize_pushes_a_release_per_chosen_variant_that_the_engine_honours(
     assert f32_req.arch == ("x86_64",)
 
 
+def test_optimize_pushes_one_release_line_with_the_extra_components_and_health(
+    cli: Cli, workspace: Workspace, source_model: Path, tmp_path: Path
+) -> None:
+    image = write_tiny_denoiser(tmp_path / "denoiser.onnx")
+    health = tmp_path / "health.json"
+    health.write_text(json.dumps({"command": "test -s denoiser.onnx", "timeout_s": 20}))
+    out = tmp_path / "out"
+    r = cli("optimize", source_model, "--profiles", "pi5-8gb,jetson-nano-4gb", "--ctx", 256, "--types", "Q8_0", "--out", out,
+            "--push", "chain", "--version", "1.0.0", "--release-name", "{name}", "--with", f"vision:model/onnx={image}",
+            "--health", health, "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert {c["variant"] for c in report["choices"]} == {"F32"}, "without a text, both profiles take the most bits"
+    assert [(x["name"], x["variant"], x["profiles"]) for x in report["releases"]] == [("chain", "F32", ["pi5-8gb", "jetson-nano-4gb"])]
+    manifest = workspace.load_manifest(workspace.find_release("chain", "1.0.0"))
+    assert [(c.name, c.kind.value) for c in manifest.components] == [("model", "model/gguf"), ("vision", "model/onnx")]
+    assert manifest.components[1].size == image.stat().st_size
+    assert manifest.health.command == "test -s denoiser.onnx" and manifest.health.timeout_s == 20
+    assert manifest.requirements.arch == ("aarch64", "arm64") and manifest.requirements.min_ram
+
+
+def test_optimize_refuses_one_release_name_for_two_variants_before_signing(
+    cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], tmp_path: Path
+) -> None:
+    # A board where only Q4_0 fits and a laptop that takes the unquantized source.
+    q4 = estimate_memory(read_facts(variants["Q4_0"]), 256).total
+    assert estimate_memory(read_facts(source_model), 256).total > q4 + 1
+    (workspace.root / "profiles.yaml").write_text(
+        f"profiles:\n  tight-board: {{ram: {q4 + 1}, arch: aarch64, usable: 1.0}}\n"
+        "  roomy-laptop: {ram: 16GiB, arch: x86_64, usable: 0.5}\n"
+    )
+    r = cli("optimize", source_model, "--profiles", "tight-board,roomy-laptop", "--ctx", 256, "--types", "Q4_0",
+            "--headroom", 0, "--out", tmp_path / "out", "--push", "chain", "--version", "1.0.0", "--release-name", "{name}")  # fmt: skip
+    assert r.code == 2 and "chose 2 variants" in r.err.splitlines()[0], r.err
+    assert workspace.releases() == []
+
+
 def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Path, tmp_path: Path) -> None:
     imatrix = write_imatrix(tmp_path / "imatrix.gguf", source_model)
     r = cli("optimize", source_model, "-p", "pi3-1gb", "--ctx", 256, "--types", "Q4_0,IQ2_XXS", "--imatrix", imatrix,
@@ -86,6 +124,10 @@ def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Pat
         (["--profiles", "pi5-8gb", "--types", "Q4_K_M,Q7_K"], "unknown quantization type: Q7_K"),
         (["--profiles", "pi5-8gb", "--push", "x"], "--push needs --version"),
         (["--profiles", "pi5-8gb", "--eval-text", "SHORT"], "evaluation text is too short"),
+        (["--profiles", "pi5-8gb", "--with", "model/onnx=x.onnx", "--health", "h.json"], "--with, --health only applies with --push"),
+        (["--profiles", "pi5-8gb", "--push", "x", "--version", "1.0.0", "--with", "model/onnx=missing.onnx"], "--with file not found"),
+        (["--profiles", "pi5-8gb", "--push", "x", "--version", "1.0.0", "--with", "model/tflite=x"], "unknown component kind"),
+        (["--profiles", "pi5-8gb", "--push", "x", "--version", "1.0.0", "--release-name", "{nom}"], "must use {name}"),
     ],
 )
 def test_optimize_bad_input_is_one_red_line(cli: Cli, source_model: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -18,14 +18,17 @@ from rich.table import Table
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, err_console, human_size, print_json
 from edgeship.cli.profiles import workspace_profiles
+from edgeship.cli.release import read_health
+from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
 from edgeship.errors import UsageError
 from edgeship.optimize.onnx_quant import optimize_onnx
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.optimize.profiles import Profile, pick_profiles
-from edgeship.optimize.publish import publish_choices
+from edgeship.optimize.publish import DEFAULT_RELEASE_NAME, check_template, publish_choices
 from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
 from edgeship.optimize.tracking import log_report
+from edgeship.release.bundle import ComponentSpec
 
 
 def _progress_hooks(progress: Progress) -> Hooks:
@@ -91,8 +94,19 @@ def optimize(
     headroom: float = typer.Option(DEFAULT_HEADROOM, "--headroom", help="Share of a profile's usable memory kept free."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for llama.cpp (default: up to 4)."),
     mlflow: str | None = typer.Option(None, "--mlflow", help="Log the run to this MLflow tracking URI (needs the mlflow extra)."),
-    push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant>."),
+    push: str | None = typer.Option(None, "--push", help="Publish one signed release per chosen variant, named NAME-<variant> (see --release-name)."),
     version: str | None = typer.Option(None, "--version", "-v", help="Version of the pushed releases."),
+    release_name: str = typer.Option(
+        DEFAULT_RELEASE_NAME, "--release-name",
+        help="Name of each pushed release from {name} (--push) and {variant}; '{name}' keeps one release line when every profile chose the same variant.",
+    ),
+    with_: list[str] = typer.Option(
+        [], "--with", help="[NAME:]KIND=PATH added to every pushed release beside the model (repeatable), as `release push -c` takes it.",
+    ),
+    health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching (as `release push --health`)."),
+    server: str | None = typer.Option(None, "--server", help="Also publish the pushed releases to this update server (as `release push --server`)."),
+    token: str | None = TokenOpt,
+    ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -108,6 +122,16 @@ def optimize(
         raise UsageError(f"{', '.join(misplaced)} does not apply to a {'ONNX' if is_onnx else 'GGUF'} model")
     if push and not version:
         raise UsageError("--push needs --version", hint="e.g. --push assistant --version 1.0.0")
+    pushing = [flag for flag, given in (("--with", with_), ("--health", health), ("--server", server),
+                                         ("--release-name", release_name != DEFAULT_RELEASE_NAME)) if given]
+    if pushing and not push:
+        raise UsageError(f"{', '.join(pushing)} only applies with --push", hint="e.g. --push assistant --version 1.0.0")
+    check_template(release_name)
+    extra = [ComponentSpec.parse(c) for c in with_]  # checked before the slow part: a typo fails at once
+    missing = [str(c.path) for c in extra if not c.path.is_file()]
+    if missing:
+        raise UsageError(f"--with file not found: {', '.join(missing)}")
+    suite = read_health(health)
     if not 0 <= headroom < 1:
         raise UsageError(f"--headroom must be in [0, 1), got {headroom}")
     chosen = pick_profiles(workspace_profiles(workspace), [n.strip() for n in profiles.split(",") if n.strip()])
@@ -124,12 +148,16 @@ def optimize(
             report = optimize_onnx(model, out_dir, chosen, inputs=inputs, headroom=headroom)
     else:
         report = _run_gguf(model, out_dir, chosen, types, imatrix, ctx, text, eval_ctx, headroom, threads)
+    published = None
     if ws is not None and push and version:
-        publish_choices(ws, report, push, version)
+        publish_choices(ws, report, push, version, extra=extra, health=suite, name_template=release_name)
+        if server:
+            with operator_client(server, token, ca, ws.root) as client:
+                published = sync_to_server(ws, client)
     path = report.write(out_dir)
     run_id = log_report(report, path, mlflow) if mlflow else None
     if json_out:
-        print_json(report.to_json())
+        print_json({**report.to_json(), **({"server": published} if server else {})})
         return
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -137,6 +165,8 @@ def optimize(
     _print_choices(report)
     for r in report.releases:
         console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
+    if published:
+        console.print(f"published to {published['url']}: {len(published['uploaded'])} files uploaded, {published['skipped']} already there")
     console.print(f"report: {path}")
     if run_id:
         console.print(f"mlflow run: {run_id}")

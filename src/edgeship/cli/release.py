@@ -20,7 +20,7 @@ from edgeship.store.digest import Digest
 app = typer.Typer(help="Build, sign and inspect releases.", no_args_is_help=True)
 
 
-def _health(path: Path | None) -> HealthSuite | None:
+def read_health(path: Path | None) -> HealthSuite | None:
     if path is None:
         return None
     try:
@@ -65,7 +65,7 @@ def push(
             specs,
             ws.store,
             requirements=parse_requirements(requires),
-            health=_health(health),
+            health=read_health(health),
             notes=notes,
             on_component=lambda n, size: status.update(f"stored {n} ({human_size(size)})"),
         )

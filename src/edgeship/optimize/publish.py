@@ -1,30 +1,64 @@
 """Push one signed release per chosen variant, with requirements the rollout engine checks.
 
-Each release is named ``<name>-<variant>`` (e.g. ``assistant-q4_k_m``) at the version given,
-so the variants of one model version sit side by side in the repository. The requirements
-keep every device off a variant it cannot hold; which of several fitting variants a device
-gets is the rollout's target (tags), since requirements have a floor but no ceiling.
+Each release is named from a template, by default ``{name}-{variant}`` (e.g.
+``assistant-q4_k_m``), at the version given, so the variants of one model version sit side
+by side in the repository. A template without ``{variant}`` (e.g. ``{name}``) keeps one
+release line across versions — deltas from the last version, one name to roll out — and is
+refused when the profiles chose more than one variant. The requirements keep every device
+off a variant it cannot hold; which of several fitting variants a device gets is the
+rollout's target (tags), since requirements have a floor but no ceiling.
+
+Extra components (an image model, a config) and a health suite go into every release
+unchanged; the chosen variant is the component named ``model``.
 """
 
 from __future__ import annotations
 
+import string
 from collections import defaultdict
+from collections.abc import Sequence
 
 from edgeship.errors import UsageError
 from edgeship.optimize.report import PushedRelease, Report
 from edgeship.optimize.select import release_requirements
 from edgeship.release.bundle import ComponentSpec, build_release
-from edgeship.release.manifest import ComponentKind, check_name, parse_version
+from edgeship.release.manifest import ComponentKind, HealthSuite, Manifest, check_name, parse_version
 from edgeship.workspace import Workspace
 
 KINDS = {"gguf": ComponentKind.GGUF, "onnx": ComponentKind.ONNX}
+MODEL_COMPONENT = "model"
+DEFAULT_RELEASE_NAME = "{name}-{variant}"
+_FIELDS = {"name", "variant"}
 
 
-def release_name(name: str, variant: str) -> str:
-    return f"{name}-{variant.lower()}"
+def release_name(name: str, variant: str, template: str = DEFAULT_RELEASE_NAME) -> str:
+    return template.format(name=name, variant=variant.lower())
 
 
-def publish_choices(ws: Workspace, report: Report, name: str, version: str) -> list[PushedRelease]:
+def check_template(template: str, variants: int = 1) -> None:
+    """A usable release name template for ``variants`` chosen variants, or a UsageError."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise UsageError(f"release name template {template!r} does not parse: {exc}", hint="e.g. '{name}-{variant}' or '{name}'") from exc
+    if fields - _FIELDS or "name" not in fields:
+        raise UsageError(f"release name template {template!r} must use {{name}} and may use {{variant}}, nothing else",
+                         hint="e.g. '{name}-{variant}' (the default) or '{name}'")
+    if variants > 1 and "variant" not in fields:
+        raise UsageError(f"the profiles chose {variants} variants, but {template!r} gives them one release name",
+                         hint="put {variant} in --release-name, or optimize for profiles that share a variant")
+
+
+def publish_choices(
+    ws: Workspace,
+    report: Report,
+    name: str,
+    version: str,
+    *,
+    extra: Sequence[ComponentSpec] = (),
+    health: HealthSuite | None = None,
+    name_template: str = DEFAULT_RELEASE_NAME,
+) -> list[PushedRelease]:
     """Build, sign and publish a release for every variant some profile chose."""
     chosen: dict[str, list[str]] = defaultdict(list)
     for choice in report.choices:
@@ -33,28 +67,35 @@ def publish_choices(ws: Workspace, report: Report, name: str, version: str) -> l
     if not chosen:
         raise UsageError("no variant fits any of the profiles, so there is nothing to push", hint="see the reasons above")
     parse_version(version)
-    # Every name is checked before anything is signed: no half-pushed set of releases.
+    check_template(name_template, len(chosen))
+    clash = [s.name for s in extra if s.name == MODEL_COMPONENT]
+    if clash:
+        raise UsageError(f"--with component named {MODEL_COMPONENT!r}: that name is the optimized model's",
+                         hint="name it, e.g. --with vision:model/onnx=./detector.onnx")
     try:
         for variant in chosen:
-            check_name(release_name(name, variant), "release name")
+            check_name(release_name(name, variant, name_template), "release name")
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     profiles = {p.name: p for p in report.profiles}
-    pushed = []
+    # Every release is built (and so checked) before any is signed: no half-pushed set.
+    built: list[tuple[str, list[str], Manifest]] = []
     for variant, profile_names in chosen.items():
         v = report.variant(variant)
-        requirements = release_requirements(v.memory, [profiles[n] for n in profile_names])
         manifest = build_release(
-            release_name(name, variant),
+            release_name(name, variant, name_template),
             version,
-            [ComponentSpec(KINDS[report.kind], v.path, "model")],
+            [ComponentSpec(KINDS[report.kind], v.path, MODEL_COMPONENT), *extra],
             ws.store,
-            requirements=requirements,
+            requirements=release_requirements(v.memory, [profiles[n] for n in profile_names]),
+            health=health,
             notes=f"{variant} of {report.source.name} for {', '.join(profile_names)} (edgeship optimize)",
         )
+        built.append((variant, profile_names, manifest))
+    pushed = []
+    for variant, profile_names, manifest in built:
         release_id = ws.publish(manifest)
-        pushed.append(
-            PushedRelease(manifest.name, version, variant, release_id, tuple(profile_names), requirements.model_dump(mode="json"))
-        )
+        pushed.append(PushedRelease(manifest.name, version, variant, release_id, tuple(profile_names),
+                                    manifest.requirements.model_dump(mode="json")))
     report.releases.extend(pushed)
     return pushed
