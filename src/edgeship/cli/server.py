@@ -51,16 +51,19 @@ def init(
     data_dir: Path = typer.Option(..., "--data-dir", envvar="EDGESHIP_DATA_DIR", help="The server's data dir (created)."),
     database_url: str = typer.Option("", "--database-url", envvar="EDGESHIP_DATABASE_URL", help="As for `edgeship server` (default: SQLite in the data dir)."),
     url: str = typer.Option("", "--url", help="The URL operators reach the server at, saved in the workspace (default: http://127.0.0.1:8443; `edgeship certs init` switches it to https)."),
+    blob_store: str = typer.Option("", "--blob-store", envvar="EDGESHIP_BLOB_STORE", help="As for `edgeship server`: s3://bucket/prefix copies the workspace's files into the bucket (skipping what is there)."),
     workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Copy the workspace's signed metadata and online (snapshot, timestamp) keys into DATA_DIR,
-    create the database and an admin token, and save the server URL and token in the workspace."""
+    """Copy the workspace's signed metadata into the database, its files into the blob store
+    and the online (snapshot, timestamp) keys into DATA_DIR; create an admin token and save
+    the server URL and token in the workspace. Run it on every instance's host: when the
+    database already holds the metadata, it only installs the keys."""
     from edgeship.server.bootstrap import init_data_dir
 
     ws = open_workspace(workspace)
-    settings = ServerSettings.load({"data_dir": data_dir, "database_url": database_url})
-    cred = init_data_dir(settings, ws)
+    settings = ServerSettings.load({"data_dir": data_dir, "database_url": database_url, "blob_store": blob_store})
+    cred = init_data_dir(settings, ws, report=None if json_out else lambda line: console.print(line, markup=False, highlight=False))
     ws.config.server_url = url or f"http://127.0.0.1:{settings.port}"
     ws.config.server_admin_token = cred.token
     ws.save_config()
