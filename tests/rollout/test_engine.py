@@ -153,6 +153,39 @@ def test_budget_exceeded_rolls_back_when_policy_says_so() -> None:
     assert d.rollback_remaining == 0 and all(x.current == OLD for x in devices)
 
 
+def _heard(devices: list[DeviceView], at: float, ids: set[str]) -> list[DeviceView]:
+    return [dataclasses.replace(x, seen=at) if x.id in ids else x for x in devices]
+
+
+@pytest.mark.parametrize("pilot_installed", [True, False])
+def test_a_pilot_silent_at_the_abort_counts_until_it_checks_in_again(pilot_installed: bool) -> None:
+    # An agent runs a job without a window from order to commit in one round and reports
+    # it afterwards, so at the abort a pilot told to install may be committing the release
+    # with nothing reported yet. It is not "nothing left to roll back" until it checks in.
+    pilots = {"dev-0", "dev-1"}
+    devices, ro = [dataclasses.replace(x, seen=0.0) for x in fleet(10, pilots=2)], make(on_fail=OnFail.ROLLBACK)
+    ordered = decide(ro, devices, 1.0)
+    assert assigned(ordered) == pilots
+    devices = _heard(devices, 1.5, pilots)  # both check in and get the order
+    devices = report(devices, ordered, ok=False, only={"dev-1"})  # dev-1's failure arrives first
+    d = decide(ordered.rollout, devices, 2.0)
+    assert d.rollout.state.status is RolloutStatus.ABORTED and d.rollout.state.rollback
+    assert d.assignments["dev-0"].reason is AssignmentReason.HELD  # nothing to order back yet
+    assert d.rollback_remaining == 1, "dev-0 was told to install and has not been heard from since the abort"
+    assert d.summary()["rollback_remaining"] == 1
+
+    # dev-0's round ends: it reports what it did (or nothing) and checks in again.
+    if pilot_installed:
+        devices = report(devices, ordered, only={"dev-0"})
+    devices = _heard(devices, 2.5, {"dev-0"})
+    d = decide(d.rollout, devices, 3.0)
+    if pilot_installed:
+        assert d.assignments["dev-0"].reason is AssignmentReason.ROLLBACK and d.rollback_remaining == 1
+        devices = _heard(report(devices, d), 3.5, {"dev-0"})
+        d = decide(d.rollout, devices, 4.0)
+    assert d.rollback_remaining == 0 and {x.current for x in devices} == {OLD}
+
+
 def test_requirements_skip_with_reason() -> None:
     devices = fleet(20, pilots=0)
     devices[3] = dataclasses.replace(devices[3], facts=DeviceFacts(ram=2 * GiB, arch="x86_64"))

@@ -88,7 +88,7 @@ class Decision:
     stages: tuple[StageCount, ...]
     skipped: int
     not_targeted: int
-    rollback_remaining: int  # devices still to bring back (aborted with rollback)
+    rollback_remaining: int  # devices still to bring back, or to hear from since the abort (aborted with rollback)
     health: HealthVerdict
     events: tuple[RolloutEvent, ...]
     next_check: float | None  # call again by then at the latest (end of a bake)
@@ -157,7 +157,7 @@ def decide(
     phases = rollout.policy.phases
     release, previous = rollout.release, rollout.previous_release
     counts = [[0, 0, 0, 0] for _ in phases]  # per phase: done, failed, started, waiting
-    rows: list[tuple[str, int, int]] = []  # (device, phase, class) of targeted devices
+    rows: list[tuple[str, int, int, float | None]] = []  # (device, phase, class, last check-in) of targeted devices
     fixed: dict[str, Assignment] = {}
     # Health reports grouped by hardware class, so cohorts are compared like for like.
     candidate: dict[tuple[object, ...], list[HealthMetrics]] = {}
@@ -181,7 +181,7 @@ def decide(
         cls = _classify(d, release)
         if where < n_phases:
             counts[where][cls] += 1
-        rows.append((d.id, where, cls))
+        rows.append((d.id, where, cls, d.seen))
         if d.health is not None and (current == release or (current == previous and previous is not None)):
             f = d.facts
             pool = candidate if current == release else baseline
@@ -259,7 +259,8 @@ def _breach(phase: Phase, members: int, failed: int, health: HealthVerdict) -> s
     return ""
 
 
-def _assign(rollout: Rollout, rows: list[tuple[str, int, int]]) -> tuple[dict[str, Assignment], int]:
+def _assign(rollout: Rollout, rows: list[tuple[str, int, int, float | None]]) -> tuple[dict[str, Assignment], int]:
+    """Each targeted device's order, and how many devices a rollback still has to bring back."""
     state, policy = rollout.state, rollout.policy
     status = state.status
     # Devices share a handful of distinct answers; build each once.
@@ -275,16 +276,22 @@ def _assign(rollout: Rollout, rows: list[tuple[str, int, int]]) -> tuple[dict[st
     remaining = 0
     reached = state.phase
     if status is RolloutStatus.ABORTED and state.rollback:
-        for device, _, cls in rows:
+        for device, where, cls, seen in rows:
             if cls == _DONE or cls == _STARTED:
                 out[device] = back
                 remaining += 1
-            else:
-                out[device] = held
+                continue
+            out[device] = held
+            # An agent runs a job without a window from order to commit in one round and
+            # reports it only then: a device ordered to install that has not checked in
+            # since the abort may be committing the release unreported. It counts until
+            # it is heard from; its next report says whether to order it back.
+            if cls == _WAITING and where <= reached and seen is not None and seen < state.since:
+                remaining += 1
         return out, remaining
     # Paused or aborted: devices that have not started are held; the others carry on.
     hold_waiting = not (status.is_active or status is RolloutStatus.COMPLETED)
-    for device, where, cls in rows:
+    for device, where, cls, _ in rows:
         if where > reached:
             out[device] = not_yet
         elif hold_waiting and cls == _WAITING:

@@ -41,6 +41,9 @@ class DeviceView:
     state: DeviceState = DeviceState.IDLE
     target: str | None = None  # release the state refers to (what it installs or gave up on)
     health: HealthMetrics | None = None  # metrics for ``current``
+    # Unix time of its last check-in (None: unknown). A device that was ordered to install
+    # and has not checked in since the rollout aborted may be installing it unreported.
+    seen: float | None = None
 
 
 class RolloutStatus(str, Enum):

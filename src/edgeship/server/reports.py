@@ -63,7 +63,7 @@ def _is_health(data: Mapping[str, Any]) -> bool:
 def device_views(session: Session) -> list[DeviceView]:
     """Every enrolled, not decommissioned device as the engine reads it."""
     query = (
-        select(Device.id, Device.tags, Device.facts, Device.state, Device.current, DeviceReport.state.label("reported"),
+        select(Device.id, Device.tags, Device.facts, Device.state, Device.current, Device.last_seen_at, DeviceReport.state.label("reported"),
                DeviceReport.target_release_id, DeviceReport.health_release_id, DeviceReport.health)
         .outerjoin(DeviceReport, DeviceReport.device_id == Device.id)
         .where(Device.decommissioned_at.is_(None))
@@ -83,6 +83,7 @@ def device_views(session: Session) -> list[DeviceView]:
                 state=DeviceState(r.reported or r.state),
                 target=r.target_release_id,
                 health=health,
+                seen=r.last_seen_at.timestamp() if r.last_seen_at else None,
             )
         )
     return views
