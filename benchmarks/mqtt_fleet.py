@@ -1,0 +1,106 @@
+"""Many simulated devices subscribed to their MQTT notice topics, in one process and one thread.
+
+    python benchmarks/mqtt_fleet.py --port 1883 --devices FILE [--expect N] [--timeout 120]
+
+Each line of FILE is ``<device id> [<username> <password>]``; every device is one paho client
+(its own TCP connection, client id and subscription to ``edgeship/devices/<id>/notify``, QoS 1),
+all driven by one selector loop instead of a thread per client. When every client holds its
+subscription the process prints ``READY <n>``; it then records the monotonic clock (system-wide
+on Linux, so comparable across processes) when each device's first notice arrives, and when
+``--expect`` devices have one, or at the timeout, prints ``RESULT {"received": …, "times": […]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import selectors
+import sys
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+TOPIC = "edgeship/devices/{id}/notify"
+
+
+class Fleet:
+    """paho clients on one selector: the socket callbacks keep the selector's write interest current."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.sel = selectors.DefaultSelector()
+        self.clients: list[mqtt.Client] = []
+        self.subscribed = 0
+        self.first: dict[str, float] = {}
+
+    def add(self, device_id: str, username: str | None = None, password: str | None = None) -> None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{device_id}", userdata=device_id)
+        if username:
+            c.username_pw_set(username, password)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_socket_open = lambda client, _u, sock: self.sel.register(sock, selectors.EVENT_READ, client)
+        c.on_socket_close = lambda _c, _u, sock: self.sel.unregister(sock)
+        c.on_socket_register_write = lambda client, _u, sock: self.sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+        c.on_socket_unregister_write = lambda client, _u, sock: self.sel.modify(sock, selectors.EVENT_READ, client)
+        # Keepalive longer than any run: no pings compete with the notices.
+        c.connect(self.host, self.port, keepalive=3600)
+        self.clients.append(c)
+
+    def _on_connect(self, client: mqtt.Client, device_id: str, _flags: object, reason: mqtt.ReasonCode, _props: object) -> None:
+        if reason.is_failure:
+            raise SystemExit(f"device {device_id}: the broker refused the connection ({reason})")
+        client.subscribe(TOPIC.format(id=device_id), qos=1)
+
+    def _on_subscribe(self, _client: mqtt.Client, device_id: str, _mid: int, reasons: list[mqtt.ReasonCode], _props: object) -> None:
+        if any(r.is_failure for r in reasons):
+            raise SystemExit(f"device {device_id}: the broker refused the subscription ({reasons})")
+        self.subscribed += 1
+
+    def _on_message(self, _client: mqtt.Client, device_id: str, _msg: mqtt.MQTTMessage) -> None:
+        self.first.setdefault(device_id, time.monotonic())
+
+    def poll(self, timeout: float) -> None:
+        """One round: read and write every socket that is ready."""
+        for key, events in self.sel.select(timeout=timeout):
+            client: mqtt.Client = key.data
+            if events & selectors.EVENT_READ:
+                client.loop_read()
+            if events & selectors.EVENT_WRITE:
+                client.loop_write()
+
+    def run_until(self, done: Callable[[], bool], deadline: float) -> None:
+        while not done() and time.monotonic() < deadline:
+            self.poll(0.2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--devices", required=True, help="file: one '<id> [<username> <password>]' per line")
+    ap.add_argument("--expect", type=int, default=0, help="stop once this many devices have a notice (default: all)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for subscriptions, then for notices")
+    args = ap.parse_args()
+    fleet = Fleet(args.host, args.port)
+    for line in open(args.devices).read().splitlines():  # noqa: SIM115 - read at once
+        fields = line.split()
+        if fields:
+            fleet.add(*fields[:3])
+            # Read CONNACKs as we go: the broker's accept queue and buffers stay small.
+            fleet.poll(0)
+    n = len(fleet.clients)
+    fleet.run_until(lambda: fleet.subscribed >= n, time.monotonic() + args.timeout)
+    if fleet.subscribed < n:
+        raise SystemExit(f"only {fleet.subscribed} of {n} devices subscribed within {args.timeout:g}s")
+    print(f"READY {n}", flush=True)
+    expect = args.expect or n
+    fleet.run_until(lambda: len(fleet.first) >= expect, time.monotonic() + args.timeout)
+    print("RESULT " + json.dumps({"received": len(fleet.first), "times": sorted(fleet.first.values())}), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
