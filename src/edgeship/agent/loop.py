@@ -113,12 +113,16 @@ class Agent:
                              hint="start the agent once with --root (the operator's repository/metadata/1.root.json)")
         with self._locked():
             self._recover_local()
-            while True:
-                delay = self.round()
-                if once or self._stop.is_set():
-                    break
-                self._wake.wait(delay)
-                self._wake.clear()  # before the round: a notice arriving during it wakes the next
+            try:
+                while True:
+                    delay = self.round()
+                    if once or self._stop.is_set():
+                        break
+                    self._wake.wait(delay)
+                    self._wake.clear()  # before the round: a notice arriving during it wakes the next
+            finally:
+                if self.push is not None:
+                    self.push.close()
             return self.journal.read()
 
     # -- one round: report, check in, work ------------------------------------------------------
@@ -364,8 +368,6 @@ class Agent:
     # -- downloading and verifying ------------------------------------------------------------
 
     def close(self) -> None:
-        if self.push is not None:
-            self.push.close()
         if self._fetcher is not None:
             self._fetcher.close()
         self._fetcher = self._verifier = None

@@ -81,6 +81,8 @@ class PushListener:
         self._wake()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
+        with self._lock:
+            client, self._client, self._topics = self._client, None, set()
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()

@@ -1,0 +1,179 @@
+"""MQTT push end to end: a real server, real agents and a real Mosquitto over TLS, configured by `edgeship mqtt config`.
+
+The agents poll only every 600 s here, so an install within seconds can only come from a notice.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli.main import run
+from edgeship.loopback import free_port
+from edgeship.mqtt import device_password, device_topic
+from edgeship.workspace import Workspace
+from tests.agent.harness import REPO_ROOT, Device, Releases, Server
+from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
+
+pytestmark = needs_mosquitto
+
+LONG_POLL = "600"
+INSTALL_WITHIN_S = 20.0
+
+
+@dataclass
+class PushFleet:
+    server: Server
+    broker: Mosquitto
+    tls: Path
+    devices: dict[str, Device]
+    agents: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.broker.port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.tls / "ca.pem"
+
+    def start_agent(self, name: str) -> None:
+        d = self.devices[name]
+        log = d.data.parent / f"agent-{name}.log"
+        with open(log, "wb") as out:
+            self.agents[name] = subprocess.Popen(
+                d.command("--mqtt", self.mqtt_url, "--mqtt-ca", str(self.ca), "--push-poll", LONG_POLL, "--poll", LONG_POLL),
+                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            )
+        wait_until(lambda: "push: subscribed to 2 of 2 topic(s)" in log.read_text(), 20, f"agent {name} never subscribed:\n{log.read_text()[-2000:]}")
+        time.sleep(1.0)  # the check-in that follows a (re)connection is over: what comes next is a notice's
+
+    def credentials(self, name: str) -> tuple[str, str]:
+        identity = json.loads((self.devices[name].data / "identity.json").read_text())
+        return identity["device_id"], device_password(identity["secret"])
+
+    def subscriber(self, name: str, topic: str, client_id: str) -> Subscriber:
+        user, password = self.credentials(name)
+        return Subscriber(self.broker.port, topic, client_id=client_id, username=user, password=password, ca=self.ca)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, message: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[PushFleet]:
+    tmp = tmp_path_factory.mktemp("push")
+    ws = Workspace.init(tmp / "ws", passphrase=None)
+    releases = Releases(ws, tiny_gguf, tmp / "src")
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
+        releases.publish(version)
+    server = Server.create(ws, tmp / "server", poll_interval_s=int(LONG_POLL))
+    assert run(["certs", "init", "--data-dir", str(tmp / "server")]) == 0
+    tls = tmp / "server" / "tls"
+    server.start()
+    devices = {}
+    for name, site in (("a", "lab"), ("b", "dock")):
+        d = devices[name] = Device(server, tmp / name, releases.root(), f"site={site}", server.enroll_token({"site": site}))
+        assert d.run().returncode == 0  # enrolled: the broker files below name it
+    port, out = free_port(), tmp / "broker-files"
+    assert run(["mqtt", "config", "--server", server.url, "--token", server.admin_token, "--out", str(out),
+                "--port", str(port), "--bind", "127.0.0.1", "--tls-cert", str(tls / "server.pem"),
+                "--tls-key", str(tls / "server-key.pem"), "--tls-ca", str(tls / "ca.pem")]) == 0
+    broker = Mosquitto(tmp / "broker", listeners=(out / "mosquitto.conf").read_text(), port=port)
+    broker.start()
+    server.stop()
+    server.settings = server.settings.model_copy(update={
+        "mqtt": f"mqtts://127.0.0.1:{port}", "mqtt_ca": tls / "ca.pem", "mqtt_username": "edgeship-server",
+        "mqtt_password": (out / "server-password").read_text().strip(),
+    })
+    server.start()
+    fleet = PushFleet(server, broker, tls, devices)
+    try:
+        for name in devices:
+            fleet.start_agent(name)
+        yield fleet
+    finally:
+        for proc in fleet.agents.values():
+            proc.terminate()
+            proc.wait(30)
+        server.stop()
+        broker.stop()
+
+
+def test_broker_files_are_private_and_name_every_device(fleet: PushFleet) -> None:
+    out = fleet.broker.dir.parent / "broker-files"
+    assert (out / "passwords").stat().st_mode & 0o777 == 0o600
+    users = [line.split(":", 1)[0] for line in (out / "passwords").read_text().splitlines()]
+    assert sorted(users) == sorted(["edgeship-server", *(fleet.credentials(n)[0] for n in fleet.devices)])
+    a_id = fleet.credentials("a")[0]
+    assert f"topic read {device_topic(a_id)}" in (out / "acl").read_text()
+    assert "allow_anonymous false" in (out / "mosquitto.conf").read_text()
+
+
+def test_an_assignment_makes_the_agent_install_at_once(fleet: PushFleet) -> None:
+    a, b = fleet.devices["a"], fleet.devices["b"]
+    start = time.monotonic()
+    fleet.server.admin("POST", "/v1/admin/assignments", {"release": "llm@1.0.0", "device_id": a.device_id})
+    took = wait_until(lambda: a.version() == "1.0.0", INSTALL_WITHIN_S, "device a did not install 1.0.0 from a device notice")
+    print(f"device notice → installed in {took:.1f} s")
+    # A tag-wide order reaches the tag's topic, which b follows.
+    fleet.server.assign("llm@2.0.0", tag="site=dock")
+    took = wait_until(lambda: b.version() == "2.0.0", INSTALL_WITHIN_S, "device b did not install 2.0.0 from a tag notice")
+    print(f"tag notice → installed in {took:.1f} s (both within {time.monotonic() - start:.1f} s)")
+    assert a.version() == "1.0.0"  # a is not in site=dock
+
+
+def test_a_device_cannot_read_another_devices_notices(fleet: PushFleet) -> None:
+    b_id = fleet.devices["b"].device_id
+    spy = fleet.subscriber("a", device_topic(b_id), client_id="spy-a")
+    own = fleet.subscriber("b", device_topic(b_id), client_id="watch-b")
+    wrong = Subscriber(fleet.broker.port, device_topic(b_id), client_id="wrong-pw", username=b_id, password="not-it", ca=fleet.ca)
+    anonymous = Subscriber(fleet.broker.port, "#", client_id="anon", ca=fleet.ca)
+    try:
+        assert spy.ready() and own.ready()
+        fleet.server.admin("POST", "/v1/admin/assignments", {"release": "llm@3.0.0", "device_id": b_id})
+        [notice] = own.wait_for(1)
+        assert notice["reason"] == "assigned" and notice["release"] == "llm@3.0.0" and notice["at"].endswith("Z")
+        wait_until(lambda: fleet.devices["b"].version() == "3.0.0", INSTALL_WITHIN_S, "device b did not install 3.0.0")
+        time.sleep(1.0)
+        assert spy.messages == []  # the ACL kept b's notice from a
+        assert wrong.messages == [] and not wrong.ready(0.5) and wrong.connect_codes and all("authorized" in c.lower() or "password" in c.lower() for c in wrong.connect_codes)
+        assert anonymous.messages == [] and not anonymous.ready(0.1)
+    finally:
+        for s in (spy, own, wrong, anonymous):
+            s.close()
+
+
+def test_notices_resume_after_the_broker_restarts_and_requests_never_wait_for_it(fleet: PushFleet) -> None:
+    a, b = fleet.devices["a"], fleet.devices["b"]
+    fleet.broker.kill()
+    start = time.monotonic()
+    fleet.server.admin("POST", "/v1/admin/assignments", {"release": "llm@4.0.0", "device_id": a.device_id})
+    assert time.monotonic() - start < 2.0  # the request does not wait for the broker
+    time.sleep(1.0)
+    assert a.version() == "1.0.0"  # no notice, and the next poll is ten minutes away
+    fleet.broker.start()
+    # Reconnected, the agent checks in once (it may have missed notices) and finds 4.0.0.
+    took = wait_until(lambda: a.version() == "4.0.0", 45, "device a did not catch up after the broker came back")
+    print(f"broker restart → device a installed 4.0.0 {took:.1f} s after the broker was back")
+    b_watch = fleet.subscriber("b", device_topic(b.device_id), client_id="watch-b-after")
+    try:
+        assert b_watch.ready(30)
+        time.sleep(1.0)
+        fleet.server.admin("POST", "/v1/admin/assignments", {"release": "llm@4.0.0", "device_id": b.device_id})
+        assert [n["release"] for n in b_watch.wait_for(1)] == ["llm@4.0.0"]
+        wait_until(lambda: b.version() == "4.0.0", INSTALL_WITHIN_S, "device b did not install 4.0.0 from a notice after the restart")
+    finally:
+        b_watch.close()
