@@ -1,13 +1,15 @@
 """Many simulated devices subscribed to their MQTT notice topics, in one process and one thread.
 
-    python benchmarks/mqtt_fleet.py --port 1883 --devices FILE [--expect N] [--timeout 120]
+    python benchmarks/mqtt_fleet.py --port 1883 --devices FILE [--tag-topic TOPIC] [--timeout 120]
 
 Each line of FILE is ``<device id> [<username> <password>]``; every device is one paho client
-(its own TCP connection, client id and subscription to ``edgeship/devices/<id>/notify``, QoS 1),
-all driven by one selector loop instead of a thread per client. When every client holds its
-subscription the process prints ``READY <n>``; it then records the monotonic clock (system-wide
-on Linux, so comparable across processes) when each device's first notice arrives, and when
-``--expect`` devices have one, or at the timeout, prints ``RESULT {"received": …, "times": […]}``.
+(its own TCP connection, client id and QoS 1 subscription to ``edgeship/devices/<id>/notify``,
+and to ``--tag-topic`` if given), all driven by one selector loop instead of a thread per
+client. When every client holds its subscriptions the process prints ``READY <n>``. It records
+the monotonic clock (system-wide on Linux, so comparable across processes) when each device's
+first notice on its own topic arrives and, once every device has one, prints
+``DEVICE {"received": …, "times": […]}``; then the same for the tag topic (``TAG {…}``). At the
+timeout it prints what it has.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ TOPIC = "edgeship/devices/{id}/notify"
 class Fleet:
     """paho clients on one selector: the socket callbacks keep the selector's write interest current."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, tag_topic: str | None = None) -> None:
+        self.host, self.port, self.tag_topic = host, port, tag_topic
         self.sel = selectors.DefaultSelector()
         self.clients: list[mqtt.Client] = []
         self.subscribed = 0
-        self.first: dict[str, float] = {}
+        self.first: dict[str, dict[str, float]] = {"device": {}, "tag": {}}
 
     def add(self, device_id: str, username: str | None = None, password: str | None = None) -> None:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{device_id}", userdata=device_id)
@@ -52,15 +54,16 @@ class Fleet:
     def _on_connect(self, client: mqtt.Client, device_id: str, _flags: object, reason: mqtt.ReasonCode, _props: object) -> None:
         if reason.is_failure:
             raise SystemExit(f"device {device_id}: the broker refused the connection ({reason})")
-        client.subscribe(TOPIC.format(id=device_id), qos=1)
+        topics = [(TOPIC.format(id=device_id), 1)] + ([(self.tag_topic, 1)] if self.tag_topic else [])
+        client.subscribe(topics)
 
     def _on_subscribe(self, _client: mqtt.Client, device_id: str, _mid: int, reasons: list[mqtt.ReasonCode], _props: object) -> None:
         if any(r.is_failure for r in reasons):
             raise SystemExit(f"device {device_id}: the broker refused the subscription ({reasons})")
         self.subscribed += 1
 
-    def _on_message(self, _client: mqtt.Client, device_id: str, _msg: mqtt.MQTTMessage) -> None:
-        self.first.setdefault(device_id, time.monotonic())
+    def _on_message(self, _client: mqtt.Client, device_id: str, msg: mqtt.MQTTMessage) -> None:
+        self.first["tag" if msg.topic == self.tag_topic else "device"].setdefault(device_id, time.monotonic())
 
     def poll(self, timeout: float) -> None:
         """One round: read and write every socket that is ready."""
@@ -81,10 +84,10 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--devices", required=True, help="file: one '<id> [<username> <password>]' per line")
-    ap.add_argument("--expect", type=int, default=0, help="stop once this many devices have a notice (default: all)")
+    ap.add_argument("--tag-topic", help="a topic every device also subscribes to (a notice for a whole tag)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for subscriptions, then for notices")
     args = ap.parse_args()
-    fleet = Fleet(args.host, args.port)
+    fleet = Fleet(args.host, args.port, args.tag_topic)
     for line in open(args.devices).read().splitlines():  # noqa: SIM115 - read at once
         fields = line.split()
         if fields:
@@ -96,9 +99,10 @@ def main() -> None:
     if fleet.subscribed < n:
         raise SystemExit(f"only {fleet.subscribed} of {n} devices subscribed within {args.timeout:g}s")
     print(f"READY {n}", flush=True)
-    expect = args.expect or n
-    fleet.run_until(lambda: len(fleet.first) >= expect, time.monotonic() + args.timeout)
-    print("RESULT " + json.dumps({"received": len(fleet.first), "times": sorted(fleet.first.values())}), flush=True)
+    for kind in ["device", "tag"] if args.tag_topic else ["device"]:
+        got = fleet.first[kind]
+        fleet.run_until(lambda got=got: len(got) >= n, time.monotonic() + args.timeout)
+        print(f"{kind.upper()} " + json.dumps({"received": len(got), "times": sorted(got.values())}), flush=True)
     sys.exit(0)
 
 
