@@ -77,7 +77,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator
     tmp = tmp_path_factory.mktemp("push")
     ws = Workspace.init(tmp / "ws", passphrase=None)
     releases = Releases(ws, tiny_gguf, tmp / "src")
-    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"):
         releases.publish(version)
     server = Server.create(ws, tmp / "server", poll_interval_s=int(LONG_POLL))
     assert run(["certs", "init", "--data-dir", str(tmp / "server")]) == 0
@@ -177,3 +177,25 @@ def test_notices_resume_after_the_broker_restarts_and_requests_never_wait_for_it
         wait_until(lambda: b.version() == "4.0.0", INSTALL_WITHIN_S, "device b did not install 4.0.0 from a notice after the restart")
     finally:
         b_watch.close()
+
+
+def test_a_rollout_and_its_abort_push_every_device_they_move(fleet: PushFleet) -> None:
+    a, b = fleet.devices["a"], fleet.devices["b"]
+    assert a.version() == b.version() == "4.0.0"
+    watch = fleet.subscriber("a", device_topic(a.device_id), client_id="watch-a-rollout")
+    try:
+        assert watch.ready()
+        rollout = fleet.server.admin("POST", "/v1/admin/rollouts", {
+            "release": "llm@5.0.0", "device_ids": [a.device_id, b.device_id], "pilot": "", "stages": "100", "rollback_to": "4.0.0"})
+        for d in (a, b):
+            wait_until(lambda d=d: d.version() == "5.0.0", INSTALL_WITHIN_S, f"{d.data.name} did not install the rollout's release")
+        fleet.server.admin("POST", f"/v1/admin/rollouts/{rollout['id']}/abort", {"reason": "test", "rollback": True})
+        for d in (a, b):
+            wait_until(lambda d=d: d.version() == "4.0.0", INSTALL_WITHIN_S, f"{d.data.name} was not ordered back at once")
+        notices = sorted(watch.wait_for(2), key=lambda n: n["at"])
+        moves = [(n["reason"], n.get("release"), n["rollout"]) for n in notices if n["reason"] != "withdrawn"]
+        assert moves == [("rollout", "llm@5.0.0", rollout["id"]), ("rollback", "llm@4.0.0", rollout["id"])]
+        # Once a device is back, the rollout lets go of it (its plain order applies again): also a change it hears of.
+        assert all(n["rollout"] == rollout["id"] for n in notices)
+    finally:
+        watch.close()
