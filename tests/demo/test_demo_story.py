@@ -16,6 +16,7 @@ import pytest
 from edgeship.cli.main import run
 from edgeship.demo.story import run_story
 from edgeship.errors import ServerError
+from edgeship.workspace import Workspace
 
 
 @pytest.mark.slow
@@ -39,6 +40,16 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFi
     assert set(map(tuple, s["runtime_releases"].values())) == {("assistant@1.1.0",)}, "the runtimes serve v2 after the hot swaps"
     assert {a["image_outputs"] != [] and a["chat"] is not None for a in s["answers"].values()} == {True}
     assert s["feedback"]["rating"] == 2
+    # v1 came from `edgeship optimize --push`: one release line, the image model bundled, the
+    # profiles' hardware required, and every agent presenting one of the profiles qualifies.
+    assert {o["profile"] for o in s["optimize"]} == {"pi5-8gb", "jetson-nano-4gb"}
+    assert s["presented"] == {"pi5-8gb": 3, "jetson-nano-4gb": 3}
+    assert s["requirements"]["arch"] == ["aarch64", "arm64"] and s["requirements"]["min_ram"] > 0
+    assert s["rollouts"]["1.0.0"]["skipped"] == 0 and s["rollouts"]["1.0.0"]["status"] == "completed"
+    ws = Workspace.open(out / "workspace")
+    v1 = ws.load_manifest(ws.find_release("assistant", "1.0.0"))
+    assert [(c.name, c.kind.value) for c in v1.components] == [("model", "model/gguf"), ("denoiser.onnx", "model/onnx")]
+    assert "edgeship optimize" in v1.notes and v1.health.command
     report = Path(s["report"]).read_text()
     assert "<svg" in report and "src=" not in report and "href=" not in report, "the report must be self-contained"
     assert json.loads((out / "summary.json").read_text())["ok"] is True

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class Device:
     hardware: str  # the device profile it stands for; v3 fails its health suite on one of them
     pilot: bool
     runtime: BackgroundServer | None = None
+    facts: dict[str, str | int] = field(default_factory=dict)  # what its agent presents (`agent run --fact`)
 
     @property
     def device_id(self) -> str:
@@ -102,4 +103,6 @@ def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_
             "--root", str(root), "--ca", str(ca), "--enroll-token", enroll_token, "--timezone", "UTC"]
     if device.runtime is not None:
         argv += ["--runtime", device.runtime.url]
+    for key, value in device.facts.items():
+        argv += ["--fact", f"{key}={value}"]
     return argv

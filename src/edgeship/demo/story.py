@@ -8,6 +8,7 @@ events, request failures counted by the clients that sent them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -26,10 +27,9 @@ from edgeship.demo.fleet import Device, MqttBroker, agent_command, start_runtime
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
 from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
-from edgeship.optimize.pipeline import optimize_gguf
-from edgeship.optimize.profiles import load_profiles, pick_profiles
+from edgeship.optimize.profiles import Profile, load_profiles, pick_profiles
 from edgeship.release.bundle import ComponentSpec, build_release
-from edgeship.release.manifest import ComponentKind, HealthSuite
+from edgeship.release.manifest import ComponentKind, HealthSuite, Requirements
 from edgeship.samples.imagemodel import write_tiny_denoiser
 from edgeship.samples.llama import TinyLlama, write_tiny_llama
 from edgeship.server.bootstrap import init_data_dir
@@ -45,7 +45,9 @@ BAD_HARDWARE = "jetson-nano-4gb"  # v3's health suite fails there
 HW_ENV = "EDGESHIP_DEMO_HW"
 # The release dir holds each component under its source file name.
 GOOD_HEALTH = HealthSuite(command="for f in *.gguf *.onnx; do test -s \"$f\" || exit 1; done", timeout_s=30)
-LLM, IMAGE = "assistant.gguf", "denoiser.onnx"  # component names: the runtime serves each under its own
+# Component names: the runtime serves each under its own. `optimize --push` names the
+# variant it ships "model"; the image model travels beside it (`--with`).
+LLM, IMAGE = "model", "denoiser.onnx"
 Narrate = Callable[[str, str], None]
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 
@@ -56,6 +58,8 @@ class StorySummary:
     devices: int
     versions: dict[str, str | None] = field(default_factory=dict)  # device name → version at the end
     optimize: list[dict[str, Any]] = field(default_factory=list)  # the choice per profile
+    requirements: dict[str, Any] = field(default_factory=dict)  # what `optimize --push` required of v1's devices
+    presented: dict[str, int] = field(default_factory=dict)  # profile → devices whose agents present its facts
     answers: dict[str, Any] = field(default_factory=dict)  # v1's chat and image answers
     mqtt_messages: int = 0
     delta: dict[str, int] = field(default_factory=dict)  # full_size / bytes_downloaded over v2's downloads
@@ -93,6 +97,9 @@ class StorySummary:
             problems.append(f"the runtimes do not all serve {V2}: {self.runtime_releases}")
         if not self.feedback:
             problems.append("the device user's feedback did not reach the server")
+        if not self.requirements.get("arch") or self.rollouts.get(V1, {}).get("skipped", 1):
+            problems.append(f"v1 did not require the profiles' hardware of every device: {self.requirements}, "
+                            f"skipped {self.rollouts.get(V1, {}).get('skipped')}")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +155,9 @@ class Story:
     ws: Workspace | None = None
     ca: Path | None = None
     url: str = ""
+    token: str = ""  # the operator's admin token
     models: dict[str, Path] = field(default_factory=dict)
+    requirements: Requirements | None = None  # v1's, kept by the later versions
 
     def say(self, act: str, text: str) -> None:
         self.summary.timeline.append({"t": round(time.monotonic() - self.started, 2), "act": act, "text": text})
@@ -172,7 +181,7 @@ class Story:
         tls = init_certs(data, ["127.0.0.1", "localhost"])
         settings = ServerSettings(data_dir=data, port=free_port(), poll_interval_s=1, rollout_check_s=0.5,
                                   access_log=False, log_level="warning", tls_cert=tls.cert, tls_key=tls.key)
-        token = init_data_dir(settings, self.ws).token
+        self.token = token = init_data_dir(settings, self.ws).token
         self.ca = TlsFiles.under(data).ca
         self.url = f"https://127.0.0.1:{settings.port}"
         self.procs.spawn([*CLI, "server"], self.out / "server.log", settings.to_env())
@@ -181,9 +190,12 @@ class Story:
         self.say("setup", f"update server on {self.url} (SQLite, local blobs, TLS from its own CA)")
         self.broker = MqttBroker().start()
         self.say("setup", f"MQTT broker (amqtt, pure Python) on {self.broker.url}")
+        profiles = pick_profiles(load_profiles(), list(PROFILES))
         for i in range(devices):
-            hw = PROFILES[i % len(PROFILES)]
-            self.devices.append(Device(f"dev-{i:02d}", self.out / "devices" / f"dev-{i:02d}", hw, pilot=i < 2))
+            hw = profiles[i % len(profiles)]
+            self.devices.append(Device(f"dev-{i:02d}", self.out / "devices" / f"dev-{i:02d}", hw.name, pilot=i < 2,
+                                       facts=presented_facts(hw)))
+            self.summary.presented[hw.name] = self.summary.presented.get(hw.name, 0) + 1
         # A runtime on each pilot device: one per hardware profile.
         for d in self.devices[:2]:
             d.runtime = start_runtime(d.data, d.name, self.broker.url)
@@ -196,8 +208,13 @@ class Story:
             token = self.api.create_enroll_token(tags, 1, None)["token"]
             self.procs.spawn(agent_command(d, self.url, root, self.ca, token), d.data.with_suffix(".log"), {HW_ENV: d.hardware})
         wait_for("every agent to enroll", lambda: self._count(lambda: len(list(self.api.devices()))), 90, self.out / "devices")
-        self.say("enroll", f"{len(self.devices)} agents enrolled over TLS ({', '.join(PROFILES)}); "
+        shown = "; ".join(f"{n} as {hw} ({', '.join(f'{k}={v}' for k, v in self._facts_of(hw).items())})"
+                          for hw, n in self.summary.presented.items())
+        self.say("enroll", f"{len(self.devices)} agents enrolled over TLS, presenting {shown}; "
                            f"runtimes on {', '.join(d.name for d in self.devices if d.runtime)}")
+
+    def _facts_of(self, hardware: str) -> dict[str, str | int]:
+        return next(d.facts for d in self.devices if d.hardware == hardware)
 
     def _count(self, n: Callable[[], int]) -> bool:
         done = n()
@@ -222,7 +239,7 @@ class Story:
     def publish(self, version: str, llm: Path, health: HealthSuite) -> None:
         manifest = build_release(NAME, version, [ComponentSpec(ComponentKind.GGUF, llm, LLM),
                                                  ComponentSpec(ComponentKind.ONNX, self.models["denoiser"], IMAGE)],
-                                 self.workspace.store, health=health, notes="edgeship demo")
+                                 self.workspace.store, requirements=self.requirements, health=health, notes="edgeship demo")
         # Deltas from the previous release, as `release push` signs them.
         self.workspace.publish(manifest, delta_history=1)
         report = push_repository(self.api, self.workspace.repository())
@@ -233,18 +250,26 @@ class Story:
         models.mkdir(parents=True)
         self.models["source"] = write_tiny_llama(models / "assistant-v1.gguf", spec)
         self.models["denoiser"] = write_tiny_denoiser(models / IMAGE)
-        profiles = pick_profiles(load_profiles(), list(PROFILES))
-        report = optimize_gguf(self.models["source"], models / "optimized", profiles, types=["Q8_0"], ctx=128)
-        self.summary.optimize = [{"profile": c.profile, "variant": c.variant, "reason": c.reason} for c in report.choices]
-        chosen = {c.variant for c in report.choices if c.variant}
-        if len(chosen) != 1:
-            raise UsageError(f"the profiles chose different variants {sorted(chosen)}", hint="the demo ships one release per version")
-        variant = report.variant(chosen.pop())
-        self.models["v1"] = variant.path
-        self.say("optimize", "; ".join(f"{c.profile}: {c.variant} ({c.reason})" for c in report.choices))
-        # No hardware requirements: the simulated devices run on this machine, whose
-        # architecture is not the profiles' (aarch64), and the engine would skip them all.
-        self.publish(V1, variant.path, GOOD_HEALTH)
+        health = models / "health.json"
+        health.write_text(GOOD_HEALTH.model_dump_json())
+        optimized = models / "optimized"
+        # The operator's own command: a variant per profile, the image model bundled beside it,
+        # signed and uploaded. '{name}' keeps one release line, so v2 travels as a delta from v1.
+        self.cli("optimize", [str(self.models["source"]), "--profiles", ",".join(PROFILES), "--types", "Q8_0", "--ctx", "128",
+                              "--threads", "2", "--out", str(optimized), "--push", NAME, "--version", V1,
+                              "--release-name", "{name}", "--with", f"{IMAGE}:model/onnx={self.models['denoiser']}",
+                              "--health", str(health), "--server", self.url, "--ca", str(self.ca),
+                              "--workspace", str(self.workspace.root)], timeout=300)
+        report = json.loads((optimized / "report.json").read_text())
+        self.summary.optimize = [{"profile": c["profile"], "variant": c["variant"], "reason": c["reason"]} for c in report["choices"]]
+        self.say("optimize", "; ".join(f"{c['profile']}: {c['variant']} ({c['reason']})" for c in report["choices"]))
+        manifest = self.workspace.load_manifest(self.workspace.find_release(NAME, V1))
+        self.requirements = manifest.requirements
+        self.summary.requirements = manifest.requirements.model_dump(mode="json")
+        self.models["v1"] = next(optimized / v["path"] for v in report["variants"] if v["name"] == report["releases"][0]["variant"])
+        self.say("push", f"`edgeship optimize --push` signed {manifest.ref} ({' + '.join(c.name for c in manifest.components)}) "
+                         f"and uploaded it; it requires arch {'|'.join(manifest.requirements.arch)} and "
+                         f"{(manifest.requirements.min_ram or 0) / (1 << 20):.0f} MiB of RAM")
         self.rollout(V1, pilot="", stages="100", bake="0")
         for d in self.devices:
             if d.runtime is not None:
@@ -294,24 +319,18 @@ class Story:
         # Pushed right after v2, so its signed rollback_to is v2: the automatic rollback target.
         self.publish(V3, self.models["v2"], HealthSuite(command=f'test "${HW_ENV}" != {BAD_HARDWARE}', timeout_s=30))
         final = self.rollout(V3, pilot="ring=pilot", stages="100", bake="1s", on_fail="rollback")
-        ref = f"{NAME}@{V3}"
-
-        def back_on_v2() -> bool:
-            # A device may commit v3 in the same round as the abort and be ordered back only
-            # afterwards: done means every v3 job has ended, and then everyone runs v2.
-            states = [(e["device_id"], e["state"]) for e in self.events("state", ref)]
-            assigned = {d for d, state in states if state == "assigned"}
-            ended = {d for d, state in states if state in ("committed", "rolled_back", "failed")}
-            return assigned <= ended and set(self.versions().values()) == {V2}
-
-        wait_for(f"the fleet back on {V2}", back_on_v2, 90, self.out / "devices")
+        # Settled means every device ordered to take v3 is back or has checked in without it;
+        # the device list's versions come from check-ins, which may trail the last report by a round.
+        wait_for(f"the fleet back on {V2}", lambda: set(self.versions().values()) == {V2}, 30, self.out / "devices")
+        states = [(e["device_id"], e["state"]) for e in self.events("state", f"{NAME}@{V3}")]
+        failed = {d for d, state in states if state == "rolled_back"}
+        ordered_back = {d for d, state in states if state == "committed"}
         self.say("rollback", f"v3 failed on {BAD_HARDWARE} in the pilot: rollout {final['status']} ({final['reason']}); "
-                             f"fleet back on {V2}")
+                             f"{len(failed)} rolled back on their own, {len(ordered_back)} committed and ordered back; fleet back on {V2}")
 
     def act4(self) -> None:
         d = self.devices[-1]
-        self.procs.spawn([*CLI, "feedback", "--data-dir", str(d.data), "--rating", "2", "--comment",
-                          "answers got slower after the update"], self.out / "feedback.log").wait(60)
+        self.cli("feedback", ["--data-dir", str(d.data), "--rating", "2", "--comment", "answers got slower after the update"])
         wait_for("the feedback to reach the server", lambda: bool(self.events("feedback")), 60, self.out / "devices")
         e = self.events("feedback")[-1]
         self.summary.feedback = {"device": d.name, "release": e["release"], **e["data"]}
@@ -334,6 +353,15 @@ class Story:
 
     # -- operator helpers -------------------------------------------------------------
 
+    def cli(self, command: str, args: list[str], timeout: float = 60) -> None:
+        """Run an `edgeship` command as its user would; its output goes to ``<command>.log``."""
+        log = self.out / f"{command}.log"
+        # The admin token through the environment, not the command line other users can read.
+        proc = self.procs.spawn([*CLI, command, *args], log, {"EDGESHIP_ADMIN_TOKEN": self.token})
+        if proc.wait(timeout) != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise ServerError(f"`edgeship {command}` exited {proc.returncode}: {' / '.join(tail)}", hint=f"see {log}")
+
     def rollout(self, version: str, **plan: Any) -> dict[str, Any]:
         rollout = self.api.start_rollout(release=f"{NAME}@{version}", **plan)
         self.say("rollout", f"{NAME}@{version}: pilot {plan.get('pilot') or 'none'}, stages {plan['stages']}"
@@ -350,7 +378,7 @@ class Story:
             return rollout["status"] in ("completed", "paused") and not in_flight
 
         wait_for(f"the {version} rollout to settle", settled, 150, self.out / "devices")
-        self.summary.rollouts[version] = {k: rollout[k] for k in ("status", "phase", "reason", "rollback", "stages")}
+        self.summary.rollouts[version] = {k: rollout[k] for k in ("status", "phase", "reason", "rollback", "stages", "skipped")}
         self.say("rollout", f"{NAME}@{version}: {rollout['status']}" + (f" — {rollout['reason']}" if rollout["reason"] else ""))
         return rollout
 
@@ -379,6 +407,11 @@ class Story:
                 if e["state"] in counts:
                     counts[e["state"]] += 1
             self.summary.health[version] = counts
+
+
+def presented_facts(profile: Profile) -> dict[str, str | int]:
+    """What an agent standing in for ``profile`` reports (`agent run --fact`), so requirements apply."""
+    return {"arch": profile.arch, "ram": profile.ram, "accelerator": profile.accelerator or "none"}
 
 
 def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, narrate: Narrate = lambda _a, _t: None,
