@@ -1,0 +1,104 @@
+"""Push on the server side: notices leave only after the commit, hashes the broker accepts, the ACL's shape."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from edgeship.broker import DeviceAccount, broker_files, mosquitto_hash
+from edgeship.mqtt import device_topic, tag_topic
+from edgeship.server import push
+from edgeship.server.db import Database
+from edgeship.server.models import Device
+from tests.helpers.mosquitto import needs_mosquitto
+
+
+class Recorder:
+    """Stands where the Pusher stands: what did the database hold when the notices left?"""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sent: list[tuple[list[str], list[str]]] = []
+
+    def committed(self, session: object) -> None:
+        notices = push.pending(session)  # type: ignore[arg-type]
+        if notices:
+            with self.db.read() as other:  # another connection: sees only committed rows
+                self.sent.append(([n.topic for n in notices], list(other.scalars(select(Device.id)))))
+
+    def rolled_back(self, session: object) -> None:
+        session.info.clear()  # type: ignore[attr-defined]
+
+
+def _device(device_id: str) -> Device:
+    return Device(id=device_id, secret_hash="0" * 64, tags={}, facts={}, state="idle", enrolled_at=datetime.now(timezone.utc))
+
+
+def test_notices_leave_after_the_commit_and_never_for_a_rollback(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'push.db'}")
+    db.migrate()
+    recorder = Recorder(db)
+    db.after_write(recorder.committed, recorder.rolled_back)
+    with db.write() as session:
+        session.add(_device("dev_committed0001"))
+        push.device_changed(session, "dev_committed0001", "assigned", release="app@1.0.0")
+        push.device_changed(session, "dev_committed0001", "assigned", release="app@1.0.1")  # once per topic
+        assert recorder.sent == []  # nothing before the commit
+    assert recorder.sent == [([device_topic("dev_committed0001")], ["dev_committed0001"])]
+    with pytest.raises(RuntimeError), db.write() as session:
+        session.add(_device("dev_rolledback001"))
+        push.device_changed(session, "dev_rolledback001", "assigned")
+        raise RuntimeError("the request failed")
+    with db.write() as session:  # a later transaction of the same factory starts clean
+        session.add(_device("dev_other00000001"))
+    assert len(recorder.sent) == 1
+    db.dispose()
+
+
+def test_notice_payload_is_small_json() -> None:
+    notice = push.Notice(tag_topic("site", "lab"), "assigned", release="app@2.0.0")
+    body = notice.payload(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert body == b'{"reason":"assigned","at":"2026-01-02T03:04:05Z","release":"app@2.0.0"}'
+    assert notice.topic == "edgeship/tags/site=lab/notify"
+
+
+@needs_mosquitto
+def test_hashes_match_mosquitto_passwd(tmp_path: Path) -> None:
+    pw_file = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw_file), "someone", "correct horse"], check=True)
+    theirs = pw_file.read_text().strip().split(":", 1)[1]
+    _, seven, iterations, salt, _digest = theirs.split("$")
+    ours = mosquitto_hash("correct horse", iterations=int(iterations), salt=base64.b64decode(salt))
+    assert seven == "7" and ours == theirs
+    assert mosquitto_hash("correct horse") != mosquitto_hash("correct horse")  # a fresh salt each time
+
+
+H1, H2, HS = (mosquitto_hash(p) for p in ("one", "two", "server"))
+
+
+def test_acl_gives_each_device_only_its_own_topics(tmp_path: Path) -> None:
+    files = broker_files(
+        [DeviceAccount("dev_b", H2, {"site": "dock"}), DeviceAccount("dev_a", H1, {"site": "lab", "ring": "pilot"})],
+        "edgeship-server", HS, out_dir=tmp_path, port=8883, certfile=tmp_path / "c.pem", keyfile=tmp_path / "k.pem",
+    )
+    assert files.passwords.splitlines() == [f"edgeship-server:{HS}", f"dev_a:{H1}", f"dev_b:{H2}"]
+    lines = [line for line in files.acl.splitlines() if not line.startswith("#")]
+    sections = {block.splitlines()[0]: block.splitlines()[1:] for block in "\n".join(lines).split("\n\n")}
+    assert sections["user edgeship-server"] == ["topic write edgeship/devices/+/notify", "topic write edgeship/tags/+/notify"]
+    assert sections["user dev_a"] == [
+        "topic read edgeship/devices/dev_a/notify",
+        "topic read edgeship/tags/ring=pilot/notify",
+        "topic read edgeship/tags/site=lab/notify",
+        "topic write edgeship/dev_a/+/results",
+    ]
+    assert "allow_anonymous false" in files.conf and f"password_file {tmp_path / 'passwords'}" in files.conf
+    # What comes from the server cannot add lines (users, rules) to the files.
+    with pytest.raises(ValueError):
+        broker_files([DeviceAccount("dev_x\nuser edgeship-server", H1, {})], "edgeship-server", HS, out_dir=tmp_path)
+    with pytest.raises(ValueError):
+        broker_files([DeviceAccount("dev_x", H1 + "\nedgeship-server:" + HS, {})], "edgeship-server", HS, out_dir=tmp_path)
