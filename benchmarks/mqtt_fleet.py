@@ -7,9 +7,9 @@ Each line of FILE is ``<device id> [<username> <password>]``; every device is on
 and to ``--tag-topic`` if given), all driven by one selector loop instead of a thread per
 client. When every client holds its subscriptions the process prints ``READY <n>``. It records
 the monotonic clock (system-wide on Linux, so comparable across processes) when each device's
-first notice on its own topic arrives and, once every device has one, prints
-``DEVICE {"received": …, "times": […]}``; then the same for the tag topic (``TAG {…}``). At the
-timeout it prints what it has.
+first notice on each topic arrives. Once every device has one on the tag topic it prints
+``TAG {"received": …, "times": […]}``, then the same for their own topics (``DEVICE {…}``);
+without ``--tag-topic`` only the latter. At the timeout it prints what it has.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> None:
     if fleet.subscribed < n:
         raise SystemExit(f"only {fleet.subscribed} of {n} devices subscribed within {args.timeout:g}s")
     print(f"READY {n}", flush=True)
-    for kind in ["device", "tag"] if args.tag_topic else ["device"]:
+    for kind in ["tag", "device"] if args.tag_topic else ["device"]:
         got = fleet.first[kind]
         fleet.run_until(lambda got=got: len(got) >= n, time.monotonic() + args.timeout)
         print(f"{kind.upper()} " + json.dumps({"received": len(got), "times": sorted(got.values())}), flush=True)

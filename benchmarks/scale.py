@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import getpass
 import hashlib
 import json
 import os
@@ -243,13 +244,13 @@ def _checkin_line(r: dict) -> str:
 # --- 2. push fan-out through Mosquitto -------------------------------------------------------
 
 
-def start_mosquitto(procs: Processes, work: Path, extra_conf: str = "") -> int:
+def start_mosquitto(procs: Processes, work: Path, port: int, conf_body: str) -> subprocess.Popen[bytes]:
     """Mosquitto tuned for measuring: unlike the tests' broker (tests/helpers/mosquitto.py) it
-    neither persists sessions nor logs every packet, which would be most of its work here."""
-    port = free_port()
+    neither persists sessions nor logs every packet, which would be most of its work here.
+    ``conf_body`` holds the listener and access settings."""
     conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nmax_connections -1\npersistence false\nlog_dest stderr\n"
-                    f"log_type error\nlog_type warning\n{extra_conf or 'allow_anonymous true'}\n")
+    # user: started as root, Mosquitto would switch to its own user, who cannot read our files.
+    conf.write_text(f"user {getpass.getuser()}\n{conf_body}\nmax_connections -1\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n")
     proc = procs.spawn([MOSQUITTO, "-c", str(conf)], work / "mosquitto.log")
 
     def up() -> bool:
@@ -266,7 +267,7 @@ def start_mosquitto(procs: Processes, work: Path, extra_conf: str = "") -> int:
     wait_for("mosquitto", up, 20, work / "mosquitto.log")
     if proc.poll() is not None:
         raise SystemExit(f"mosquitto exited with {proc.returncode}: {(work / 'mosquitto.log').read_text()[-2000:]}")
-    return port
+    return proc
 
 
 def raise_fd_limit(need: int) -> int:
@@ -334,51 +335,111 @@ def _fanout(latencies: list[float], devices: int, publish_s: float) -> dict:
     }
 
 
-def push_section(args: argparse.Namespace, work: Path) -> dict:
+def _fanout_rounds(args: argparse.Namespace, work: Path, broker: subprocess.Popen[bytes], port: int, lines: list[str],
+                   by_device: Callable[[], float], by_tag: Callable[[], float]) -> dict:
+    """Subscribe the devices, then time two rounds: a notice on every device's own topic, then one on their tag's topic.
+
+    ``by_device`` and ``by_tag`` send the notices and return the seconds their sender took.
+    """
+    from edgeship.mqtt import tag_topic
+
+    subs, subscribe_s = subscribe_fleet(port, lines, work, args.push_processes, tag_topic("fleet", "bench"))
+    try:
+        cpu0 = tree_usage(broker.pid)[1]
+        la = load()
+        rounds = {}
+        for kind, send in (("TAG", by_tag), ("DEVICE", by_device)):
+            t0 = time.monotonic()
+            sent_s = send()
+            rounds[kind] = _fanout(collect(subs, kind, t0), len(lines), sent_s)
+        broker_rss, cpu1 = tree_usage(broker.pid)
+    finally:
+        for sub in subs:
+            sub.kill()
+            sub.wait()
+    return {"devices": len(lines), "subscriber_processes": args.push_processes, "subscribe_s": round(subscribe_s, 2),
+            "per_device_topic": rounds["DEVICE"], "one_tag_topic": rounds["TAG"], "broker_rss_mib": round(broker_rss / MIB, 1),
+            "broker_cpu_ms": round((cpu1 - cpu0) * 1000, 1), "load_before": la, "load_after": load()}
+
+
+def _push_via_paho(args: argparse.Namespace, work: Path) -> dict:
+    """Broker fan-out alone: anonymous Mosquitto, notices published by one paho client."""
+    from edgeship.mqtt import device_topic, tag_topic
+
     work.mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    try:
+        port = free_port()
+        broker = start_mosquitto(procs, work, port, f"listener {port} 127.0.0.1\nallow_anonymous true")
+        ids = [f"dev{i:06d}" for i in range(args.push_devices)]
+        topics = [device_topic(d) for d in ids]
+        result = _fanout_rounds(args, work, broker, port, ids, lambda: publish_notices(port, topics),
+                                lambda: publish_notices(port, [tag_topic("fleet", "bench")]))
+    finally:
+        procs.close()
+    return {"path": "paho: one client publishes QoS 1 notices with the server's topic layout; anonymous broker", **result}
+
+
+def _push_via_server(args: argparse.Namespace, work: Path) -> dict:
+    """End to end: the server's own push code, a broker configured by `edgeship mqtt config`, devices with their own credentials.
+
+    Tag round: a plain assignment to fleet=bench (one notice on the tag's topic). Device round:
+    a rollout of a new release to the fleet with no pilot and one 100% stage, so one request
+    assigns every device and the server publishes one notice per device after the commit.
+    The sender's time is that admin request's.
+    """
+    from edgeship.mqtt import device_password
+
+    setup = prepare(work)
+    procs = Processes()
+    try:
+        _, url = start_server(procs, setup)
+        devices = enroll_fleet(url, setup.admin_token, args.push_devices, {"fleet": "bench"}, release=None)
+        (work / "config2.json").write_text('{"threshold": 0.6}')
+        cli("release", "push", "app", "-v", "1.1.0", "-c", f"config={work / 'config2.json'}", "--server", url,
+            "--token", setup.admin_token, "-w", setup.workspace)
+        port = free_port()
+        broker_dir = work / "broker"
+        cli("mqtt", "config", "--out", broker_dir, "--port", str(port), "--bind", "127.0.0.1", "--server", url,
+            "--token", setup.admin_token, "-w", setup.workspace)
+        procs.close()  # the server comes back with --mqtt once the broker runs
+        broker = start_mosquitto(procs, work, port, (broker_dir / "mosquitto.conf").read_text())
+        password = (broker_dir / "server-password").read_text().strip()
+        _, url = start_server(procs, setup, extra=("--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-username", "edgeship-server"),
+                              env={"EDGESHIP_MQTT_PASSWORD": password})
+        admin = httpx.Client(base_url=url, headers={"authorization": f"Bearer {setup.admin_token}"}, timeout=300)
+
+        def post(path: str, body: dict) -> float:
+            t = time.monotonic()
+            admin.post(path, json=body).raise_for_status()
+            return time.monotonic() - t
+
+        lines = [f"{d} {d} {device_password(secret)}" for d, secret in devices]
+        result = _fanout_rounds(
+            args, work, broker, port, lines,
+            lambda: post("/v1/admin/rollouts", {"release": "app@1.1.0", "target": "fleet=bench", "pilot": "", "stages": "100"}),
+            lambda: post("/v1/admin/assignments", {"release": "app@1.0.0", "tag": "fleet=bench"}),
+        )
+        admin.close()
+    finally:
+        procs.close()
+    return {"path": "server: edgeship's push code (--mqtt), broker files from `edgeship mqtt config` (passwords + ACL), plain TCP", **result}
+
+
+def push_section(args: argparse.Namespace, work: Path) -> dict:
     limit = raise_fd_limit(args.push_devices + 1024)
     if limit < args.push_devices + 256:
         raise SystemExit(f"the open-file limit is {limit}: too low for {args.push_devices} broker connections")
-    from edgeship.mqtt import device_topic, tag_topic
-
-    procs = Processes()
-    try:
-        port = start_mosquitto(procs, work)
-        broker = procs.procs[-1]
-        ids = [f"dev{i:06d}" for i in range(args.push_devices)]
-        fleet_topic = tag_topic("fleet", "bench")
-        subs, subscribe_s = subscribe_fleet(port, ids, work, args.push_processes, fleet_topic)
-        _, broker_cpu = tree_usage(broker.pid)
-        la = load()
-        topics = [device_topic(d) for d in ids]
-        t0 = time.monotonic()
-        publish_s = publish_notices(port, topics)
-        per_device = _fanout(collect(subs, "DEVICE", t0), len(ids), publish_s)
-        t0 = time.monotonic()
-        publish_s = publish_notices(port, [fleet_topic])
-        per_tag = _fanout(collect(subs, "TAG", t0), len(ids), publish_s)
-        broker_rss, broker_cpu_after = tree_usage(broker.pid)
-        for s in subs:
-            s.wait(30)
-    finally:
-        procs.close()
-    result = {
-        "path": "paho publisher (broker fan-out with the push topic layout; not the server's push code)",
-        "devices": args.push_devices,
-        "subscriber_processes": args.push_processes,
-        "subscribe_s": round(subscribe_s, 2),
-        "per_device_topic": per_device,
-        "one_tag_topic": per_tag,
-        "broker_rss_mib": round(broker_rss / MIB, 1),
-        "broker_cpu_ms": round((broker_cpu_after - broker_cpu) * 1000, 1),
-        "load_before": la,
-        "load_after": load(),
-    }
-    for label, r in (("one notice per device topic", per_device), (f"one notice on {fleet_topic}", per_tag)):
-        print(f"  {label:<42} {r['received']}/{result['devices']} devices had it after {r['all_received_s']} s "
-              f"(p50 {r['p50_s']} s, p99 {r['p99_s']} s; publisher done in {r['publish_s']} s)", flush=True)
-    print(f"  subscribing took {result['subscribe_s']} s; broker RSS {result['broker_rss_mib']} MiB, CPU {result['broker_cpu_ms']} ms", flush=True)
-    return result
+    out = {}
+    for via in args.push_via:
+        r = out[via] = (_push_via_server if via == "server" else _push_via_paho)(args, work / via)
+        print(f"  via {via}: {r['path']}")
+        for label, key in (("one notice per device topic", "per_device_topic"), ("one notice on the fleet's tag topic", "one_tag_topic")):
+            f = r[key]
+            print(f"    {label:<38} {f['received']}/{r['devices']} devices had it after {f['all_received_s']} s "
+                  f"(p50 {f['p50_s']} s, p99 {f['p99_s']} s; sender done in {f['publish_s']} s)", flush=True)
+        print(f"    subscribing took {r['subscribe_s']} s; broker RSS {r['broker_rss_mib']} MiB, CPU {r['broker_cpu_ms']} ms", flush=True)
+    return out
 
 
 # --- 3. a big model through the local store and SeaweedFS -------------------------------------
@@ -533,6 +594,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20, help="seconds of load per run")
     ap.add_argument("--push-devices", type=int, default=10_000)
     ap.add_argument("--push-processes", type=int, default=2, help="subscriber processes sharing the simulated devices")
+    ap.add_argument("--push-via", default="server,paho", help="who sends the notices: server (edgeship's push code), paho (a bare publisher), or both")
     ap.add_argument("--blob-mib", type=int, default=1024)
     args = ap.parse_args()
     if args.quick:
@@ -540,8 +602,9 @@ def main() -> None:
         args.push_devices, args.blob_mib = 300, 16
     args.instances = [int(x) for x in args.instances.split(",")]
     args.spread = [s for s in args.spread.split(",") if s]
+    args.push_via = [s for s in args.push_via.split(",") if s]
     sections = [s for s in args.sections.split(",") if s]
-    unknown = set(sections) - set(SECTIONS) | set(args.spread) - {"haproxy", "wrk"}
+    unknown = set(sections) - set(SECTIONS) | set(args.spread) - {"haproxy", "wrk"} | set(args.push_via) - {"server", "paho"}
     if unknown:
         raise SystemExit(f"unknown section or spread: {', '.join(sorted(unknown))}")
     report: dict = {
