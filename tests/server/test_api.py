@@ -20,7 +20,7 @@ def test_enroll_checkin_and_assignment_by_tag_then_device(fleet: Fleet) -> None:
     with fleet.anon() as c:
         r = c.post(f"/v1/devices/{a.id}/checkin", json={"state": "idle", "current": None}, headers=a.auth)
         assert r.status_code == 200, r.text
-        assert r.json() == {"assignment": None, "poll_interval_s": 30, "repo_path": "/repo/"}
+        assert r.json() == {"assignment": None, "poll_interval_s": 30, "repo_path": "/repo/", "tags": {"site": site}}
 
         r = fleet.admin.post("/v1/admin/assignments", json={"release": "app@1.0.0", "tag": f"site={site}"})
         assert r.status_code == 201, r.text
