@@ -208,7 +208,7 @@ class Story:
             token = self.api.create_enroll_token(tags, 1, None)["token"]
             self.procs.spawn(agent_command(d, self.url, root, self.ca, token), d.data.with_suffix(".log"), {HW_ENV: d.hardware})
         wait_for("every agent to enroll", lambda: self._count(lambda: len(list(self.api.devices()))), 90, self.out / "devices")
-        shown = "; ".join(f"{n} as {hw} ({', '.join(f'{k}={v}' for k, v in self._facts_of(hw).items())})"
+        shown = "; ".join(f"{n} as {hw} ({', '.join(_fact(k, v) for k, v in self._facts_of(hw).items())})"
                           for hw, n in self.summary.presented.items())
         self.say("enroll", f"{len(self.devices)} agents enrolled over TLS, presenting {shown}; "
                            f"runtimes on {', '.join(d.name for d in self.devices if d.runtime)}")
@@ -412,6 +412,10 @@ class Story:
 def presented_facts(profile: Profile) -> dict[str, str | int]:
     """What an agent standing in for ``profile`` reports (`agent run --fact`), so requirements apply."""
     return {"arch": profile.arch, "ram": profile.ram, "accelerator": profile.accelerator or "none"}
+
+
+def _fact(key: str, value: str | int) -> str:
+    return f"{key}={value / (1 << 30):g}GiB" if key == "ram" and isinstance(value, int) else f"{key}={value}"
 
 
 def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, narrate: Narrate = lambda _a, _t: None,
