@@ -117,8 +117,11 @@ def test_a_failed_signing_leaves_nothing_behind_in_the_cache(shared_url: str, tm
     try:
         before = a.versions()
         with pytest.raises(RuntimeError), a._signing(db):
-            a.repo.refresh_timestamp()  # written to the local dir, never committed
+            a.repo._publish_snapshot()  # a snapshot and a timestamp written locally, never committed
             raise RuntimeError("the database went away before the commit")
-        assert a.versions() == before  # the next refresh rewrote the cache from the database
+        assert not (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").exists()
+        assert a.versions() == before  # the next refresh rewrote the timestamp from the database
+        a.refresh_timestamp_if_due(db, timedelta(days=2))
+        assert a.versions()["timestamp_version"] == before["timestamp_version"] + 1
     finally:
         db.dispose()

@@ -111,7 +111,7 @@ class ServerRepository:
             if self.repo.recorded:
                 self.cache.generation = gen
         except BaseException:
-            self.cache.invalidate()  # the files written locally were never committed
+            self.cache.discard(self.repo.recorded or {})  # written locally, never committed
             raise
         finally:
             self.repo.recorded = None

@@ -22,6 +22,7 @@ from edgeship.server.models import RepoMetadata
 from edgeship.store.fsutil import write_atomic
 
 TIMESTAMP = "timestamp.json"
+MUTABLE = (TIMESTAMP, "root.json")  # rewritten in place; every other name is written once
 
 
 def generation(session: Session) -> int | None:
@@ -62,7 +63,8 @@ class MetadataCache:
     def __init__(self, metadata_dir: Path) -> None:
         self.metadata_dir = metadata_dir
         self.generation: int | None = None  # None: not known to match; the next refresh rewrites all
-        # Reentrant: signing holds it (so no refresh prunes files being signed) and refreshes inside.
+        # Reentrant: signing holds it and refreshes inside; a refresh in another thread must not
+        # rewrite the older generation's timestamp over the one being signed.
         self.lock = threading.RLock()
 
     def refresh(self, session: Session) -> bool:
@@ -75,30 +77,32 @@ class MetadataCache:
         if current is None or current == self.generation:
             return False
         with self.lock:
-            full = self.generation is None
             query = select(RepoMetadata.name, RepoMetadata.data, RepoMetadata.generation)
-            if not full:
+            if self.generation is not None:
                 query = query.where(RepoMetadata.generation > self.generation)
             rows = session.execute(query).all()
             if not rows:
                 return False
             self.metadata_dir.mkdir(parents=True, exist_ok=True)
             # Versioned files first, root.json next, the timestamp last: it is what names the rest.
+            # With no generation known (at start, after a failed signing) every row is rewritten.
             for row in sorted(rows, key=lambda r: (r.name == TIMESTAMP, r.name == "root.json")):
                 path = self.metadata_dir / row.name
                 if not (path.is_file() and path.read_bytes() == row.data):
                     write_atomic(path, row.data)
-            if full:
-                # Files a failed signing left behind must not be taken for the newest version.
-                known = {r.name for r in rows}
-                for stale in self.metadata_dir.glob("*.json"):
-                    if stale.name not in known:
-                        stale.unlink()
             # Every generation rewrites the timestamp, so the newest row is the timestamp's.
             self.generation = max(r.generation for r in rows)
             return True
 
-    def invalidate(self) -> None:
-        """After a signing that did not commit: rewrite (and prune) everything on the next refresh."""
+    def discard(self, written: Mapping[str, bytes]) -> None:
+        """Undo a signing that did not commit: its versioned files go (else they would be taken
+        for the newest versions), and the next refresh rewrites ``timestamp.json`` and ``root.json``.
+
+        Only files still holding the bytes it wrote: never one another process signed since.
+        """
         with self.lock:
+            for name, data in written.items():
+                path = self.metadata_dir / name
+                if name not in MUTABLE and path.is_file() and path.read_bytes() == data:
+                    path.unlink()
             self.generation = None
