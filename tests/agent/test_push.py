@@ -6,12 +6,14 @@ The agents poll only every 600 s here, so an install within seconds can only com
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edgeship.cli.main import run
@@ -197,5 +199,8 @@ def test_a_rollout_and_its_abort_push_every_device_they_move(fleet: PushFleet) -
         assert moves == [("rollout", "llm@5.0.0", rollout["id"]), ("rollback", "llm@4.0.0", rollout["id"])]
         # Once a device is back, the rollout lets go of it (its plain order applies again): also a change it hears of.
         assert all(n["rollout"] == rollout["id"] for n in notices)
+        metrics = httpx.get(fleet.server.url + "/metrics").text
+        queued = float(re.search(r'^edgeship_push_notices_total\{outcome="queued"\} (\S+)$', metrics, re.M).group(1))  # type: ignore[union-attr]
+        assert queued >= 8  # this server process alone sent at least the notices these tests waited for
     finally:
         watch.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from edgeship.mqtt import device_topic, tag_topic
 from edgeship.server import push
 from edgeship.server.db import Database
 from edgeship.server.models import Device
-from tests.helpers.mosquitto import needs_mosquitto
+from edgeship.server.settings import ServerSettings
+from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
 
 
 class Recorder:
@@ -102,3 +104,27 @@ def test_acl_gives_each_device_only_its_own_topics(tmp_path: Path) -> None:
         broker_files([DeviceAccount("dev_x\nuser edgeship-server", H1, {})], "edgeship-server", HS, out_dir=tmp_path)
     with pytest.raises(ValueError):
         broker_files([DeviceAccount("dev_x", H1 + "\nedgeship-server:" + HS, {})], "edgeship-server", HS, out_dir=tmp_path)
+
+
+@needs_mosquitto
+def test_while_the_broker_is_away_notices_wait_up_to_the_bound(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    sub = Subscriber(broker.port, "edgeship/devices/+/notify", client_id="watch")
+    assert sub.ready()
+    broker.stop()  # the durable subscription survives in the broker's persistence file
+    settings = ServerSettings(data_dir=tmp_path / "d", mqtt=f"mqtt://127.0.0.1:{broker.port}", mqtt_buffer=2)
+    pusher = push.Pusher(settings)
+    try:
+        started = time.monotonic()
+        pusher.publish([push.Notice(device_topic(f"dev_{i}"), "assigned", release=f"app@1.0.{i}") for i in range(5)])
+        assert time.monotonic() - started < 0.5  # nothing waits for the broker
+        assert (pusher.queued, pusher.dropped) == (2, 3)
+        broker.start()
+        assert [n["release"] for n in sub.wait_for(2, timeout=30)] == ["app@1.0.0", "app@1.0.1"]  # the first two, once
+        time.sleep(0.5)
+        assert sorted(set(sub.topics)) == [device_topic("dev_0"), device_topic("dev_1")]
+    finally:
+        pusher.close()
+        sub.close()
+        broker.stop()

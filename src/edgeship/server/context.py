@@ -31,13 +31,14 @@ class ServerContext:
         data.mkdir(parents=True, exist_ok=True)  # a fresh one is served as "not ready" until `server init`
         db = Database(settings.effective_database_url)
         expiry = Expiry(snapshot=settings.snapshot_expiry_days, timestamp=settings.timestamp_expiry_days)
+        metrics = ServerMetrics(db)
         return cls(
             settings=settings,
             db=db,
             storage=open_storage(settings),
             repo=ServerRepository(data / "repository", data / "keys", expiry, db),
-            metrics=ServerMetrics(db),
-            push=_push(settings, db),
+            metrics=metrics,
+            push=_push(settings, db, metrics),
         )
 
 
@@ -55,10 +56,10 @@ def open_storage(settings: ServerSettings) -> BlobStorage:
     return S3Storage.from_url(settings.blob_store, metadata=local, presign_expiry_s=expiry)
 
 
-def _push(settings: ServerSettings, db: Database) -> Pusher | None:
+def _push(settings: ServerSettings, db: Database, metrics: ServerMetrics) -> Pusher | None:
     if not settings.mqtt:
         return None
-    pusher = Pusher(settings)
+    pusher = Pusher(settings, metrics.push_notices)
     db.after_write(pusher.committed, pusher.rolled_back)
     return pusher
 

@@ -53,6 +53,10 @@ class ServerMetrics:
         self.checkins = Counter("edgeship_checkins", "Device check-ins answered.", registry=self.registry)
         self.events = Counter("edgeship_events", "Device events stored (duplicates excluded).", registry=self.registry)
         self.bytes_served = Counter("edgeship_repo_bytes_served", "Body bytes sent from /repo/.", ["kind"], registry=self.registry)
+        self.push_notices = Counter(
+            "edgeship_push_notices", "MQTT push notices handed to the broker client (queued) or dropped (its buffer was full).",
+            ["outcome"], registry=self.registry,
+        )
         self.registry.register(FleetCollector(db))
 
     def render(self) -> bytes:

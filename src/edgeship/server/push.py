@@ -16,10 +16,12 @@ import json
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,7 @@ from edgeship.server.settings import ServerSettings
 log = logging.getLogger("edgeship.server.push")
 
 _PENDING = "edgeship_push_notices"
+WARN_EVERY_S = 60.0  # at most one warning a minute about dropped notices: a long outage drops many
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def pending(session: Session) -> list[Notice]:
 class Pusher:
     """One MQTT connection per server process, publishing notices at QoS 1, not retained."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, counter: Counter | None = None) -> None:
         broker = Broker.parse(settings.mqtt)
         # Random per process: workers and instances each hold their own connection, and a
         # broker drops the older of two clients that share an ID.
@@ -79,8 +82,10 @@ class Pusher:
             broker, client_id, ca=settings.mqtt_ca, username=settings.mqtt_username or None,
             password=settings.mqtt_password or None, buffer=settings.mqtt_buffer,
         )
+        self._counter = counter
         self._lock = threading.Lock()
-        self.published = 0
+        self._warned_at = -WARN_EVERY_S
+        self.queued = 0
         self.dropped = 0
 
     @property
@@ -98,7 +103,7 @@ class Pusher:
 
     def publish(self, notices: list[Notice]) -> None:
         at = datetime.now(timezone.utc)
-        sent = dropped = 0
+        queued = dropped = 0
         for n in notices:
             try:
                 info = self._client.publish(n.topic, n.payload(at), qos=1, retain=False)
@@ -111,13 +116,19 @@ class Pusher:
             if queue_full(info.rc):
                 dropped += 1
             else:
-                sent += 1
+                queued += 1
+        if self._counter is not None:
+            self._counter.labels("queued").inc(queued)
+            self._counter.labels("dropped").inc(dropped)
         with self._lock:
-            self.published += sent
-            first_drop = dropped and not self.dropped
+            self.queued += queued
             self.dropped += dropped
-        if first_drop or (dropped and dropped == len(notices) and len(notices) > 1):
-            log.warning("MQTT push: %d notice(s) dropped (broker away or --mqtt-buffer full); devices learn at their next poll", dropped)
+            warn = dropped and time.monotonic() - self._warned_at > WARN_EVERY_S
+            if warn:
+                self._warned_at = time.monotonic()
+        if warn:
+            log.warning("MQTT push: %d notice(s) dropped, %d in all (broker away and --mqtt-buffer full); "
+                        "those devices learn of the change at their next poll", dropped, self.dropped)
 
     def close(self) -> None:
         self._client.disconnect()
