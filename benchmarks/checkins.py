@@ -5,6 +5,8 @@ one release, a server data dir, devices enrolled through the API, and ``wrk`` (D
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import resource
@@ -75,8 +77,14 @@ function done(summary, latency, requests)
 end
 """
 
-def cli(*args: str | Path, env: dict[str, str] | None = None) -> None:
-    subprocess.run([*CLI, *map(str, args)], check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+def cli(*args: str | Path) -> None:
+    """An edgeship command, in this process (no second start-up of the CLI), its output dropped."""
+    from edgeship.cli.main import run
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = run([str(a) for a in args])
+    if code != 0:
+        raise SystemExit(f"`edgeship {' '.join(map(str, args))}` failed with exit code {code}")
 
 
 def postgres_schema(base: str, application_name: str = "") -> tuple[str, str]:
