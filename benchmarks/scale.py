@@ -145,11 +145,32 @@ def checkins_section(args: argparse.Namespace, work: Path) -> dict:
                 base = next(r for r in runs if r["spread"] == spread)
                 runs[-1]["ratio_vs_1"] = round(runs[-1]["checkins_per_s"] / max(base["checkins_per_s"], 1), 2)
                 print(_checkin_line(runs[-1]), flush=True)
+        # Every request a batch of 5 events, on one instance: the cost of the event log.
+        events = _checkin_run(args, setup, procs, instances[:1], "wrk", devices_file, app, event_share=1.0)
+        print(f"  events, 1 instance: {events['event_posts_per_s'] * 5} events/s in batches of 5, p50 {events['p50_ms']:.1f} ms,"
+              f" p99 {events['p99_ms']:.1f} ms; CPU ms per event: server {events['server_cpu_ms_per_request'] / 5:.3f},"
+              f" postgres {events['postgres_cpu_ms_per_request'] / 5:.3f}", flush=True)
+        sizes = table_sizes(database_url, ["devices", "events"])
+        for table, (rows, size) in sizes.items():
+            print(f"  table {table}: {rows} rows, {size / max(rows, 1):.0f} bytes per row with its indexes", flush=True)
         return {"devices": len(devices), "enroll_per_s": round(len(devices) / enroll_s), "workers_per_instance": args.workers_per_instance,
-                "connections": args.connections, "duration_s": args.duration, "runs": runs}
+                "connections": args.connections, "duration_s": args.duration, "runs": runs, "events_run": events,
+                "tables": {t: {"rows": rows, "bytes": size, "bytes_per_row": round(size / max(rows, 1))} for t, (rows, size) in sizes.items()}}
     finally:
         procs.close()
         drop_schema(args.database_url, schema)
+
+
+def table_sizes(database_url: str, tables: list[str]) -> dict[str, tuple[int, int]]:
+    """Rows and on-disk bytes (heap, indexes, TOAST) of each table in the URL's schema."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        out = {t: (int(conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()),
+                   int(conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t}).scalar_one())) for t in tables}
+    engine.dispose()
+    return out
 
 
 class BackendCpu:
@@ -196,7 +217,8 @@ class BackendCpu:
 
 
 def _checkin_run(args: argparse.Namespace, setup: Setup, procs: Processes, instances: list[tuple[subprocess.Popen[bytes], str]],
-                 spread: str, devices_file: Path, app: str) -> dict:
+                 spread: str, devices_file: Path, app: str, event_share: float = 0.0) -> dict:
+    """One timed load; CPU per request of every process involved (with ``event_share`` 0 every request is a check-in)."""
     lb = None
     urls = [u for _, u in instances]
     if spread == "haproxy":
@@ -209,25 +231,27 @@ def _checkin_run(args: argparse.Namespace, setup: Setup, procs: Processes, insta
     lb_before = tree_usage(lb.pid)[1] if lb else 0.0
     la_before = load()
     with BackendCpu(args.database_url, app) as pg:
-        r = run_wrk(urls, devices_file, connections=args.connections, duration=args.duration, threads=args.wrk_threads, event_share=0)
+        r = run_wrk(urls, devices_file, connections=args.connections, duration=args.duration, threads=args.wrk_threads,
+                    event_share=event_share)
     rss, server_after = usage(server_pids)
     lb_cpu = tree_usage(lb.pid)[1] - lb_before if lb else 0.0
     if lb:
         procs.procs.remove(lb)
         lb.terminate()
         lb.wait()
-    n = max(r["checkins"], 1)
+    n = max(r["requests"], 1)
     if r["non_200"] or r["socket_errors"]:
         print(f"  warning: {r['non_200']} non-200 answers, {r['socket_errors']} socket errors", file=sys.stderr)
     return {
         "instances": len(instances),
         "spread": spread,
-        **{k: r[k] for k in ("checkins_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "non_200", "socket_errors")},
-        "server_cpu_ms_per_checkin": round((server_after - server_before) * 1000 / n, 3),
-        "postgres_cpu_ms_per_checkin": round(pg.cpu_s * 1000 / n, 3),
+        **{k: r[k] for k in ("checkins_per_s", "event_posts_per_s", "requests_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+                             "non_200", "socket_errors")},
+        "server_cpu_ms_per_request": round((server_after - server_before) * 1000 / n, 3),
+        "postgres_cpu_ms_per_request": round(pg.cpu_s * 1000 / n, 3),
         "postgres_backends": pg.backends,
-        "haproxy_cpu_ms_per_checkin": round(lb_cpu * 1000 / n, 3),
-        "wrk_cpu_ms_per_checkin": round(r["wrk_cpu_s"] * 1000 / n, 3),
+        "haproxy_cpu_ms_per_request": round(lb_cpu * 1000 / n, 3),
+        "wrk_cpu_ms_per_request": round(r["wrk_cpu_s"] * 1000 / n, 3),
         "server_rss_mib_per_instance": round(rss / len(instances) / MIB, 1),
         "load_before": la_before,
         "load_after": load(),
@@ -236,9 +260,9 @@ def _checkin_run(args: argparse.Namespace, setup: Setup, procs: Processes, insta
 
 def _checkin_line(r: dict) -> str:
     return (f"  {r['instances']} instance(s) via {r['spread']:<7}  {r['checkins_per_s']:>6} check-ins/s  x{r['ratio_vs_1']:<5}"
-            f" p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms   CPU ms/check-in: server {r['server_cpu_ms_per_checkin']:.2f}"
-            f"  postgres {r['postgres_cpu_ms_per_checkin']:.2f}  haproxy {r['haproxy_cpu_ms_per_checkin']:.2f}"
-            f"  wrk {r['wrk_cpu_ms_per_checkin']:.2f}   RSS/instance {r['server_rss_mib_per_instance']} MiB  load {r['load_after'][0]}")
+            f" p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms   CPU ms/check-in: server {r['server_cpu_ms_per_request']:.2f}"
+            f"  postgres {r['postgres_cpu_ms_per_request']:.2f}  haproxy {r['haproxy_cpu_ms_per_request']:.2f}"
+            f"  wrk {r['wrk_cpu_ms_per_request']:.2f}   RSS/instance {r['server_rss_mib_per_instance']} MiB  load {r['load_after'][0]}")
 
 
 # --- 2. push fan-out through Mosquitto -------------------------------------------------------
