@@ -19,6 +19,8 @@ import pytest
 from edgeship.cli.main import run
 from edgeship.loopback import free_port
 from edgeship.mqtt import device_password, device_topic
+from edgeship.runtime.config import RuntimeConfig, mqtt_login
+from edgeship.runtime.mqtt import MqttPublisher
 from edgeship.workspace import Workspace
 from tests.agent.harness import REPO_ROOT, Device, Releases, Server
 from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
@@ -156,6 +158,24 @@ def test_a_device_cannot_read_another_devices_notices(fleet: PushFleet) -> None:
     finally:
         for s in (spy, own, wrong, anonymous):
             s.close()
+
+
+def test_a_runtime_publishes_results_as_its_device_and_only_to_its_own_topics(fleet: PushFleet) -> None:
+    a_id, b_id = fleet.devices["a"].device_id, fleet.devices["b"].device_id
+    user, password = mqtt_login(RuntimeConfig(data_dir=fleet.devices["a"].data))
+    assert user == a_id and password == fleet.credentials("a")[1]  # the runtime beside agent a logs in as device a
+    own = MqttPublisher(fleet.mqtt_url, a_id, ca=fleet.ca, username=user, password=password)
+    forged = MqttPublisher(fleet.mqtt_url, b_id, ca=fleet.ca, username=user, password=password)  # a claiming to be b
+    try:
+        wait_until(lambda: own.connected and forged.connected, 20, "the runtime publishers did not connect")
+        assert own.publish("llm", {"output": "mine"}) and forged.publish("llm", {"output": "forged"})
+        log = fleet.broker.log
+        wait_until(lambda: f"Denied PUBLISH from edgeship-runtime-{b_id}" in log(), 10, "the broker let a write b's results")
+        assert f"Denied PUBLISH from edgeship-runtime-{a_id}" not in log()
+        assert f"Received PUBLISH from edgeship-runtime-{a_id}" in log()
+    finally:
+        own.close()
+        forged.close()
 
 
 def test_notices_resume_after_the_broker_restarts_and_requests_never_wait_for_it(fleet: PushFleet) -> None:

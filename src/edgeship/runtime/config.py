@@ -66,3 +66,17 @@ def device_id(config: RuntimeConfig) -> str:
 
     identity = load_identity(DataDir(Path(config.data_dir)).identity)
     return identity.device_id if identity else os.uname().nodename
+
+
+def mqtt_login(config: RuntimeConfig) -> tuple[str | None, str | None]:
+    """The agent's broker login — its device ID and the password derived from its secret — for
+    a runtime publishing as that device (the ACL of `edgeship mqtt config` lets that user write
+    the device's result topics). None when there is no enrolled agent or another ID was given."""
+    from edgeship.agent.api import load_identity
+    from edgeship.agent.config import DataDir
+    from edgeship.mqtt import device_password
+
+    identity = load_identity(DataDir(Path(config.data_dir)).identity)
+    if identity is None or (config.device_id and config.device_id != identity.device_id):
+        return None, None
+    return identity.device_id, device_password(identity.secret)

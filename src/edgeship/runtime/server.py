@@ -13,7 +13,7 @@ import uvicorn
 
 from edgeship.errors import RuntimeBackendError
 from edgeship.runtime.app import create_app
-from edgeship.runtime.config import RuntimeConfig, device_id
+from edgeship.runtime.config import RuntimeConfig, device_id, mqtt_login
 from edgeship.runtime.service import Runtime
 
 
@@ -23,8 +23,9 @@ def build_runtime(config: RuntimeConfig) -> Runtime:
     if config.mqtt_url:
         from edgeship.runtime.mqtt import MqttPublisher
 
-        runtime.publisher = MqttPublisher(config.mqtt_url, device_id(config), ca=config.mqtt_ca,
-                                          buffer=config.mqtt_buffer, on_drop=runtime.metrics.mqtt_dropped.inc)
+        username, password = mqtt_login(config)  # credentials in the URL win
+        runtime.publisher = MqttPublisher(config.mqtt_url, device_id(config), ca=config.mqtt_ca, username=username,
+                                          password=password, buffer=config.mqtt_buffer, on_drop=runtime.metrics.mqtt_dropped.inc)
     return runtime
 
 
