@@ -79,9 +79,11 @@ class TimestampSampler:
     token: str
     seen: dict[int, set[str]] = field(default_factory=dict)  # version → sha256 of each content seen
     unservable: list[str] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)  # an instance serving an older version than before
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        last = dict.fromkeys(self.urls, 0)
         with httpx.Client(headers={"authorization": f"Bearer {self.token}"}, timeout=2) as client:
             while not self.stop.is_set():
                 for url in self.urls:
@@ -91,6 +93,9 @@ class TimestampSampler:
                             continue
                         doc = r.json()["signed"]
                         self.seen.setdefault(doc["version"], set()).add(hashlib.sha256(r.content).hexdigest())
+                        if doc["version"] < last[url]:
+                            self.regressions.append(f"{url} served timestamp {doc['version']} after {last[url]}")
+                        last[url] = doc["version"]
                         snapshot = doc["meta"]["snapshot.json"]["version"]
                         if client.get(f"{url}/repo/metadata/{snapshot}.snapshot.json").status_code != 200:
                             self.unservable.append(f"{url} timestamp {doc['version']} names snapshot {snapshot}")
@@ -225,10 +230,12 @@ def test_rollout_survives_an_instance_killed_and_no_job_runs_twice(cluster: Clus
     assert len({h["x-edgeship-delivery"] for h, _ in receiver.posts}) == 2
 
     # Timestamps: re-signed many times by whichever instance held the lock; never two contents
-    # for one version (a lost update), and never one naming a snapshot its instance cannot serve.
+    # for one version (a lost update), never an older one after a newer one from an instance,
+    # and never one naming a snapshot its instance cannot serve.
     assert len(sampler.seen) >= 5, sampler.seen
     assert all(len(hashes) == 1 for hashes in sampler.seen.values()), {v: h for v, h in sampler.seen.items() if len(h) > 1}
     assert not sampler.unservable, sampler.unservable[:5]
+    assert not sampler.regressions, sampler.regressions[:5]
 
     # Events: every one a device sent was accepted (its queue is empty) and is stored once.
     for device in devices:
