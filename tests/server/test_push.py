@@ -62,6 +62,26 @@ def test_notices_leave_after_the_commit_and_never_for_a_rollback(tmp_path: Path)
     db.dispose()
 
 
+def test_broker_accounts_page_and_leave_out_devices_without_a_login(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'accounts.db'}")
+    db.migrate()
+    with db.write() as session:
+        for i in range(5):
+            d = _device(f"dev_account0000{i}")
+            d.mqtt_password_hash, d.tags = mosquitto_hash(f"pw{i}"), {"site": f"s{i}"}
+            session.add(d)
+        session.add(_device("dev_beforepush001"))  # enrolled before migration 0004: no MQTT password
+        gone = _device("dev_decommission1")
+        gone.mqtt_password_hash, gone.decommissioned_at = mosquitto_hash("x"), datetime.now(timezone.utc)
+        session.add(gone)
+    with db.read() as session:
+        first = push.broker_accounts(session, limit=3)
+        rest = push.broker_accounts(session, after=first[-1].device_id, limit=3)
+    assert [a.device_id for a in first + rest] == [f"dev_account0000{i}" for i in range(5)]
+    assert rest[-1].tags == {"site": "s4"}
+    db.dispose()
+
+
 def test_notice_payload_is_small_json() -> None:
     notice = push.Notice(tag_topic("site", "lab"), "assigned", release="app@2.0.0")
     body = notice.payload(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))

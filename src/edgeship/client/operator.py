@@ -134,8 +134,14 @@ class OperatorClient:
     def remove_webhook(self, webhook_id: str) -> dict:
         return self._json("DELETE", f"/v1/admin/webhooks/{webhook_id}")
 
-    def mqtt_accounts(self) -> list[dict]:
-        return self._json("GET", "/v1/admin/mqtt/accounts")
+    def mqtt_accounts(self) -> Iterator[dict]:
+        after = ""
+        while True:
+            page = self._json("GET", "/v1/admin/mqtt/accounts", params={"after": after, "limit": 5000})
+            yield from page
+            if len(page) < 5000:
+                return
+            after = page[-1]["device_id"]
 
     # -- publishing -----------------------------------------------------------------------
 

@@ -135,11 +135,12 @@ class Pusher:
         self._client.loop_stop()
 
 
-def broker_accounts(session: Session) -> list[DeviceAccount]:
-    """Every enrolled device that has an MQTT password, with its tags: what `edgeship mqtt config` writes out."""
+def broker_accounts(session: Session, after: str = "", limit: int = 5000) -> list[DeviceAccount]:
+    """Enrolled devices with an MQTT password, and their tags, by ID after ``after``: what `edgeship mqtt config` writes out."""
     rows = session.execute(
         select(Device.id, Device.mqtt_password_hash, Device.tags)
-        .where(Device.decommissioned_at.is_(None), Device.mqtt_password_hash.is_not(None))
+        .where(Device.id > after, Device.decommissioned_at.is_(None), Device.mqtt_password_hash.is_not(None))
         .order_by(Device.id)
+        .limit(limit)
     )
     return [DeviceAccount(r.id, r.mqtt_password_hash, {k: str(v) for k, v in (r.tags or {}).items()}) for r in rows]

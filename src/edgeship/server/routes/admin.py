@@ -74,10 +74,15 @@ def list_assignments(ctx: ServerContext = Depends(context)) -> list[schemas.Assi
 
 
 @router.get("/mqtt/accounts")
-def mqtt_accounts(ctx: ServerContext = Depends(context)) -> list[schemas.MqttAccount]:
+def mqtt_accounts(
+    after: str = Query("", max_length=32, description="accounts of devices with IDs after this one (paging)"),
+    limit: int = Query(5000, ge=1, le=20000),
+    ctx: ServerContext = Depends(context),
+) -> list[schemas.MqttAccount]:
     """Broker users for `edgeship mqtt config`: each device's MQTT password hash and tags."""
     with ctx.db.read() as session:
-        return [schemas.MqttAccount(device_id=a.device_id, password_hash=a.password_hash, tags=dict(a.tags)) for a in push.broker_accounts(session)]
+        accounts = push.broker_accounts(session, after, limit)
+    return [schemas.MqttAccount(device_id=a.device_id, password_hash=a.password_hash, tags=dict(a.tags)) for a in accounts]
 
 
 @router.get("/events")
