@@ -11,10 +11,15 @@ Mosquitto, and a 1 GiB model through SeaweedFS (S3) beside the local-disk blob s
    and CPU milliseconds per check-in of the server processes, of the PostgreSQL backends that
    served them, of haproxy and of wrk, all from /proc and getrusage: on 2 shared cores the load
    generator and the database compete with the servers, so the CPU cost is the portable figure.
-2. push: Mosquitto on a free port, ``--push-devices`` simulated devices (paho clients on one
-   selector loop per process, ``benchmarks/mqtt_fleet.py``) each subscribed to
-   ``edgeship/devices/<id>/notify``; one notice per device published with QoS 1; the time until
-   the last device has it, and p50/p99 over devices.
+   Then a load of event batches (CPU per event) and the bytes per row of devices and events.
+2. push: Mosquitto on a free port and ``--push-devices`` simulated devices (paho clients on one
+   selector loop per process, ``benchmarks/mqtt_fleet.py``), each subscribed to
+   ``edgeship/devices/<id>/notify`` and to its tag's topic. ``--push-via server``: the server's
+   own push code, the broker configured by ``edgeship mqtt config`` (a password and ACL entry
+   per device); a plain assignment to the tag sends one notice on the tag's topic, then a
+   rollout to the whole fleet one notice per device. ``--push-via paho``: the same two rounds
+   published by a bare paho client to an anonymous broker (the broker's fan-out alone). For
+   each round: the time until the last device has its notice, p50/p99 over devices.
 3. blobs: a ``--blob-mib`` file of random bytes pushed with ``edgeship release push --server`` to
    a server on the local-disk store and to one on SeaweedFS (``--blob-store s3://…``), then
    fetched back through each server as a device would, cut halfway and resumed with ``Range``;
@@ -367,6 +372,7 @@ def _fanout_rounds(args: argparse.Namespace, work: Path, broker: subprocess.Pope
     """
     from edgeship.mqtt import tag_topic
 
+    idle_rss = tree_usage(broker.pid)[0]
     subs, subscribe_s = subscribe_fleet(port, lines, work, args.push_processes, tag_topic("fleet", "bench"))
     try:
         cpu0 = tree_usage(broker.pid)[1]
@@ -383,6 +389,7 @@ def _fanout_rounds(args: argparse.Namespace, work: Path, broker: subprocess.Pope
             sub.wait()
     return {"devices": len(lines), "subscriber_processes": args.push_processes, "subscribe_s": round(subscribe_s, 2),
             "per_device_topic": rounds["DEVICE"], "one_tag_topic": rounds["TAG"], "broker_rss_mib": round(broker_rss / MIB, 1),
+            "broker_rss_mib_idle": round(idle_rss / MIB, 1),
             "broker_cpu_ms": round((cpu1 - cpu0) * 1000, 1), "load_before": la, "load_after": load()}
 
 
