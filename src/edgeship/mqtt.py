@@ -96,12 +96,14 @@ def start_client(
     max_backoff_s: float = 60,
     on_connect: Callable[[Any], None] | None = None,
     on_message: Callable[[str, bytes], None] | None = None,
+    on_subscribed: Callable[[int, int], None] | None = None,
 ) -> Any:
     """A paho client whose own thread connects now and reconnects forever; returns at once.
 
     ``username``/``password`` win over those in the URL. ``on_connect(client)`` runs after
     every successful (re)connection, where subscriptions belong: a broker that restarts
-    without persistence has forgotten them.
+    without persistence has forgotten them. ``on_subscribed(granted, asked)`` follows each
+    SUBACK. Every callback is set before the client's thread starts.
     """
     import paho.mqtt.client as mqtt
 
@@ -125,6 +127,8 @@ def start_client(
         client.on_connect = connected
     if on_message is not None:
         client.on_message = lambda _c, _u, message: on_message(message.topic, message.payload)
+    if on_subscribed is not None:
+        client.on_subscribe = lambda _c, _u, _mid, reasons, _p: on_subscribed(sum(not r.is_failure for r in reasons), len(reasons))
     # connect_async + loop_start: the first connection, like every later one, is tried by
     # paho's thread, so a broker that is down at start stops nothing.
     client.connect_async(broker.host, broker.port, keepalive=30)

@@ -49,20 +49,20 @@ class PushListener:
         with self._lock:
             added, removed = topics - self._topics, self._topics - topics
             self._topics = topics
-            if self._client is None:
+            client = self._client
+            if client is None:
                 self._device_id = identity.device_id
                 self._client = start_client(
                     self.broker, f"edgeship-agent-{identity.device_id}", ca=self.ca, username=identity.device_id,
                     password=device_password(identity.secret), buffer=10, max_backoff_s=30,
-                    on_connect=self._connected, on_message=self._notice,
+                    on_connect=self._connected, on_message=self._notice, on_subscribed=self._subscribed,
                 )
-                self._client.on_subscribe = self._subscribed
-                return
-            if self._client.is_connected():  # otherwise the next connection subscribes to them all
-                if removed:
-                    self._client.unsubscribe(sorted(removed))
-                if added:
-                    self._client.subscribe([(t, 1) for t in sorted(added)])
+                return  # its first connection subscribes to every topic
+        if client.is_connected():  # otherwise the next connection subscribes to them all
+            if removed:
+                client.unsubscribe(sorted(removed))
+            if added:
+                client.subscribe([(t, 1) for t in sorted(added)])
 
     def _connected(self, client: Any) -> None:
         with self._lock:
@@ -71,9 +71,8 @@ class PushListener:
         # Notices published while the connection was down are gone: check in once to catch up.
         self._wake()
 
-    def _subscribed(self, _client: Any, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
-        granted = sum(1 for r in reasons if not r.is_failure)
-        log.info("push: subscribed to %d of %d topic(s) as %s", granted, len(reasons), self._device_id)
+    def _subscribed(self, granted: int, asked: int) -> None:
+        log.info("push: subscribed to %d of %d topic(s) as %s", granted, asked, self._device_id)
 
     def _notice(self, topic: str, payload: bytes) -> None:
         self.notices += 1
