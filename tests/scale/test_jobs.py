@@ -6,9 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,24 +15,19 @@ from edgeship.server.db import Database
 from edgeship.server.models import Webhook, WebhookDelivery
 from edgeship.server.rollout_job import TURN, claim_turn
 from edgeship.server.webhooks import deliver_due
-from tests.helpers.server import postgres_schema
 from tests.rollouts.conftest import Receiver
 
 INSTANCES = 3
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Database]]:
+@pytest.fixture
+def databases(shared_url: str) -> Iterator[list[Database]]:
     """One migrated database, opened once per (simulated) instance."""
-    shared = nullcontext(f"sqlite:///{tmp_path / 'shared.db'}") if request.param == "sqlite" else postgres_schema()
-    with shared as url:
-        dbs = [Database(url) for _ in range(INSTANCES)]
-        dbs[0].migrate()
-        try:
-            yield dbs
-        finally:
-            for db in dbs:
-                db.dispose()  # before a PostgreSQL schema is dropped
+    dbs = [Database(shared_url) for _ in range(INSTANCES)]
+    dbs[0].migrate()
+    yield dbs
+    for db in dbs:
+        db.dispose()  # before a PostgreSQL schema is dropped
 
 
 def _race(dbs: list[Database], call: object) -> list[object]:

@@ -30,7 +30,7 @@ from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.settings import ServerSettings
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device, Releases, Server, no_duplicate_steps
-from tests.helpers.seaweedfs import BUCKET, SeaweedFS, seaweedfs  # noqa: F401 - seaweedfs is a fixture
+from tests.helpers.seaweedfs import BUCKET, SeaweedFS
 from tests.helpers.server import postgres_schema
 from tests.rollouts.conftest import Receiver
 
@@ -121,7 +121,7 @@ def _settings(data: Path, database_url: str, **extra: object) -> ServerSettings:
 
 
 @pytest.fixture
-def cluster(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:  # noqa: F811
+def cluster(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     haproxy = _haproxy()
     for key, value in seaweedfs.env.items():
         monkeypatch.setenv(key, value)  # `server init` copies the workspace's files into the bucket
@@ -150,7 +150,7 @@ def cluster(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             procs.close()
 
 
-def test_init_copies_the_workspace_files_into_the_bucket_once(seaweedfs: SeaweedFS, tmp_path: Path,  # noqa: F811
+def test_init_copies_the_workspace_files_into_the_bucket_once(seaweedfs: SeaweedFS, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for key, value in seaweedfs.env.items():
         monkeypatch.setenv(key, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,24 +20,24 @@ from edgeship.server.storage import LocalStorage
 from edgeship.trust.repository import Expiry
 from edgeship.workspace import Workspace
 from tests.agent.harness import Releases
-from tests.helpers.server import postgres_schema
+
+Instance = Callable[[str, Workspace], ServerRepository]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One database URL both instances use."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-        return
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def instance(shared_url: str, tmp_path: Path) -> Iterator[Instance]:
+    """Makes an instance's repository: ``server init`` of its own data dir over the shared database."""
+    made: list[ServerRepository] = []
 
+    def make(name: str, ws: Workspace) -> ServerRepository:
+        settings = ServerSettings(data_dir=tmp_path / name, database_url=shared_url)
+        init_data_dir(settings, ws)
+        made.append(ServerRepository(settings.data_dir / "repository", settings.data_dir / "keys", Expiry(), Database(shared_url)))
+        return made[-1]
 
-def _instance(tmp_path: Path, name: str, url: str, ws: Workspace) -> tuple[ServerRepository, Database]:
-    settings = ServerSettings(data_dir=tmp_path / name, database_url=url)
-    init_data_dir(settings, ws)
-    db = Database(url)
-    return ServerRepository(settings.data_dir / "repository", settings.data_dir / "keys", Expiry(), db), db
+    yield make
+    for repo in made:
+        repo.db.dispose()  # before a PostgreSQL schema is dropped
 
 
 def _targets(ws: Workspace) -> bytes:
@@ -53,75 +53,63 @@ def _uploaded(ws: Workspace, root: Path) -> LocalStorage:
     return storage
 
 
-def test_an_instance_with_a_stale_cache_signs_on_top_of_the_newest_metadata(shared_url: str, tmp_path: Path) -> None:
+def test_an_instance_with_a_stale_cache_signs_on_top_of_the_newest_metadata(instance: Instance, tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
     releases = Releases(ws, write_tiny_llama(tmp_path / "model.gguf"), tmp_path / "src")
     releases.publish("1.0.0")
-    a, db = _instance(tmp_path, "a", shared_url, ws)
-    b, _ = _instance(tmp_path, "b", shared_url, ws)
-    try:
-        before = a.versions()
-        assert b.versions() == before  # b's cache filled from the database, not from the workspace
-        releases.publish("2.0.0")
-        v3 = _targets(ws)
-        releases.publish("3.0.0")
-        v4 = _targets(ws)
-        storage = _uploaded(ws, tmp_path / "store")
+    a, b = instance("a", ws), instance("b", ws)
+    before = a.versions()
+    assert b.versions() == before  # b's cache filled from the database, not from the workspace
+    releases.publish("2.0.0")
+    v3 = _targets(ws)
+    releases.publish("3.0.0")
+    v4 = _targets(ws)
+    storage = _uploaded(ws, tmp_path / "store")
 
-        a.publish(db, storage, v3, [])
-        signed_by_a = (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").read_bytes()
-        # b still caches the old generation; publishing must not sign that snapshot version again.
-        assert b.cache.generation is not None and b.cache.generation < a.cache.generation  # type: ignore[operator]
-        b.publish(db, storage, v4, [])
+    a.publish(a.db, storage, v3, [])
+    signed_by_a = (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").read_bytes()
+    # b still caches the old generation; publishing must not sign that snapshot version again.
+    assert b.cache.generation is not None and b.cache.generation < a.cache.generation  # type: ignore[operator]
+    b.publish(b.db, storage, v4, [])
 
-        after = a.versions()  # a refreshes from the database: it sees what b signed
-        assert after["targets_version"] == before["targets_version"] + 2
-        assert after["snapshot_version"] == before["snapshot_version"] + 2
-        assert after["timestamp_version"] == before["timestamp_version"] + 2
-        assert (b.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").read_bytes() == signed_by_a
-        assert {e["version"] for e in a.releases()} == {"1.0.0", "2.0.0", "3.0.0"}
-        assert (a.repo.metadata_dir / "timestamp.json").read_bytes() == (b.repo.metadata_dir / "timestamp.json").read_bytes()
-    finally:
-        db.dispose()
-        b.db.dispose()
+    after = a.versions()  # a refreshes from the database: it sees what b signed
+    assert after["targets_version"] == before["targets_version"] + 2
+    assert after["snapshot_version"] == before["snapshot_version"] + 2
+    assert after["timestamp_version"] == before["timestamp_version"] + 2
+    assert (b.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").read_bytes() == signed_by_a
+    assert {e["version"] for e in a.releases()} == {"1.0.0", "2.0.0", "3.0.0"}
+    assert (a.repo.metadata_dir / "timestamp.json").read_bytes() == (b.repo.metadata_dir / "timestamp.json").read_bytes()
 
 
-def test_the_timestamp_is_resigned_once_when_instances_race(shared_url: str, tmp_path: Path) -> None:
+def test_the_timestamp_is_resigned_once_when_instances_race(instance: Instance, tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
-    a, db = _instance(tmp_path, "a", shared_url, ws)
-    b, _ = _instance(tmp_path, "b", shared_url, ws)
+    a, b = instance("a", ws), instance("b", ws)
+    db = a.db
     short = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(timestamp=0.01), db)
-    try:
-        assert short.refresh_timestamp_if_due(db, timedelta(days=2)) is True  # expires in ~15 min now
-        start = a.versions()["timestamp_version"]
-        results: list[bool] = []
-        racers = [threading.Thread(target=lambda r=r: results.append(r.refresh_timestamp_if_due(r.db, timedelta(hours=1)))) for r in (a, b)]
-        with db.write() as session:
-            hold_lock(session, "repository")
-            for t in racers:
-                t.start()
-            time.sleep(0.5)  # both found it due and wait for the lock
+    assert short.refresh_timestamp_if_due(db, timedelta(days=2)) is True  # expires in ~15 min now
+    start = a.versions()["timestamp_version"]
+    results: list[bool] = []
+    racers = [threading.Thread(target=lambda r=r: results.append(r.refresh_timestamp_if_due(r.db, timedelta(hours=1)))) for r in (a, b)]
+    with db.write() as session:
+        hold_lock(session, "repository")
         for t in racers:
-            t.join(10)
-        assert sorted(results) == [False, True]  # the second read the first one's timestamp under the lock
-        assert a.versions()["timestamp_version"] == b.versions()["timestamp_version"] == start + 1
-        assert b.repo.signature_status("timestamp").startswith("valid")
-    finally:
-        db.dispose()
-        b.db.dispose()
+            t.start()
+        time.sleep(0.5)  # both found it due and wait for the lock
+    for t in racers:
+        t.join(10)
+    assert sorted(results) == [False, True]  # the second read the first one's timestamp under the lock
+    assert a.versions()["timestamp_version"] == b.versions()["timestamp_version"] == start + 1
+    assert b.repo.signature_status("timestamp").startswith("valid")
 
 
-def test_a_failed_signing_leaves_nothing_behind_in_the_cache(shared_url: str, tmp_path: Path) -> None:
+def test_a_failed_signing_leaves_nothing_behind_in_the_cache(instance: Instance, tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
-    a, db = _instance(tmp_path, "a", shared_url, ws)
-    try:
-        before = a.versions()
-        with pytest.raises(RuntimeError), a._signing(db):
-            a.repo._publish_snapshot()  # a snapshot and a timestamp written locally, never committed
-            raise RuntimeError("the database went away before the commit")
-        assert not (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").exists()
-        assert a.versions() == before  # the next refresh rewrote the timestamp from the database
-        a.refresh_timestamp_if_due(db, timedelta(days=2))
-        assert a.versions()["timestamp_version"] == before["timestamp_version"] + 1
-    finally:
-        db.dispose()
+    a = instance("a", ws)
+    before = a.versions()
+    with pytest.raises(RuntimeError), a._signing(a.db):
+        a.repo._publish_snapshot()  # a snapshot and a timestamp written locally, never committed
+        raise RuntimeError("the database went away before the commit")
+    assert not (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").exists()
+    assert a.versions() == before  # the next refresh rewrote the timestamp from the database
+    a.refresh_timestamp_if_due(a.db, timedelta(days=2))
+    assert a.versions()["timestamp_version"] == before["timestamp_version"] + 1

@@ -19,6 +19,7 @@ from edgeship.cli.main import run
 from edgeship.client import OperatorClient
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
+from tests.helpers.seaweedfs import seaweedfs  # noqa: F401 - the S3 tests' fixture
 from tests.helpers.server import ServerProcess, postgres_schema
 
 

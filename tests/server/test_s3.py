@@ -14,7 +14,7 @@ import pytest
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device
-from tests.helpers.seaweedfs import BUCKET, SeaweedFS, seaweedfs  # noqa: F401 - seaweedfs is a fixture
+from tests.helpers.seaweedfs import BUCKET, SeaweedFS
 from tests.helpers.server import ServerProcess
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
