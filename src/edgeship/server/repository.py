@@ -91,7 +91,8 @@ class ServerRepository:
             hold_lock(session, "repository")
             if shared_metadata.generation(session) is not None:
                 return False
-            self.cache.generation = shared_metadata.save(session, shared_metadata.local_files(self.repo.metadata_dir))
+            gen = shared_metadata.save(session, shared_metadata.local_files(self.repo.metadata_dir))
+        self.cache.generation = gen  # only once committed: the local files are then that generation
         log.info("copied the repository metadata into the database")
         return True
 
