@@ -10,10 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, func, select
 
 from edgeship.samples.llama import write_tiny_llama
 from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.db import Database
+from edgeship.server.models import RepoMetadata
 from edgeship.server.repository import ServerRepository, hold_lock
 from edgeship.server.settings import ServerSettings
 from edgeship.server.storage import LocalStorage
@@ -113,3 +115,17 @@ def test_a_failed_signing_leaves_nothing_behind_in_the_cache(instance: Instance,
     assert a.versions() == before  # the next refresh rewrote the timestamp from the database
     a.refresh_timestamp_if_due(a.db, timedelta(days=2))
     assert a.versions()["timestamp_version"] == before["timestamp_version"] + 1
+
+
+def test_a_data_dir_from_before_the_shared_metadata_seeds_the_database_once(instance: Instance, tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    a = instance("a", ws)
+    before = a.versions()
+    with a.db.write() as session:
+        session.execute(delete(RepoMetadata))  # as after upgrading a server that kept it on disk only
+    assert a.adopt() is True  # what the server does at start
+    assert a.adopt() is False  # a second instance starting finds it there
+    b = instance("b", ws)
+    assert b.versions() == before
+    with a.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(RepoMetadata)) == len(list(a.repo.metadata_dir.glob("*.json")))
