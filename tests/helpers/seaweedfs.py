@@ -3,6 +3,7 @@ on free loopback ports, one access key, one bucket, data in a directory that is 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -61,11 +62,16 @@ def running_seaweedfs(weed: Path, root: Path) -> Iterator[SeaweedFS]:
     config = root / "s3.json"
     identity = {"name": "edgeship", "credentials": [{"accessKey": KEY_ID, "secretKey": SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    # Eight distinct ports: free_port may hand out a port twice, as nothing listens on it in between.
+    free: set[int] = set()
+    while len(free) < 8:
+        free.add(free_port())
+    picked = iter(sorted(free))
+    ports = {name: next(picked) for name in ("master", "volume", "filer", "s3")}
     args = [str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.config={config}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.volumeSizeLimitMB=64", "-volume.max=16"]
     for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={next(picked)}"]
     log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed after the process group is gone
     # Its own process group: weed may start helpers, and all of them must go at the end.
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -84,7 +90,8 @@ def running_seaweedfs(weed: Path, root: Path) -> Iterator[SeaweedFS]:
         yield SeaweedFS(endpoint, s3)
     finally:
         # SIGKILL: its data dir is thrown away, and a graceful stop idles 10 s for heartbeats.
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own (a failed start)
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
 
