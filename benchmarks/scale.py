@@ -584,7 +584,8 @@ def blobs_section(args: argparse.Namespace, work: Path) -> dict:
     local = work / "local"
     results += _blob_case("local disk", local, model, digest, (), {}, lambda: stored_bytes(local / "data") if (local / "data").exists() else 0)["results"]
     (work / "weed").mkdir()
-    with running_seaweedfs(weed, work / "weed") as s3:
+    # Room for the blob, its multipart staging parts and the rest, in 64 MB volumes.
+    with running_seaweedfs(weed, work / "weed", volumes=16 + 3 * args.blob_mib // 64) as s3:
         prefix = "scale"
 
         def in_bucket() -> int:

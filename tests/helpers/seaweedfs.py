@@ -55,8 +55,11 @@ class SeaweedFS:
 
 
 @contextmanager
-def running_seaweedfs(weed: Path, root: Path) -> Iterator[SeaweedFS]:
-    """``weed server`` with S3 and the bucket created; killed with its whole process group at the end."""
+def running_seaweedfs(weed: Path, root: Path, *, volumes: int = 16) -> Iterator[SeaweedFS]:
+    """``weed server`` with S3 and the bucket created; killed with its whole process group at the end.
+
+    It holds at most ``volumes`` × 64 MB: a big multipart upload needs room for its parts as well.
+    """
     import boto3
 
     config = root / "s3.json"
@@ -69,7 +72,7 @@ def running_seaweedfs(weed: Path, root: Path) -> Iterator[SeaweedFS]:
     picked = iter(sorted(free))
     ports = {name: next(picked) for name in ("master", "volume", "filer", "s3")}
     args = [str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.volumeSizeLimitMB=64", "-volume.max=16"]
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0", "-master.volumeSizeLimitMB=64", f"-volume.max={volumes}"]
     for name, port in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={next(picked)}"]
     log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed after the process group is gone
