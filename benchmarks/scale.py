@@ -651,8 +651,9 @@ def main() -> None:
         for name in sections:
             print(f"== {name} (load average {load()[0]})", flush=True)
             report[name] = SECTIONS[name](args, Path(tmp) / name)
-    report["load_at_end"] = load()
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+            report["load_at_end"] = load()
+            # After every section: a later one that fails keeps what the earlier ones measured.
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"figures written to {args.json}")
 
 
