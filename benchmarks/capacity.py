@@ -43,6 +43,7 @@ class Costs:
     device_row_bytes: float
     event_row_bytes: float
     broker_kib_per_connection: float
+    broker_kib_per_account: float  # its password and ACL entries, loaded whether it is connected or not
     best_checkins_per_s: int
 
     @classmethod
@@ -51,6 +52,8 @@ class Costs:
         events = report["checkins"]["events_run"]
         tables = report["checkins"]["tables"]
         push = report["push"].get("server") or report["push"]["paho"]
+        bare = report["push"].get("paho")
+        accounts_mib = push["broker_rss_mib_idle"] - bare["broker_rss_mib_idle"] if bare and push is not bare else 0.0
         workers = report["checkins"]["workers_per_instance"]
         return cls(
             server_ms_per_checkin=statistics.median(r["server_cpu_ms_per_request"] for r in runs),
@@ -61,6 +64,7 @@ class Costs:
             device_row_bytes=tables["devices"]["bytes_per_row"],
             event_row_bytes=tables["events"]["bytes_per_row"],
             broker_kib_per_connection=(push["broker_rss_mib"] - push["broker_rss_mib_idle"]) * 1024 / push["devices"],
+            broker_kib_per_account=accounts_mib * 1024 / push["devices"],
             best_checkins_per_s=max(r["checkins_per_s"] for r in runs),
         )
 
@@ -118,9 +122,10 @@ def egress_table() -> list[str]:
 
 
 def mqtt_table(c: Costs) -> list[str]:
-    out = ["| devices | MQTT connections | broker memory at the measured per-connection cost | notices for a rollout stage of 10 % |", "|---|---|---|---|"]
+    out = ["| devices | MQTT connections | broker memory: accounts + connections | notices for a rollout stage of 10 % |", "|---|---|---|---|"]
     for n in FLEETS:
-        out.append(f"| {n:,} | {n:,} | {_bytes(n * c.broker_kib_per_connection * 1024)} | {n // 10:,} |")
+        mem = n * (c.broker_kib_per_account + c.broker_kib_per_connection) * 1024
+        out.append(f"| {n:,} | {n:,} | {_bytes(mem)} | {n // 10:,} |")
     return out
 
 
