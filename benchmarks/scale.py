@@ -372,7 +372,7 @@ def _fanout_rounds(args: argparse.Namespace, work: Path, broker: subprocess.Pope
     """
     from edgeship.mqtt import tag_topic
 
-    idle_rss = tree_usage(broker.pid)[0]
+    idle_rss, cpu_idle = tree_usage(broker.pid)
     subs, subscribe_s = subscribe_fleet(port, lines, work, args.push_processes, tag_topic("fleet", "bench"))
     try:
         cpu0 = tree_usage(broker.pid)[1]
@@ -389,7 +389,7 @@ def _fanout_rounds(args: argparse.Namespace, work: Path, broker: subprocess.Pope
             sub.wait()
     return {"devices": len(lines), "subscriber_processes": args.push_processes, "subscribe_s": round(subscribe_s, 2),
             "per_device_topic": rounds["DEVICE"], "one_tag_topic": rounds["TAG"], "broker_rss_mib": round(broker_rss / MIB, 1),
-            "broker_rss_mib_idle": round(idle_rss / MIB, 1),
+            "broker_rss_mib_idle": round(idle_rss / MIB, 1), "broker_cpu_s_subscribe": round(cpu0 - cpu_idle, 2),
             "broker_cpu_ms": round((cpu1 - cpu0) * 1000, 1), "load_before": la, "load_after": load()}
 
 
@@ -469,7 +469,7 @@ def push_section(args: argparse.Namespace, work: Path) -> dict:
             f = r[key]
             print(f"    {label:<38} {f['received']}/{r['devices']} devices had it after {f['all_received_s']} s "
                   f"(p50 {f['p50_s']} s, p99 {f['p99_s']} s; sender done in {f['publish_s']} s)", flush=True)
-        print(f"    subscribing took {r['subscribe_s']} s; broker RSS {r['broker_rss_mib']} MiB, CPU {r['broker_cpu_ms']} ms", flush=True)
+        print(f"    subscribing took {r['subscribe_s']} s (broker CPU {r['broker_cpu_s_subscribe']} s); broker RSS {r['broker_rss_mib']} MiB, CPU {r['broker_cpu_ms']} ms", flush=True)
     return out
 
 
