@@ -44,7 +44,6 @@ class Costs:
     event_row_bytes: float
     broker_kib_per_connection: float
     broker_kib_per_account: float  # its password and ACL entries, loaded whether it is connected or not
-    best_checkins_per_s: int
 
     @classmethod
     def from_report(cls, report: dict) -> Costs:
@@ -65,7 +64,6 @@ class Costs:
             event_row_bytes=tables["events"]["bytes_per_row"],
             broker_kib_per_connection=(push["broker_rss_mib"] - push["broker_rss_mib_idle"]) * 1024 / push["devices"],
             broker_kib_per_account=accounts_mib * 1024 / push["devices"],
-            best_checkins_per_s=max(r["checkins_per_s"] for r in runs),
         )
 
 
