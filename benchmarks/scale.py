@@ -67,10 +67,10 @@ from benchmarks.checkins import (
 )
 from benchmarks.procstat import tree, tree_usage, usage
 from edgeship.loopback import Processes, free_port, wait_for
+from tests.helpers.haproxy import start_haproxy
 from tests.helpers.seaweedfs import BUCKET, running_seaweedfs, weed_binary
 
 MIB = 1 << 20
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -84,46 +84,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # --- 1. check-ins over 1..N instances -------------------------------------------------------
-
-
-def haproxy_config(port: int, backends: list[str]) -> str:
-    servers = "\n".join(f"  server s{i} {u.removeprefix('http://')}" for i, u in enumerate(backends))
-    return f"""global
-  maxconn 4096
-  nbthread 1
-defaults
-  mode http
-  option http-keep-alive
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-frontend checkins
-  bind 127.0.0.1:{port}
-  default_backend servers
-backend servers
-  balance roundrobin
-  http-reuse always
-{servers}
-"""
-
-
-def start_haproxy(procs: Processes, work: Path, backends: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cfg = work / f"haproxy-{len(backends)}.cfg"
-    cfg.write_text(haproxy_config(port, backends))
-    proc = procs.spawn([HAPROXY, "-db", "-f", str(cfg)], work / f"haproxy-{len(backends)}.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return proc.poll() is not None or httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for("haproxy", up, 20, work / f"haproxy-{len(backends)}.log")
-    if proc.poll() is not None:
-        raise SystemExit(f"haproxy exited with {proc.returncode}; see {work}/haproxy-{len(backends)}.log")
-    return proc, url
 
 
 def checkins_section(args: argparse.Namespace, work: Path) -> dict:
@@ -227,7 +187,7 @@ def _checkin_run(args: argparse.Namespace, setup: Setup, procs: Processes, insta
     lb = None
     urls = [u for _, u in instances]
     if spread == "haproxy":
-        lb, lb_url = start_haproxy(procs, setup.work, urls)
+        lb, lb_url = start_haproxy(procs, setup.work, urls, name=f"haproxy-{len(urls)}", check_interval_ms=2000)
         urls = [lb_url]
     # A short warm-up: every worker imports lazily and opens its pool before the clock starts.
     run_wrk(urls, devices_file, connections=args.connections, duration=2, event_share=0)

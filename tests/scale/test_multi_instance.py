@@ -30,45 +30,21 @@ from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.settings import ServerSettings
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device, Releases, Server, no_duplicate_steps
+from tests.helpers.haproxy import HAPROXY, start_haproxy
 from tests.helpers.seaweedfs import BUCKET, SeaweedFS
 from tests.helpers.server import postgres_schema
 from tests.rollouts.conftest import Receiver
 
-HAPROXY = Path("/usr/sbin/haproxy")
 INSTANCES = 3
 AGENTS = 4
 SECRET = "multi-instance-hook-secret"
 
 
-def _haproxy() -> Path:
+def _require_haproxy() -> None:
     if not HAPROXY.is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{HAPROXY} is missing, but CI=true: .ci/run installs haproxy")
         pytest.skip("the multi-instance test needs haproxy (apt-get install haproxy)")
-    return HAPROXY
-
-
-def haproxy_config(port: int, backends: list[int]) -> str:
-    """Round-robin over the instances; /readyz decides who is in; a refused connection is retried elsewhere."""
-    servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 200ms fall 1 rise 2" for i, p in enumerate(backends))
-    return f"""global
-    maxconn 1024
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 60s
-    timeout server 60s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure empty-response
-frontend fleet
-    bind 127.0.0.1:{port}
-    default_backend instances
-backend instances
-    balance roundrobin
-    option httpchk GET /readyz
-{servers}
-"""
 
 
 @dataclass
@@ -122,7 +98,7 @@ def _settings(data: Path, database_url: str, **extra: object) -> ServerSettings:
 
 @pytest.fixture
 def cluster(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    haproxy = _haproxy()
+    _require_haproxy()
     for key, value in seaweedfs.env.items():
         monkeypatch.setenv(key, value)  # `server init` copies the workspace's files into the bucket
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
@@ -140,11 +116,8 @@ def cluster(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             urls = [f"http://127.0.0.1:{s.port}" for s in settings]
             for url in urls:
                 wait_for(f"instance {url}", lambda url=url: server_ready(url), 30, tmp_path)  # type: ignore[misc]
-            lb_port = free_port()
-            (tmp_path / "haproxy.cfg").write_text(haproxy_config(lb_port, [s.port for s in settings]))
-            procs.spawn([str(haproxy), "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
-            lb = Server(ServerSettings(port=lb_port), token)
-            wait_for("haproxy", lambda: server_ready(lb.url), 15, tmp_path)
+            _, lb_url = start_haproxy(procs, tmp_path, urls)
+            lb = Server(ServerSettings(port=int(lb_url.rsplit(":", 1)[1])), token)
             yield Cluster(lb, instances, urls, releases, tmp_path)
         finally:
             procs.close()
