@@ -1,8 +1,9 @@
-"""Push on the server side: notices leave only after the commit, hashes the broker accepts, the ACL's shape."""
+"""Push on the server side: notices leave only after the commit with the spread of their batch, hashes the broker accepts, the ACL's shape."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from edgeship.server.db import Database
 from edgeship.server.models import Device
 from edgeship.server.settings import ServerSettings
 from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
+from tests.helpers.server import postgres_schema
 
 
 class Recorder:
@@ -85,8 +87,73 @@ def test_broker_accounts_page_and_leave_out_devices_without_a_login(tmp_path: Pa
 def test_notice_payload_is_small_json() -> None:
     notice = push.Notice(tag_topic("site", "lab"), "assigned", release="app@2.0.0")
     body = notice.payload(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
-    assert body == b'{"reason":"assigned","at":"2026-01-02T03:04:05Z","release":"app@2.0.0"}'
+    assert body == b'{"reason":"assigned","at":"2026-01-02T03:04:05Z","spread_s":0.0,"release":"app@2.0.0"}'
     assert notice.topic == "edgeship/tags/site=lab/notify"
+    assert b'"spread_s":200.0' in notice.payload(datetime(2026, 1, 2, tzinfo=timezone.utc), 200.0)
+
+
+def test_spread_is_the_devices_reached_over_the_push_rate() -> None:
+    assert push.spread_s(1, 500) == 0.002  # one device: at once, in effect
+    assert push.spread_s(100_000, 500) == 200.0  # a rollout stage of 100,000 devices
+    assert push.spread_s(1_000_000, 500) == 2000.0
+    assert push.spread_s(1_000_000, 5000) == 200.0
+    assert push.spread_s(0, 500) == push.spread_s(-3, 500) == 0.0
+    assert push.spread_s(2, 3) == 0.667
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_tag_notice_reaches_the_live_devices_with_that_tag(tmp_path: Path, dialect: str) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_schema()) if dialect == "postgresql" else f"sqlite:///{tmp_path / 'tags.db'}"
+        db = Database(url)
+        stack.callback(db.dispose)
+        db.migrate()
+        tags = [{"site": "lab"}, {"site": "lab", "ring": "pilot"}, {"site": "dock"}, {}, {"site": "lab"}, {"a.b": "x y", "hw/rev-2": "é 1"}]
+        with db.write() as session:
+            for i, t in enumerate(tags):
+                d = _device(f"dev_tagged00000{i}")
+                d.tags = t
+                session.add(d)
+            gone = _device("dev_tagged_gone01")
+            gone.tags, gone.decommissioned_at = {"site": "lab"}, datetime.now(timezone.utc)
+            session.add(gone)
+        with db.write() as session:
+            assert push.tagged_devices(session, "site", "lab") == 3  # not the decommissioned one
+            assert push.tagged_devices(session, "ring", "pilot") == 1
+            assert push.tagged_devices(session, "site", "nowhere") == 0
+            assert push.tagged_devices(session, "a.b", "x y") == 1  # a key with a dot is one JSON member, not a path
+            assert push.tagged_devices(session, "hw/rev-2", "é 1") == 1  # every character a tag key may hold (schemas.check_tags)
+            push.tag_changed(session, "site", "lab", "assigned", release="app@1.0.0")
+            push.device_changed(session, "dev_tagged000003", "assigned", release="app@1.0.0")
+            assert sorted(n.devices for n in push.pending(session)) == [1, 3]
+
+
+@needs_mosquitto
+def test_every_notice_of_a_commit_carries_the_spread_of_the_whole_batch(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    sub = Subscriber(broker.port, "edgeship/#", client_id="watch-spread")
+    settings = ServerSettings(data_dir=tmp_path / "d", mqtt=f"mqtt://127.0.0.1:{broker.port}", push_rate=4)
+    pusher = push.Pusher(settings)
+    try:
+        assert sub.ready()
+        wait_connected(pusher)
+        batch = [push.Notice(device_topic(f"dev_{i}"), "rollout", release=f"app@2.0.{i}") for i in range(3)]
+        pusher.publish([*batch, push.Notice(tag_topic("site", "lab"), "assigned", devices=7)])  # 3 + 7 devices at 4/s
+        assert sorted(n["spread_s"] for n in sub.wait_for(4)) == [2.5] * 4
+        pusher.publish([push.Notice(device_topic("dev_alone"), "assigned")])
+        assert sub.wait_for(5)[-1]["spread_s"] == 0.25
+    finally:
+        pusher.close()
+        sub.close()
+        broker.stop()
+
+
+def wait_connected(pusher: push.Pusher, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pusher.connected:
+        assert time.monotonic() < deadline, "the pusher did not connect to the broker"
+        time.sleep(0.05)
 
 
 @needs_mosquitto

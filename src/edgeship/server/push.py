@@ -8,6 +8,11 @@ in and read the old assignment, and one for a transaction that rolled back would
 Publishing never blocks or fails a request or the rollout job: paho's thread does the
 network work, and its queue is bounded (``--mqtt-buffer``); a notice beyond it is dropped
 and counted — the device still learns of the change at its next poll.
+
+Every notice carries ``spread_s``: the window over which the devices that one commit
+reaches should spread their check-ins (they wait a random part of it), so that a tag-wide
+order or a big rollout stage does not bring the whole fleet to the servers in the same
+second. It is the devices reached divided by ``--push-rate``; one device gets ~0.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edgeship.broker import DeviceAccount
@@ -42,14 +47,21 @@ class Notice:
     reason: str  # assigned, rollout, experiment, rollback or withdrawn
     release: str | None = None  # name@version the device should now run, when there is one
     rollout: str | None = None
+    devices: int = 1  # how many devices the topic reaches: a tag's count of devices when recorded
 
-    def payload(self, at: datetime) -> bytes:
-        body: dict[str, Any] = {"reason": self.reason, "at": at.isoformat(timespec="seconds").replace("+00:00", "Z")}
+    def payload(self, at: datetime, spread: float = 0.0) -> bytes:
+        body: dict[str, Any] = {"reason": self.reason, "at": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                                "spread_s": spread}
         if self.release:
             body["release"] = self.release
         if self.rollout:
             body["rollout"] = self.rollout
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+def spread_s(devices: int, rate: float) -> float:
+    """Seconds over which ``devices`` woken at once should spread their check-ins to arrive at ``rate`` a second."""
+    return round(max(devices, 0) / rate, 3)
 
 
 def _record(session: Session, notice: Notice) -> None:
@@ -62,7 +74,20 @@ def device_changed(session: Session, device_id: str, reason: str, *, release: st
 
 
 def tag_changed(session: Session, key: str, value: str, reason: str, *, release: str | None = None) -> None:
-    _record(session, Notice(tag_topic(key, value), reason, release))
+    _record(session, Notice(tag_topic(key, value), reason, release, devices=tagged_devices(session, key, value)))
+
+
+def tagged_devices(session: Session, key: str, value: str) -> int:
+    """Live devices carrying ``key=value``: the reach of a tag notice, for its spread.
+
+    One COUNT over the devices table (no index on a JSON member, so a scan — paid only when
+    an operator assigns to a tag). ``as_string()`` renders ``tags ->> 'key'`` on PostgreSQL
+    and ``JSON_EXTRACT(tags, '$."key"')`` on SQLite; tags are stored as strings (schemas.Tags),
+    so both compare text with text, as the device listing's tag filter does.
+    """
+    query = select(func.count()).select_from(Device).where(
+        Device.tags[key].as_string() == value, Device.decommissioned_at.is_(None))
+    return int(session.scalar(query) or 0)
 
 
 def pending(session: Session) -> list[Notice]:
@@ -83,6 +108,7 @@ class Pusher:
             password=settings.mqtt_password or None, buffer=settings.mqtt_buffer,
         )
         self._counter = counter
+        self._rate = settings.push_rate
         self._lock = threading.Lock()
         self._warned_at = -WARN_EVERY_S
         self.queued = 0
@@ -102,11 +128,13 @@ class Pusher:
         session.info.pop(_PENDING, None)
 
     def publish(self, notices: list[Notice]) -> None:
+        """Queue one commit's notices; all of them share one spread, over every device they reach together."""
         at = datetime.now(timezone.utc)
+        spread = spread_s(sum(n.devices for n in notices), self._rate)
         queued = dropped = 0
         for n in notices:
             try:
-                info = self._client.publish(n.topic, n.payload(at), qos=1, retain=False)
+                info = self._client.publish(n.topic, n.payload(at, spread), qos=1, retain=False)
             except Exception as exc:  # noqa: BLE001 - a notice is best effort; the commit is already done
                 # This runs inside session.commit(): an exception here would turn a request
                 # whose change is stored into an error reply.

@@ -57,6 +57,7 @@ class ServerSettings(BaseModel):
     mqtt_username: str = Field("", description="The server's broker user (the one `edgeship mqtt config` writes; default: from the URL).")
     mqtt_password: str = Field("", description="Its password (better given as the environment variable than as a flag).")
     mqtt_buffer: int = Field(100_000, ge=1, description="Notices kept while the broker is slow or away (about 200 bytes each); beyond it they are dropped and devices learn at their next poll.")
+    push_rate: float = Field(500.0, gt=0, description="Check-ins per second the servers should absorb from one push: a notice reaching N devices tells them to spread their check-ins over N / this many seconds (docs/scaling.md, Check-in storms).")
     access_log: bool = Field(True, description="Write one JSON line per request.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     migrate: bool = Field(True, description="Apply database migrations at start (workers started by `edgeship server` skip it: the parent did it).")
