@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,28 @@ class Device:
     @property
     def device_id(self) -> str:
         return str(json.loads((self.data / "identity.json").read_text())["device_id"])
+
+
+@contextmanager
+def in_process_logs(path: Path) -> Iterator[None]:
+    """Send the log lines of the parts running in this process (runtimes, broker) to ``path``.
+
+    Without a handler Python prints warnings to stderr, in the middle of the narration.
+    """
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = [(lg, lg.propagate, lg.level) for lg in (logging.getLogger("edgeship"), logging.getLogger("amqtt"))]
+    for lg, _propagate, _level in saved:
+        lg.addHandler(handler)
+        lg.propagate = False
+    logging.getLogger("edgeship").setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, propagate, level in saved:
+            lg.removeHandler(handler)
+            lg.propagate, lg.level = propagate, level
+        handler.close()
 
 
 def start_runtime(data: Path, device_name: str, mqtt_url: str) -> BackgroundServer:

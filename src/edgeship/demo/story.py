@@ -23,7 +23,7 @@ import httpx
 
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
-from edgeship.demo.fleet import Device, MqttBroker, agent_command, start_runtime
+from edgeship.demo.fleet import Device, MqttBroker, agent_command, in_process_logs, start_runtime
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
 from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
@@ -429,21 +429,23 @@ def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False,
     root.mkdir(parents=True, exist_ok=True)
     spec = TinyLlama(n_embd=64, n_layer=2, n_ff=128) if fast else TinyLlama(n_embd=128, n_layer=4, n_ff=256)
     story = Story(root, StorySummary(out=str(root), devices=devices), narrate, progress, fast)
-    act = "start"
-    try:
-        story.start(devices)
-        for act, step in (("enroll", story.enroll), ("v1", lambda: story.act1(spec)), ("v2", lambda: story.act2(spec)),
-                          ("v3", story.act3), ("feedback and forgery", story.act4), ("summary", story.finish)):
-            step()
-        story.summary.seconds = round(time.monotonic() - story.started, 1)  # the story's time, not the hold's
-        if keep_running is not None:
-            keep_running()
-    except EdgeshipError:
-        raise
-    except Exception as exc:  # a bug or a dead process: say where the story broke, then clean up below
-        raise ServerError(f"the demo broke during {act}: {type(exc).__name__}: {exc}",
-                          hint=f"the server, agent and runtime logs are in {root}") from exc
-    finally:
-        story.stop()
+    # The runtimes and the broker run in this process; their logs go beside the others.
+    with in_process_logs(root / "runtimes.log"):
+        act = "start"
+        try:
+            story.start(devices)
+            for act, step in (("enroll", story.enroll), ("v1", lambda: story.act1(spec)), ("v2", lambda: story.act2(spec)),
+                              ("v3", story.act3), ("feedback and forgery", story.act4), ("summary", story.finish)):
+                step()
+            story.summary.seconds = round(time.monotonic() - story.started, 1)  # the story's time, not the hold's
+            if keep_running is not None:
+                keep_running()
+        except EdgeshipError:
+            raise
+        except Exception as exc:  # a bug or a dead process: say where the story broke, then clean up below
+            raise ServerError(f"the demo broke during {act}: {type(exc).__name__}: {exc}",
+                              hint=f"the server, agent and runtime logs are in {root}") from exc
+        finally:
+            story.stop()
     story.summary.ok = not story.summary.check()
     return story.summary
