@@ -1,4 +1,5 @@
-"""MQTT push end to end: a real server, real agents and a real Mosquitto over TLS, configured by `edgeship mqtt config`.
+"""MQTT push end to end: a real server, real agents and a real Mosquitto over TLS, configured by `edgeship mqtt config`;
+and the agent's pure parts: a notice's spread, the random delay it leads to, the loop's deadline.
 
 The agents poll only every 600 s here, so an install within seconds can only come from a notice.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeship.agent.push import notice_spread, spread_delay
+from edgeship.agent.wakeup import Wakeup
 from edgeship.cli.main import run
 from edgeship.loopback import free_port
 from edgeship.mqtt import device_password, device_topic
@@ -28,6 +32,7 @@ from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
 pytestmark = needs_mosquitto
 
 LONG_POLL = "600"
+RECONNECT_SPREAD_S = 1.0  # the catch-up check-in after each (re)connection comes within this
 INSTALL_WITHIN_S = 20.0
 
 
@@ -52,11 +57,12 @@ class PushFleet:
         log = d.data.parent / f"agent-{name}.log"
         with open(log, "wb") as out:
             self.agents[name] = subprocess.Popen(
-                d.command("--mqtt", self.mqtt_url, "--mqtt-ca", str(self.ca), "--push-poll", LONG_POLL, "--poll", LONG_POLL),
+                d.command("--mqtt", self.mqtt_url, "--mqtt-ca", str(self.ca), "--push-poll", LONG_POLL, "--poll", LONG_POLL,
+                          "--push-reconnect-spread", str(RECONNECT_SPREAD_S)),
                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
             )
         wait_until(lambda: "push: subscribed to 2 of 2 topic(s)" in log.read_text(), 20, f"agent {name} never subscribed:\n{log.read_text()[-2000:]}")
-        time.sleep(1.0)  # the check-in that follows a (re)connection is over: what comes next is a notice's
+        time.sleep(RECONNECT_SPREAD_S + 1.0)  # the check-in that follows a (re)connection is over: what comes next is a notice's
 
     def credentials(self, name: str) -> tuple[str, str]:
         identity = json.loads((self.devices[name].data / "identity.json").read_text())
@@ -81,7 +87,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator
     tmp = tmp_path_factory.mktemp("push")
     ws = Workspace.init(tmp / "ws", passphrase=None)
     releases = Releases(ws, tiny_gguf, tmp / "src")
-    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"):
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0", "6.0.0"):
         releases.publish(version)
     server = Server.create(ws, tmp / "server", poll_interval_s=int(LONG_POLL))
     assert run(["certs", "init", "--data-dir", str(tmp / "server")]) == 0
@@ -224,3 +230,104 @@ def test_a_rollout_and_its_abort_push_every_device_they_move(fleet: PushFleet) -
         assert queued >= 8  # this server process alone sent at least the notices these tests waited for
     finally:
         watch.close()
+
+
+LOG_TIME = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
+
+
+def _log_time(stamp: str) -> float:
+    day, ms = stamp.split(",")
+    return time.mktime(time.strptime(day, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+
+
+def test_devices_a_notice_reaches_together_spread_their_check_ins_over_its_window(fleet: PushFleet) -> None:
+    """The last test here: it restarts the server with a --push-rate low enough that two devices get a window of 4 s."""
+    a, b = fleet.devices["a"], fleet.devices["b"]
+    rate, spread = 0.5, 4.0  # two devices in one commit / 0.5 check-ins a second
+    fleet.server.stop()
+    fleet.server.settings = fleet.server.settings.model_copy(update={"push_rate": rate})
+    fleet.server.start()
+    watch = fleet.subscriber("a", device_topic(a.device_id), client_id="watch-a-spread")
+    try:
+        assert watch.ready()
+        start = time.monotonic()
+        fleet.server.admin("POST", "/v1/admin/rollouts", {
+            "release": "llm@6.0.0", "device_ids": [a.device_id, b.device_id], "pilot": "", "stages": "100"})
+        [notice] = [n for n in watch.wait_for(1, timeout=INSTALL_WITHIN_S) if n.get("release") == "llm@6.0.0"]
+        assert notice["spread_s"] == spread
+        for d in (a, b):
+            wait_until(lambda d=d: d.version() == "6.0.0", spread + INSTALL_WITHIN_S, f"{d.data.name} did not install the rollout's release")
+        print(f"spread notice → both installed {time.monotonic() - start:.1f} s after the rollout started")
+    finally:
+        watch.close()
+    delays = []
+    for name in ("a", "b"):
+        log = (fleet.devices[name].data.parent / f"agent-{name}.log").read_text()
+        heard = re.search(LOG_TIME + r".*push: notice on .*\"release\":\"llm@6\.0\.0\".*; checking in within ([\d.]+) s$", log, re.MULTILINE)
+        assigned = re.search(LOG_TIME + r".*llm@6\.0\.0: assigned$", log, re.MULTILINE)
+        assert heard and assigned, log[-2000:]
+        delay = float(heard.group(2))
+        waited = _log_time(assigned.group(1)) - _log_time(heard.group(1))
+        print(f"device {name}: drew {delay:.3f} s of the {spread} s window, checked in and was assigned {waited:.3f} s after the notice")
+        assert 0 <= delay <= spread
+        assert delay - 0.05 <= waited <= delay + 2.0  # the check-in came at the drawn moment, not at once
+        delays.append(delay)
+    assert delays[0] != delays[1] and max(delays) > 0.05  # each device drew its own moment
+
+
+def test_a_notice_asks_for_its_spread_and_anything_else_counts_as_none() -> None:
+    assert notice_spread(b'{"reason":"rollout","at":"2026-01-02T03:04:05Z","spread_s":200.0}') == 200.0
+    assert notice_spread(b'{"reason":"assigned","spread_s":3}') == 3.0
+    for bad in (b'{"reason":"assigned"}', b'{"spread_s":-5}', b'{"spread_s":"9"}', b'{"spread_s":true}', b'{"spread_s":null}',
+                b'{"spread_s":NaN}', b'{"spread_s":Infinity}', b'[1,2]', b'"x"', b"not json", b"\xff\xfe", b""):
+        assert notice_spread(bad) == 0.0, bad
+
+
+def test_the_delay_is_a_uniform_part_of_the_window_capped_at_the_poll_interval() -> None:
+    assert spread_delay(200.0, 600.0, 0.0) == 0.0
+    assert spread_delay(200.0, 600.0, 0.5) == 100.0
+    assert spread_delay(200.0, 600.0, 0.999) == pytest.approx(199.8)
+    assert spread_delay(2000.0, 600.0, 0.5) == 300.0  # past the poll interval the device would come anyway
+    assert spread_delay(1e300, 600.0, 0.999) < 600.0  # a forged notice costs at most one check-in within the poll interval
+    assert spread_delay(0.0, 600.0, 0.9) == 0.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_earliest_requested_check_in_wins() -> None:
+    clock = FakeClock()
+    wakeup = Wakeup(clock)
+    assert wakeup.due is None
+    wakeup.request(5.0)
+    assert wakeup.due == 1005.0
+    clock.now += 1
+    wakeup.request(10.0)  # a second notice during the wait cannot put the check-in off
+    assert wakeup.due == 1005.0
+    wakeup.request(2.0)  # but it can bring it forward
+    assert wakeup.due == 1003.0
+    wakeup.request(-4.0)  # never in the past: at once
+    assert wakeup.due == 1001.0
+
+
+def test_the_loop_wakes_at_the_requested_time_and_forgets_it_on_return() -> None:
+    wakeup = Wakeup()
+    started = time.monotonic()
+    wakeup.wait(0.1)  # nothing requested: the whole timeout
+    assert 0.09 <= time.monotonic() - started < 1.0
+    timer = threading.Timer(0.1, wakeup.request, args=(0.2,))  # a notice arrives, asking for a check-in 0.2 s later
+    timer.start()
+    started = time.monotonic()
+    wakeup.wait(30.0)
+    assert 0.28 <= time.monotonic() - started < 2.0
+    assert wakeup.due is None  # what was asked for is consumed by the round that follows
+    wakeup.request(0.0)  # asked for during a round: the next wait returns at once
+    started = time.monotonic()
+    wakeup.wait(30.0)
+    assert time.monotonic() - started < 0.5
+    timer.join()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 DEFAULT_POLL_S = 30.0
 DEFAULT_PUSH_POLL_S = 600.0  # between check-ins while MQTT push is up: notices say when to come sooner
+DEFAULT_RECONNECT_SPREAD_S = 30.0  # seconds, see AgentConfig.push_reconnect_spread_s
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class AgentConfig:
     mqtt_url: str | None = None  # mqtt(s)://host:port of the broker for push notices (edgeship.agent.push)
     mqtt_ca: Path | None = None  # CA that signed the broker's certificate (mqtts)
     push_poll_interval_s: float = DEFAULT_PUSH_POLL_S
+    # The catch-up check-in after a (re)connection to the broker waits a random part of this:
+    # after a broker restart the whole fleet reconnects at once.
+    push_reconnect_spread_s: float = DEFAULT_RECONNECT_SPREAD_S
     # Facts reported instead of the measured ones (see ``agent.api.FACT_KEYS``), e.g. a
     # test bench standing in for an aarch64 board; requirement checks use them too.
     facts: dict[str, str | int] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from edgeship.agent.events import Event, EventQueue, step_event_id
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.push import PushListener
+from edgeship.agent.wakeup import Wakeup
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
 from edgeship.agent.trial import run_trial, runtime_restore, runtime_trial
@@ -74,8 +75,9 @@ class Agent:
         self._verifier: ReleaseVerifier | None = None
         self._fetcher: ResumableFetcher | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by a push notice (or stop): check in now
-        self.push = (PushListener(config.mqtt_url, config.mqtt_ca, config.push_poll_interval_s, self.wake)
+        self._wakeup = Wakeup()  # brought forward by push notices and by stop
+        self.push = (PushListener(config.mqtt_url, config.mqtt_ca, config.push_poll_interval_s, self.wake,
+                                  reconnect_spread_s=config.push_reconnect_spread_s)
                      if config.mqtt_url else None)
         self._failed_rounds = 0
         self._wait_until: float | None = None
@@ -98,11 +100,11 @@ class Agent:
     def stop(self, *_: Any) -> None:
         """SIGTERM: finish the step in flight (the journal makes stopping anywhere safe anyway)."""
         self._stop.set()
-        self._wake.set()
+        self._wakeup.request(0)
 
-    def wake(self) -> None:
-        """Check in now rather than at the end of the poll interval."""
-        self._wake.set()
+    def wake(self, within_s: float = 0.0) -> None:
+        """Check in within ``within_s`` seconds rather than at the end of the poll interval."""
+        self._wakeup.request(within_s)
 
     def run(self, *, once: bool = False) -> JournalEntry | None:
         """Recover, then check in and work until stopped (``once``: a single round)."""
@@ -118,8 +120,9 @@ class Agent:
                     delay = self.round()
                     if once or self._stop.is_set():
                         break
-                    self._wake.wait(delay)
-                    self._wake.clear()  # before the round: a notice arriving during it wakes the next
+                    self._wakeup.wait(delay)  # a notice arriving during the round wakes the next wait
+                    if self._stop.is_set():
+                        break
             finally:
                 if self.push is not None:
                     self.push.close()

@@ -8,7 +8,12 @@ from pathlib import Path
 import typer
 
 from edgeship.agent.api import parse_facts
-from edgeship.agent.config import DEFAULT_POLL_S, DEFAULT_PUSH_POLL_S, AgentConfig
+from edgeship.agent.config import (
+    DEFAULT_POLL_S,
+    DEFAULT_PUSH_POLL_S,
+    DEFAULT_RECONNECT_SPREAD_S,
+    AgentConfig,
+)
 from edgeship.agent.loop import Agent, fsck_data_dir, read_status
 from edgeship.agent.status_api import StatusServer
 from edgeship.cli.common import JsonOpt
@@ -61,6 +66,11 @@ def run(
     ),
     mqtt_ca: Path | None = typer.Option(None, "--mqtt-ca", help="CA file that signed the broker's certificate (mqtts)."),
     push_poll: float = typer.Option(DEFAULT_PUSH_POLL_S, "--push-poll", help="Seconds between check-ins while push is connected."),
+    push_reconnect_spread: float = typer.Option(
+        DEFAULT_RECONNECT_SPREAD_S, "--push-reconnect-spread", min=0,
+        help="After each (re)connection to the broker, check in once after a random delay of up to this many seconds "
+        "(a broker restart reconnects the whole fleet at once).",
+    ),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
@@ -86,6 +96,7 @@ def run(
         mqtt_url=mqtt,
         mqtt_ca=mqtt_ca,
         push_poll_interval_s=push_poll,
+        push_reconnect_spread_s=push_reconnect_spread,
     )
     agent = Agent(config)
     api = StatusServer(config.paths.status, status_port) if status_port is not None else None
