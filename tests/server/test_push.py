@@ -47,7 +47,7 @@ def test_notices_leave_after_the_commit_and_never_for_a_rollback(tmp_path: Path)
     db = Database(f"sqlite:///{tmp_path / 'push.db'}")
     db.migrate()
     recorder = Recorder(db)
-    db.after_write(recorder.committed, recorder.rolled_back)
+    db.on_write(push.count_reach, recorder.committed, recorder.rolled_back)
     with db.write() as session:
         session.add(_device("dev_committed0001"))
         push.device_changed(session, "dev_committed0001", "assigned", release="app@1.0.0")
@@ -125,6 +125,7 @@ def test_a_tag_notice_reaches_the_live_devices_with_that_tag(tmp_path: Path, dia
             assert push.tagged_devices(session, "hw/rev-2", "é 1") == 1  # every character a tag key may hold (schemas.check_tags)
             push.tag_changed(session, "site", "lab", "assigned", release="app@1.0.0")
             push.device_changed(session, "dev_tagged000003", "assigned", release="app@1.0.0")
+            push.count_reach(session)  # what the Pusher does just before the commit
             assert sorted(n.devices for n in push.pending(session)) == [1, 3]
 
 

@@ -60,7 +60,7 @@ def _push(settings: ServerSettings, db: Database, metrics: ServerMetrics) -> Pus
     if not settings.mqtt:
         return None
     pusher = Pusher(settings, metrics.push_notices)
-    db.after_write(pusher.committed, pusher.rolled_back)
+    db.on_write(pusher.committing, pusher.committed, pusher.rolled_back)
     return pusher
 
 

@@ -54,9 +54,12 @@ class Database:
         with self._writers or nullcontext(), self._write() as session, session.begin():
             yield session
 
-    def after_write(self, committed: Callable[[Session], None], rolled_back: Callable[[Session], None]) -> None:
-        """Call ``committed(session)`` once a write transaction has committed (``rolled_back`` if it did not):
-        for work that must not happen before the commit, such as push notices."""
+    def on_write(self, committing: Callable[[Session], None], committed: Callable[[Session], None],
+                 rolled_back: Callable[[Session], None]) -> None:
+        """Call ``committing(session)`` just before a write transaction commits, ``committed(session)``
+        once it has (``rolled_back`` if it did not): for work that must not happen before the
+        commit, such as push notices."""
+        event.listen(self._write, "before_commit", committing)
         event.listen(self._write, "after_commit", committed)
         event.listen(self._write, "after_soft_rollback", lambda session, _previous: rolled_back(session))
 

@@ -22,7 +22,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -47,7 +47,8 @@ class Notice:
     reason: str  # assigned, rollout, experiment, rollback or withdrawn
     release: str | None = None  # name@version the device should now run, when there is one
     rollout: str | None = None
-    devices: int = 1  # how many devices the topic reaches: a tag's count of devices when recorded
+    devices: int = 1  # how many devices the topic reaches (a tag's: counted just before the commit)
+    tag: tuple[str, str] | None = None  # key, value of a tag notice
 
     def payload(self, at: datetime, spread: float = 0.0) -> bytes:
         body: dict[str, Any] = {"reason": self.reason, "at": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -74,7 +75,19 @@ def device_changed(session: Session, device_id: str, reason: str, *, release: st
 
 
 def tag_changed(session: Session, key: str, value: str, reason: str, *, release: str | None = None) -> None:
-    _record(session, Notice(tag_topic(key, value), reason, release, devices=tagged_devices(session, key, value)))
+    _record(session, Notice(tag_topic(key, value), reason, release, tag=(key, value)))
+
+
+def count_reach(session: Session) -> None:
+    """Count the devices each pending tag notice reaches (their spread depends on it).
+
+    ``Pusher`` calls it just before the commit, inside the transaction; without push nothing
+    is published, so the COUNT is not paid.
+    """
+    notices = session.info.get(_PENDING, {})
+    for topic, n in notices.items():
+        if n.tag is not None:
+            notices[topic] = replace(n, devices=tagged_devices(session, *n.tag))
 
 
 def tagged_devices(session: Session, key: str, value: str) -> int:
@@ -117,6 +130,10 @@ class Pusher:
     @property
     def connected(self) -> bool:
         return bool(self._client.is_connected())
+
+    def committing(self, session: Session) -> None:
+        """``before_commit`` hook: the reach of tag notices, counted in the transaction that changed them."""
+        count_reach(session)
 
     def committed(self, session: Session) -> None:
         """``after_commit`` hook: publish what the transaction recorded."""
