@@ -26,6 +26,10 @@ from urllib.parse import unquote, urlsplit
 
 from edgeship.errors import UsageError
 
+# paho numbers QoS 1 messages with 16-bit IDs and refuses a publish whose ID is still queued
+# (MQTT_ERR_QUEUE_SIZE, as for a full queue): a larger buffer would drop notices past the
+# 65,535th unacknowledged one while claiming room for more.
+MAX_BUFFER = 65_535
 _LEVEL_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_"})
 ANY_DEVICE_TOPIC = "edgeship/devices/+/notify"
 ANY_TAG_TOPIC = "edgeship/tags/+/notify"

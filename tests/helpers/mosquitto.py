@@ -61,10 +61,10 @@ class Mosquitto:
 
     By default it listens anonymously on ``port`` (plain) and ``tls_port`` (a test PKI);
     ``listeners`` replaces that part of the config (e.g. what `edgeship mqtt config` wrote),
-    ``port`` then being the one it listens on.
+    ``port`` then being the one it listens on. ``settings`` adds lines to the general part.
     """
 
-    def __init__(self, d: Path, *, listeners: str | None = None, port: int | None = None) -> None:
+    def __init__(self, d: Path, *, listeners: str | None = None, port: int | None = None, settings: str = "") -> None:
         self.dir, self.port = d, port or free_port()
         d.mkdir(parents=True)
         (d / "data").mkdir()
@@ -87,6 +87,7 @@ persistence_location {d / 'data'}/
 autosave_interval 1
 log_dest file {d / 'mosquitto.log'}
 log_type all
+{settings}
 {listeners}""")
         self.proc: subprocess.Popen | None = None
 
@@ -125,6 +126,7 @@ class Subscriber:
                  password: str | None = None, ca: Path | None = None) -> None:
         self.messages: list[dict] = []
         self.topics: list[str] = []
+        self.distinct_topics: set[str] = set()
         self.connect_codes: list[str] = []
         self._arrived = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
@@ -150,6 +152,7 @@ class Subscriber:
         with self._arrived:
             self.messages.append(json.loads(message.payload))
             self.topics.append(message.topic)
+            self.distinct_topics.add(message.topic)
             self._arrived.notify_all()
 
     def ready(self, timeout: float = 10.0) -> bool:
@@ -160,6 +163,12 @@ class Subscriber:
         with self._arrived:
             self._arrived.wait_for(lambda: len(self.distinct()) >= count, timeout)
             return self.distinct()
+
+    def wait_for_topics(self, count: int, timeout: float = 20.0) -> int:
+        """How many distinct topics a message arrived on, once ``count`` did (cheap for many messages)."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.distinct_topics) >= count, timeout)
+            return len(self.distinct_topics)
 
     def distinct(self) -> list[dict]:
         # QoS 1 is at-least-once: a resent message may arrive twice.

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from edgeship.broker import DeviceAccount, broker_files, mosquitto_hash
-from edgeship.mqtt import device_topic, tag_topic
+from edgeship.errors import UsageError
+from edgeship.mqtt import MAX_BUFFER, device_topic, tag_topic
 from edgeship.server import push
 from edgeship.server.db import Database
 from edgeship.server.models import Device
@@ -144,6 +145,34 @@ def test_every_notice_of_a_commit_carries_the_spread_of_the_whole_batch(tmp_path
         assert sorted(n["spread_s"] for n in sub.wait_for(4)) == [2.5] * 4
         pusher.publish([push.Notice(device_topic("dev_alone"), "assigned")])
         assert sub.wait_for(5)[-1]["spread_s"] == 0.25
+    finally:
+        pusher.close()
+        sub.close()
+        broker.stop()
+
+
+def test_the_buffer_stays_within_paho_s_16_bit_message_ids() -> None:
+    assert ServerSettings().mqtt_buffer <= MAX_BUFFER == 65_535
+    assert ServerSettings.load({"mqtt_buffer": 65_535}, environ={}).mqtt_buffer == 65_535
+    with pytest.raises(UsageError, match="at most 65,535") as caught:
+        ServerSettings.load({"mqtt_buffer": 100_000}, environ={})
+    assert "--mqtt-buffer" in (caught.value.hint or "")
+
+
+@needs_mosquitto
+def test_a_full_buffer_of_notices_from_one_commit_all_arrive(tmp_path: Path) -> None:
+    # The broker keeps everything for the slow subscriber (its default drops beyond 1,000 queued).
+    broker = Mosquitto(tmp_path / "broker", settings="max_queued_messages 0")
+    broker.start()
+    sub = Subscriber(broker.port, "edgeship/devices/+/notify", client_id="watch-many")
+    pusher = push.Pusher(ServerSettings(data_dir=tmp_path / "d", mqtt=f"mqtt://127.0.0.1:{broker.port}"))
+    count = ServerSettings().mqtt_buffer
+    try:
+        assert sub.ready()
+        wait_connected(pusher)
+        pusher.publish([push.Notice(device_topic(f"dev_{i}"), "rollout") for i in range(count)])
+        assert (pusher.queued, pusher.dropped) == (count, 0)
+        assert sub.wait_for_topics(count, timeout=60) == count
     finally:
         pusher.close()
         sub.close()

@@ -172,8 +172,9 @@ class Pusher:
             if warn:
                 self._warned_at = time.monotonic()
         if warn:
-            log.warning("MQTT push: %d notice(s) dropped, %d in all (broker away and --mqtt-buffer full); "
-                        "those devices learn of the change at their next poll", dropped, self.dropped)
+            log.warning("MQTT push: %d notice(s) dropped, %d in all (the broker is away, or more notices are waiting "
+                        "for its acknowledgement than --mqtt-buffer holds); those devices learn of the change at their "
+                        "next poll", dropped, self.dropped)
 
     def close(self) -> None:
         self._client.disconnect()

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeship.errors import UsageError
+from edgeship.mqtt import MAX_BUFFER
 
 ENV_PREFIX = "EDGESHIP_"
 # S3 bucket naming rules (3-63 lowercase letters, digits, dots, hyphens), then an optional key prefix.
@@ -56,7 +57,7 @@ class ServerSettings(BaseModel):
     mqtt_ca: Path | None = Field(None, description="CA file that signed the broker's certificate (mqtts).")
     mqtt_username: str = Field("", description="The server's broker user (the one `edgeship mqtt config` writes; default: from the URL).")
     mqtt_password: str = Field("", description="Its password (better given as the environment variable than as a flag).")
-    mqtt_buffer: int = Field(100_000, ge=1, description="Notices kept while the broker is slow or away (about 200 bytes each); beyond it they are dropped and devices learn at their next poll.")
+    mqtt_buffer: int = Field(60_000, ge=1, description=f"Notices kept while the broker is slow or away (about 200 bytes each, at most {MAX_BUFFER:,}); beyond it they are dropped and devices learn at their next poll.")
     push_rate: float = Field(500.0, gt=0, description="Check-ins per second the servers should absorb from one push: a notice reaching N devices tells them to spread their check-ins over N / this many seconds (docs/scaling.md, Check-in storms).")
     access_log: bool = Field(True, description="Write one JSON line per request.")
     log_level: str = Field("info", description="debug, info, warning or error.")
@@ -67,6 +68,13 @@ class ServerSettings(BaseModel):
     def _blob_store_url(cls, value: str) -> str:
         if value and not _S3_URL.match(value):
             raise ValueError("use s3://bucket or s3://bucket/prefix (or leave it empty for the data dir)")
+        return value
+
+    @field_validator("mqtt_buffer")
+    @classmethod
+    def _mqtt_buffer(cls, value: int) -> int:
+        if value > MAX_BUFFER:
+            raise ValueError(f"at most {MAX_BUFFER:,}: the MQTT client numbers unacknowledged notices with 16 bits")
         return value
 
     @field_validator("mqtt")
