@@ -63,6 +63,13 @@ def device_password(secret: str) -> str:
     return hmac.new(secret.encode(), b"edgeship mqtt password v1", hashlib.sha256).hexdigest()
 
 
+def without_login(url: str) -> str:
+    """``url`` without its ``user:password@``, for messages: a password must not reach a log or a terminal."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{tail}"
+
+
 @dataclass(frozen=True)
 class Broker:
     """Where ``mqtt://[user:pass@]host[:port]`` or ``mqtts://…`` points."""
@@ -75,13 +82,24 @@ class Broker:
 
     @classmethod
     def parse(cls, url: str) -> Broker:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise UsageError(f"MQTT URL {url!r} not understood", hint="write mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        shown = without_login(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # a broken [IPv6] host
+            parts = None
+        if parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise UsageError(f"MQTT URL {shown!r} not understood", hint="write mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        try:
+            port = parts.port
+        except ValueError:  # no number, or above 65535
+            port = 0
+        if port == 0:
+            raise UsageError(f"MQTT URL {shown!r} has no valid port",
+                             hint="a port is a number from 1 to 65535, e.g. mqtts://HOST:8883; leave it out for 1883 (mqtt) or 8883 (mqtts)")
         tls = parts.scheme == "mqtts"
         return cls(
             host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
+            port=port or (8883 if tls else 1883),
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeship.errors import UsageError
+from edgeship.mqtt import Broker
 from edgeship.runtime import BackgroundServer
 from edgeship.runtime.mqtt import MqttPublisher, topic_for
 from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto, write_pki
@@ -103,3 +105,14 @@ def test_buffer_is_bounded_while_the_broker_is_away(broker: Mosquitto) -> None:
 
 def test_topic_names_cannot_escape_their_level() -> None:
     assert topic_for("dev/1", "m+#") == "edgeship/dev_1/m__/results"
+
+
+@pytest.mark.parametrize("url", ["mqtts://u:s3cret@host:abc", "mqtt://u:s3cret@host:99999", "mqtt://u:s3cret@host:0"])
+def test_a_bad_port_is_a_usage_error_that_does_not_quote_the_password(url: str) -> None:
+    with pytest.raises(UsageError, match="no valid port") as caught:
+        Broker.parse(url)
+    assert "s3cret" not in str(caught.value) and "1 to 65535" in (caught.value.hint or "")
+    with pytest.raises(UsageError) as caught:
+        Broker.parse("ftp://u:s3cret@host")
+    assert "s3cret" not in str(caught.value)
+    assert Broker.parse("mqtts://u:p%40ss@host:65535") == Broker("host", 65535, True, "u", "p@ss")

@@ -159,6 +159,15 @@ def test_the_buffer_stays_within_paho_s_16_bit_message_ids() -> None:
     assert "--mqtt-buffer" in (caught.value.hint or "")
 
 
+@pytest.mark.parametrize("url", ["mqtts://u:s3cret@host:abc", "mqtt://u:s3cret@host:99999", "ftp://u:s3cret@host"])
+def test_a_bad_mqtt_url_is_refused_without_quoting_its_password(url: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        ServerSettings.load({"mqtt": url}, environ={})
+    assert "--mqtt" in (caught.value.hint or "") and "s3cret" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained error quoting the value
+    assert ServerSettings.load({"mqtt": "mqtts://u:s3cret@host:8883"}, environ={}).mqtt.endswith(":8883")
+
+
 @needs_mosquitto
 def test_a_full_buffer_of_notices_from_one_commit_all_arrive(tmp_path: Path) -> None:
     # The broker keeps everything for the slow subscriber (its default drops beyond 1,000 queued).

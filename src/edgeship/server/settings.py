@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeship.errors import UsageError
-from edgeship.mqtt import MAX_BUFFER
+from edgeship.mqtt import MAX_BUFFER, Broker
 
 ENV_PREFIX = "EDGESHIP_"
 # S3 bucket naming rules (3-63 lowercase letters, digits, dots, hyphens), then an optional key prefix.
@@ -80,8 +80,14 @@ class ServerSettings(BaseModel):
     @field_validator("mqtt")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        if value and not re.match(r"^mqtts?://[^/\s]+/?$", value):
+        if not value:
+            return value
+        if not re.match(r"^mqtts?://[^/\s]+/?$", value):
             raise ValueError("use mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or leave it empty for no push)")
+        try:
+            Broker.parse(value)
+        except UsageError as exc:
+            raise ValueError(f"{exc.message}; {exc.hint}") from None
         return value
 
     @property
@@ -114,7 +120,7 @@ class ServerSettings(BaseModel):
             raise UsageError(
                 f"server setting {field} is not valid: {first['msg']}",
                 hint=f"check --{field.replace('_', '-')} or ${cls.env_name(field)}",
-            ) from exc
+            ) from None  # the ValidationError quotes the value given, which may hold a password
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise UsageError("--tls-cert and --tls-key go together", hint="pass both, or neither for plain HTTP")
         return settings
