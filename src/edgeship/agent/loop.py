@@ -138,12 +138,14 @@ class Agent:
             self._flush()
             reply = self._checkin()
             poll = reply.poll_interval_s
-            if self.push is not None and self.identity is not None:
-                poll = self.push.checked_in(self.identity, reply.tags, poll)
+            self._follow_push(reply.tags)
             self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
             entry = self.work(reply.assignment)
             self._flush()
             self._failed_rounds = 0
+            # Only now: a job that failed retries on the backoff below, not after the long push poll.
+            if self.push is not None:
+                poll = self.push.poll_interval(poll)
             log.debug("round done: %s", entry.step.value if entry else "idle")
         except EdgeshipError as exc:
             # Expected failures (server away, disk full, a bad answer): report and try again
@@ -158,6 +160,15 @@ class Agent:
         if self._wait_until is not None:
             poll = min(poll, max(1.0, self._wait_until - self.clock()))
         return poll
+
+    def _follow_push(self, tags: dict[str, str]) -> None:
+        """Listen to this device's notify topics; push is an extra, so its failure never stops the work."""
+        if self.push is None or self.identity is None:
+            return
+        try:
+            self.push.follow(self.identity, tags)
+        except EdgeshipError as exc:
+            log.warning("push: %s; polling at the server's interval", exc)
 
     def _connect(self) -> None:
         if self.api is not None:

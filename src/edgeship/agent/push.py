@@ -26,6 +26,7 @@ from typing import Any
 
 from edgeship.agent.api import Identity
 from edgeship.agent.config import DEFAULT_RECONNECT_SPREAD_S
+from edgeship.errors import UsageError
 from edgeship.mqtt import Broker, device_password, device_topic, start_client, tag_topic
 
 log = logging.getLogger("edgeship.agent.push")
@@ -57,6 +58,8 @@ class PushListener:
     def __init__(self, url: str, ca: Path | None, poll_interval_s: float, wake: Callable[[float], None], *,
                  reconnect_spread_s: float = DEFAULT_RECONNECT_SPREAD_S, draw: Callable[[], float] = random.random) -> None:
         self.broker = Broker.parse(url)  # checked at start, not at the first check-in
+        if ca is not None and not ca.is_file():
+            raise UsageError(f"--mqtt-ca {ca} is not a file", hint="pass the PEM file of the CA that signed the broker's certificate")
         self.ca = ca
         self.poll_interval_s = poll_interval_s
         self.reconnect_spread_s = reconnect_spread_s
@@ -65,17 +68,18 @@ class PushListener:
         self._client: Any = None
         self._device_id = ""
         self._topics: set[str] = set()
+        self._granted = False  # the broker granted every topic of the last subscription
         self._lock = threading.Lock()
         self.notices = 0
 
     @property
-    def connected(self) -> bool:
-        return self._client is not None and bool(self._client.is_connected())
+    def listening(self) -> bool:
+        """Connected, with every topic granted: only then may the agent poll at the long interval."""
+        return self._client is not None and bool(self._client.is_connected()) and self._granted
 
-    def checked_in(self, identity: Identity, tags: Mapping[str, str], server_poll_s: float) -> float:
-        """After a check-in: follow the device's tags; return the seconds until the next check-in."""
-        self.follow(identity, tags)
-        return max(server_poll_s, self.poll_interval_s) if self.connected else server_poll_s
+    def poll_interval(self, server_poll_s: float) -> float:
+        """The seconds until the next check-in when nothing wakes the agent earlier."""
+        return max(server_poll_s, self.poll_interval_s) if self.listening else server_poll_s
 
     def follow(self, identity: Identity, tags: Mapping[str, str]) -> None:
         topics = {device_topic(identity.device_id)} | {tag_topic(k, str(v)) for k, v in tags.items()}
@@ -100,6 +104,7 @@ class PushListener:
     def _connected(self, client: Any) -> None:
         with self._lock:
             topics = sorted(self._topics)
+            self._granted = False  # until this connection's SUBACK says so
         client.subscribe([(t, 1) for t in topics])
         # Notices published while the connection was down are gone: check in once to catch up,
         # at a random moment, as every other device reconnecting after a broker restart does.
@@ -108,7 +113,13 @@ class PushListener:
         self._wake(delay)
 
     def _subscribed(self, granted: int, asked: int) -> None:
-        log.info("push: subscribed to %d of %d topic(s) as %s", granted, asked, self._device_id)
+        self._granted = granted == asked
+        if self._granted:
+            log.info("push: subscribed to %d of %d topic(s) as %s", granted, asked, self._device_id)
+        else:
+            # Usually broker files written before this device or its tags existed.
+            log.warning("push: the broker refused %d of %d topic(s) for %s; polling at the server's interval "
+                        "(rerun `edgeship mqtt config` and reload the broker)", asked - granted, asked, self._device_id)
 
     def _notice(self, topic: str, payload: bytes) -> None:
         self.notices += 1

@@ -62,7 +62,7 @@ def run(
     ),
     mqtt: str | None = typer.Option(
         None, "--mqtt", envvar="EDGESHIP_AGENT_MQTT",
-        help="Broker for push notices, mqtts://HOST:PORT: check in the moment the server says so, else every --push-poll seconds.",
+        help="Broker for push notices, mqtts://HOST:PORT: check in soon after the server says so (within the notice's spread), else every --push-poll seconds.",
     ),
     mqtt_ca: Path | None = typer.Option(None, "--mqtt-ca", help="CA file that signed the broker's certificate (mqtts)."),
     push_poll: float = typer.Option(DEFAULT_PUSH_POLL_S, "--push-poll", help="Seconds between check-ins while push is connected."),
