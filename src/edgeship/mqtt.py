@@ -105,6 +105,14 @@ class Broker:
             password=unquote(parts.password) if parts.password else None,
         )
 
+    def login(self, username: str | None = None, password: str | None = None) -> tuple[str | None, str | None]:
+        """The user and password to connect with: ``username`` with ``password``, else the URL's pair.
+
+        Never one from each: an explicit user with the URL's password would send one user's
+        secret in another's name.
+        """
+        return (username, password) if username else (self.username, self.password)
+
 
 def start_client(
     broker: Broker,
@@ -122,7 +130,7 @@ def start_client(
 ) -> Any:
     """A paho client whose own thread connects now and reconnects forever; returns at once.
 
-    ``username``/``password`` win over those in the URL. ``on_connect(client)`` runs after
+    ``username`` and ``password`` (a pair) win over those in the URL. ``on_connect(client)`` runs after
     every successful (re)connection, where subscriptions belong: a broker that restarts
     without persistence has forgotten them. ``on_subscribed(granted, asked)`` follows each
     SUBACK. Every callback is set before the client's thread starts.
@@ -130,14 +138,15 @@ def start_client(
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    user, pw = username or broker.username, password or broker.password
+    user, pw = broker.login(username, password)
     if user:
         client.username_pw_set(user, pw)
     if broker.tls:
         try:
             client.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot use CA file {ca} for MQTT over TLS: {exc}",
+            what = f"CA file {ca}" if ca else "the system's CA certificates"
+            raise UsageError(f"cannot use {what} for MQTT over TLS: {exc}",
                              hint="pass the PEM file of the CA that signed the broker's certificate") from exc
     client.max_queued_messages_set(buffer)
     client.reconnect_delay_set(min_delay=int(min_backoff_s), max_delay=int(max_backoff_s))

@@ -116,3 +116,24 @@ def test_a_bad_port_is_a_usage_error_that_does_not_quote_the_password(url: str) 
         Broker.parse("ftp://u:s3cret@host")
     assert "s3cret" not in str(caught.value)
     assert Broker.parse("mqtts://u:p%40ss@host:65535") == Broker("host", 65535, True, "u", "p@ss")
+
+
+def test_credentials_come_as_a_pair() -> None:
+    broker = Broker.parse("mqtt://server:server-pw@host")
+    assert broker.login() == ("server", "server-pw")
+    assert broker.login("dev_a", "dev-pw") == ("dev_a", "dev-pw")
+    assert broker.login("dev_a") == ("dev_a", None)  # never the URL's password in another user's name
+    assert Broker.parse("mqtt://host").login(None, "stray") == (None, None)
+
+
+def test_a_login_in_the_url_wins_over_the_enrolled_device_s(tmp_path: Path) -> None:
+    from edgeship.agent.api import Identity, save_identity
+    from edgeship.agent.config import DataDir
+    from edgeship.mqtt import device_password
+    from edgeship.runtime.config import RuntimeConfig, mqtt_login
+
+    data = DataDir(tmp_path)
+    data.identity.parent.mkdir(parents=True, exist_ok=True)
+    save_identity(data.identity, Identity("dev_enrolled", "secret", "https://127.0.0.1:1"))
+    assert mqtt_login(RuntimeConfig(data_dir=tmp_path, mqtt_url="mqtt://host")) == ("dev_enrolled", device_password("secret"))
+    assert mqtt_login(RuntimeConfig(data_dir=tmp_path, mqtt_url="mqtt://me:pw@host")) == (None, None)

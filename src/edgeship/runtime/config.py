@@ -71,10 +71,14 @@ def device_id(config: RuntimeConfig) -> str:
 def mqtt_login(config: RuntimeConfig) -> tuple[str | None, str | None]:
     """The agent's broker login — its device ID and the password derived from its secret — for
     a runtime publishing as that device (the ACL of `edgeship mqtt config` lets that user write
-    the device's result topics). None when there is no enrolled agent or another ID was given."""
+    the device's result topics). None when the URL carries its own login (it wins), when there
+    is no enrolled agent or when another ID was given."""
     from edgeship.agent.api import load_identity
     from edgeship.agent.config import DataDir
-    from edgeship.mqtt import device_password
+    from edgeship.mqtt import Broker, device_password
+
+    if config.mqtt_url and Broker.parse(config.mqtt_url).username:
+        return None, None
 
     identity = load_identity(DataDir(Path(config.data_dir)).identity)
     if identity is None or (config.device_id and config.device_id != identity.device_id):

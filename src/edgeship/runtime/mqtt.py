@@ -26,15 +26,13 @@ class MqttPublisher:
                  password: str | None = None, buffer: int = 1000, min_backoff_s: int = 1, max_backoff_s: int = 60,
                  on_drop: Callable[[], None] | None = None) -> None:
         broker = Broker.parse(url)
-        if broker.username:  # the URL's credentials win over the agent's
-            username, password = broker.username, broker.password
         self.device_id = device_id
         self._on_drop = on_drop
         try:
             self._client = start_client(broker, f"edgeship-runtime-{device_id}", ca=ca, username=username, password=password, buffer=buffer,
                                         min_backoff_s=min_backoff_s, max_backoff_s=max_backoff_s)
-        except UsageError as exc:
-            if ca is None or not broker.tls:
+        except UsageError as exc:  # only TLS set-up fails here: a CA file the runtime was given is its backend's fault
+            if ca is None:
                 raise
             raise RuntimeBackendError(exc.message, hint=exc.hint) from exc
 

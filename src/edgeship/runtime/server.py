@@ -23,7 +23,7 @@ def build_runtime(config: RuntimeConfig) -> Runtime:
     if config.mqtt_url:
         from edgeship.runtime.mqtt import MqttPublisher
 
-        username, password = mqtt_login(config)  # credentials in the URL win
+        username, password = mqtt_login(config)
         runtime.publisher = MqttPublisher(config.mqtt_url, device_id(config), ca=config.mqtt_ca, username=username,
                                           password=password, buffer=config.mqtt_buffer, on_drop=runtime.metrics.mqtt_dropped.inc)
     return runtime
