@@ -89,20 +89,60 @@ def test_optimize_pushes_one_release_line_with_the_extra_components_and_health(
     assert manifest.requirements.arch == ("aarch64", "arm64") and manifest.requirements.min_ram
 
 
-def test_optimize_refuses_one_release_name_for_two_variants_before_signing(
-    cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], tmp_path: Path
-) -> None:
-    # A board where only Q4_0 fits and a laptop that takes the unquantized source.
+# With TWO_VARIANTS and the profiles of _q4_board_and_laptop, the board takes Q4_0 and the laptop F32.
+TWO_VARIANTS = ("--profiles", "tight-board,roomy-laptop", "--ctx", 256, "--types", "Q4_0", "--headroom", 0)
+
+
+def _q4_board_and_laptop(workspace: Workspace, source_model: Path, variants: dict[str, Path]) -> None:
+    """A board where only Q4_0 fits and a laptop that takes the unquantized source."""
     q4 = estimate_memory(read_facts(variants["Q4_0"]), 256).total
     assert estimate_memory(read_facts(source_model), 256).total > q4 + 1
     (workspace.root / "profiles.yaml").write_text(
         f"profiles:\n  tight-board: {{ram: {q4 + 1}, arch: aarch64, usable: 1.0}}\n"
         "  roomy-laptop: {ram: 16GiB, arch: x86_64, usable: 0.5}\n"
     )
-    r = cli("optimize", source_model, "--profiles", "tight-board,roomy-laptop", "--ctx", 256, "--types", "Q4_0",
-            "--headroom", 0, "--out", tmp_path / "out", "--push", "chain", "--version", "1.0.0", "--release-name", "{name}")  # fmt: skip
+
+
+def _push_config(cli: Cli, tmp_path: Path, name: str, version: str) -> None:
+    config = tmp_path / "app.json"
+    config.write_text("{}")
+    assert cli("release", "push", name, "--version", version, "-c", f"config={config}").code == 0
+
+
+def test_optimize_refuses_one_release_name_for_two_variants_before_signing(
+    cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], tmp_path: Path
+) -> None:
+    _q4_board_and_laptop(workspace, source_model, variants)
+    r = cli("optimize", source_model, *TWO_VARIANTS, "--out", tmp_path / "out",
+            "--push", "chain", "--version", "1.0.0", "--release-name", "{name}")  # fmt: skip
     assert r.code == 2 and "chose 2 variants" in r.err.splitlines()[0], r.err
     assert workspace.releases() == []
+
+
+def test_optimize_refuses_a_version_one_variant_line_already_has_before_signing_any(
+    cli: Cli, workspace: Workspace, source_model: Path, variants: dict[str, Path], tmp_path: Path
+) -> None:
+    _q4_board_and_laptop(workspace, source_model, variants)
+    # The second line to be signed (the laptop's) is already at the version; the first is new.
+    _push_config(cli, tmp_path, "chain-f32", "1.0.0")
+    before = workspace.releases()
+    r = cli("optimize", source_model, *TWO_VARIANTS, "--out", tmp_path / "out", "--push", "chain", "--version", "1.0.0")
+    assert r.code == 5, r.err
+    assert "not newer than the latest of chain-f32@1.0.0" in r.err.splitlines()[0] and "higher --version" in r.err
+    assert workspace.releases() == before  # chain-q4_0 was not signed either
+    assert cli("optimize", source_model, *TWO_VARIANTS, "--out", tmp_path / "out", "--push", "chain", "--version", "1.0.1").code == 0
+    assert [(x.name, x.version) for x in workspace.releases()] == [("chain-f32", "1.0.0"), ("chain-f32", "1.0.1"), ("chain-q4_0", "1.0.1")]
+
+
+def test_optimize_refuses_a_stale_version_of_one_release_line_before_optimizing(
+    cli: Cli, workspace: Workspace, source_model: Path, tmp_path: Path
+) -> None:
+    _push_config(cli, tmp_path, "chain", "1.2.0")
+    out = tmp_path / "out"
+    r = cli("optimize", source_model, "-p", "pi5-8gb", "--types", "Q4_0", "--out", out,
+            "--push", "chain", "--version", "1.1.0", "--release-name", "{name}")  # fmt: skip
+    assert r.code == 5 and "not newer than the latest of chain@1.2.0" in r.err.splitlines()[0], r.err
+    assert not out.exists(), "refused before quantizing"
 
 
 def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Path, tmp_path: Path) -> None:

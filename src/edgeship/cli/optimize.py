@@ -24,7 +24,7 @@ from edgeship.errors import UsageError
 from edgeship.optimize.onnx_quant import optimize_onnx
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.optimize.profiles import Profile, pick_profiles
-from edgeship.optimize.publish import DEFAULT_RELEASE_NAME, check_template, publish_choices
+from edgeship.optimize.publish import DEFAULT_RELEASE_NAME, check_template, check_versions, names_before_optimizing, publish_choices
 from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
 from edgeship.optimize.tracking import log_report
@@ -142,6 +142,9 @@ def optimize(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read the evaluation text {eval_text}: {exc}") from exc
     ws = open_workspace(workspace) if push else None
+    if ws is not None and push and version:
+        # The names that hang on the chosen variants are checked again once those are known.
+        check_versions(ws, names_before_optimizing(push, release_name), version)
     out_dir = out or Path("optimized") / model.stem
     if is_onnx:
         with err_console.status("quantizing to int8 and measuring…"):

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import string
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from edgeship.errors import UsageError
+from edgeship.errors import ConflictError, UsageError
 from edgeship.optimize.report import PushedRelease, Report
 from edgeship.optimize.select import release_requirements
 from edgeship.release.bundle import ComponentSpec, build_release
@@ -35,18 +35,45 @@ def release_name(name: str, variant: str, template: str = DEFAULT_RELEASE_NAME) 
     return template.format(name=name, variant=variant.lower())
 
 
-def check_template(template: str, variants: int = 1) -> None:
-    """A usable release name template for ``variants`` chosen variants, or a UsageError."""
+def _fields(template: str) -> set[str]:
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
         raise UsageError(f"release name template {template!r} does not parse: {exc}", hint="e.g. '{name}-{variant}' or '{name}'") from exc
+
+
+def names_before_optimizing(name: str, template: str) -> list[str]:
+    """The release names known before the variants are: the one line of a template without ``{variant}``."""
+    return [] if "variant" in _fields(template) else [release_name(name, "", template)]
+
+
+def check_template(template: str, variants: int = 1) -> None:
+    """A usable release name template for ``variants`` chosen variants, or a UsageError."""
+    fields = _fields(template)
     if fields - _FIELDS or "name" not in fields:
         raise UsageError(f"release name template {template!r} must use {{name}} and may use {{variant}}, nothing else",
                          hint="e.g. '{name}-{variant}' (the default) or '{name}'")
     if variants > 1 and "variant" not in fields:
         raise UsageError(f"the profiles chose {variants} variants, but {template!r} gives them one release name",
                          hint="put {variant} in --release-name, or optimize for profiles that share a variant")
+
+
+def check_versions(ws: Workspace, names: Iterable[str], version: str) -> None:
+    """Refuse, before anything is signed, when a release line already holds ``version`` or a later one.
+
+    ``Workspace.publish`` refuses such a release only when its turn comes, after the others of
+    the set are signed: a half-pushed set that a retry at the same version cannot finish.
+    """
+    wanted = parse_version(version)
+    stale = []
+    for n in dict.fromkeys(names):
+        existing = ws.releases(n)  # oldest first, ordered by parse_version as publish orders them
+        # Workspace.publish's rule: a release must be newer than the latest of its name.
+        if existing and wanted <= parse_version(existing[-1].version):
+            stale.append(f"{n}@{existing[-1].version}")
+    if stale:
+        raise ConflictError(f"--version {version} is not newer than the latest of {', '.join(stale)}; nothing was signed",
+                            hint="releases only move forward; pass a higher --version")
 
 
 def publish_choices(
@@ -72,11 +99,13 @@ def publish_choices(
     if clash:
         raise UsageError(f"--with component named {MODEL_COMPONENT!r}: that name is the optimized model's",
                          hint="name it, e.g. --with vision:model/onnx=./detector.onnx")
+    names = [release_name(name, variant, name_template) for variant in chosen]
     try:
-        for variant in chosen:
-            check_name(release_name(name, variant, name_template), "release name")
+        for n in names:
+            check_name(n, "release name")
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    check_versions(ws, names, version)
     profiles = {p.name: p for p in report.profiles}
     # Every release is built (and so checked) before any is signed: no half-pushed set.
     built: list[tuple[str, list[str], Manifest]] = []
