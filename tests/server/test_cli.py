@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeship.broker import mosquitto_hash
 from edgeship.cli.main import run
 from tests.server.conftest import Fleet
 
@@ -70,3 +72,38 @@ def test_cli_errors_are_one_line_with_a_hint(fleet: Fleet, capsys: pytest.Captur
     assert run(["assign", "app@1.0.0", "--server", fleet.url, "--token", fleet.admin_token]) == 2
     assert run(["device", "list", "--server", "http://127.0.0.1:9", "--token", fleet.admin_token]) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_mqtt_config_matches_its_advice_to_the_listener_it_writes(
+        fleet: Fleet, cli_json: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "plain"
+    advice = " ".join(str(cli_json("mqtt", "config", "--out", plain, json_out=False)).split())
+    assert "listener 1883 " in (plain / "mosquitto.conf").read_text() and "certfile" not in (plain / "mosquitto.conf").read_text()
+    assert "--mqtt mqtt://BROKER:1883" in advice and f"include_dir {plain}" in advice  # mosquitto has no 'include'
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_text("")
+    tls = tmp_path / "tls"
+    advice = " ".join(str(cli_json("mqtt", "config", "--out", tls, "--tls-cert", "c.pem", "--tls-key", "k.pem",
+                                   "--tls-ca", "ca.pem", json_out=False)).split())
+    conf = (tls / "mosquitto.conf").read_text().splitlines()
+    assert "listener 8883 0.0.0.0" in conf and "--mqtt mqtts://BROKER:8883" in advice
+    assert {f"cafile {tmp_path / 'ca.pem'}", f"certfile {tmp_path / 'c.pem'}", f"keyfile {tmp_path / 'k.pem'}"} <= set(conf)
+
+    assert run(["mqtt", "config", "--out", str(tmp_path / "bad"), "--tls-ca", "ca.pem"]) == 2
+
+
+def test_mqtt_config_keeps_a_given_server_password(
+        fleet: Fleet, cli_json: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "broker"
+    monkeypatch.setenv("EDGESHIP_MQTT_PASSWORD", "given-pw")
+    cli_json("mqtt", "config", "--out", out)
+    kept = out / "server-password"
+    assert kept.read_text().strip() == "given-pw" and kept.stat().st_mode & 0o777 == 0o600
+    monkeypatch.delenv("EDGESHIP_MQTT_PASSWORD")
+    cli_json("mqtt", "config", "--out", out)  # a later run without it: the same password, not a new one
+    assert kept.read_text().strip() == "given-pw"
+    server_line = (out / "passwords").read_text().splitlines()[0]
+    _, _, iterations, salt, _ = server_line.split(":", 1)[1].split("$")
+    assert server_line.split(":", 1)[1] == mosquitto_hash("given-pw", iterations=int(iterations), salt=base64.b64decode(salt))

@@ -226,10 +226,12 @@ def test_acl_gives_each_device_only_its_own_topics(tmp_path: Path) -> None:
     ]
     assert "allow_anonymous false" in files.conf and f"password_file {tmp_path / 'passwords'}" in files.conf
     # What comes from the server cannot add lines (users, rules) to the files.
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="broker user name"):
         broker_files([DeviceAccount("dev_x\nuser edgeship-server", H1, {})], "edgeship-server", HS, out_dir=tmp_path)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="not a Mosquitto"):
         broker_files([DeviceAccount("dev_x", H1 + "\nedgeship-server:" + HS, {})], "edgeship-server", HS, out_dir=tmp_path)
+    with pytest.raises(UsageError, match="not a Mosquitto"):  # a trailing line break would end the line early
+        broker_files([DeviceAccount("dev_x", H1 + "\n", {})], "edgeship-server", HS, out_dir=tmp_path)
 
 
 @needs_mosquitto

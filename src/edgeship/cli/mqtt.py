@@ -21,14 +21,20 @@ SERVER_PASSWORD_FILE = "server-password"
 
 
 def _server_password(out: Path, given: str | None) -> str:
-    """The given password, else the one kept from an earlier run, else a new one (kept, 0600)."""
-    if given:
-        return given
+    """The given password, else the one kept from an earlier run, else a new one; kept (0600) either way.
+
+    A given one is kept too: a later run without it must not make a new one, which would lock
+    the running server out of the broker at its next reload.
+    """
     kept = out / SERVER_PASSWORD_FILE
-    if kept.exists():
+    if given:
+        password = given
+    elif kept.exists():
         return kept.read_text().strip()
-    password = secrets.token_urlsafe(32)
-    write_atomic(kept, (password + "\n").encode(), mode=0o600)
+    else:
+        password = secrets.token_urlsafe(32)
+    if not kept.exists() or kept.read_text().strip() != password:
+        write_atomic(kept, (password + "\n").encode(), mode=0o600)
     return password
 
 
@@ -36,7 +42,7 @@ def _server_password(out: Path, given: str | None) -> str:
 def config(
     client: OperatorClient,
     out: Path = typer.Option(..., "--out", help="Directory for passwords, acl, mosquitto.conf (and server-password)."),
-    port: int = typer.Option(8883, "--port", help="The broker's listener port."),
+    port: int | None = typer.Option(None, "--port", help="The broker's listener port (default: 8883 with --tls-cert, else 1883)."),
     bind: str = typer.Option("0.0.0.0", "--bind", help="The address the listener binds."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="The broker's PEM certificate (e.g. <data-dir>/tls/server.pem from `edgeship certs init`)."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="Its private key."),
@@ -53,6 +59,12 @@ def config(
     publish every notice. Run it again after enrolling devices, then reload Mosquitto (SIGHUP)."""
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together", hint="pass both for an mqtts listener, or neither")
+    if tls_ca is not None and tls_cert is None:
+        raise UsageError("--tls-ca needs --tls-cert", hint="pass --tls-cert and --tls-key for an mqtts listener, or drop --tls-ca")
+    tls = tls_cert is not None
+    port = port or (8883 if tls else 1883)
+    # Mosquitto reads the files from its own working directory: relative paths would point elsewhere.
+    tls_cert, tls_key, tls_ca = (p.resolve() if p is not None else None for p in (tls_cert, tls_key, tls_ca))
     accounts = [DeviceAccount(a["device_id"], a["password_hash"], a["tags"]) for a in client.mqtt_accounts()]
     out.mkdir(parents=True, exist_ok=True)
     password = _server_password(out, server_password)
@@ -67,9 +79,8 @@ def config(
 
     def human(r: dict) -> None:
         console.print(f"[green]wrote[/] broker files for {r['devices']} device(s) and user {server_username} to {out}")
-        console.print(f"  include {out / 'mosquitto.conf'} in the broker's config; reload it with SIGHUP after each run")
-        if not server_password:
-            console.print(f"  the server publishes with: --mqtt mqtts://BROKER:{port} --mqtt-username {server_username} "
-                          f"and EDGESHIP_MQTT_PASSWORD from {out / SERVER_PASSWORD_FILE}")
+        console.print(f"  add 'include_dir {out.resolve()}' to the broker's config; reload it with SIGHUP after each run")
+        console.print(f"  the server publishes with: --mqtt {'mqtts' if tls else 'mqtt'}://BROKER:{port} --mqtt-username {server_username} "
+                      f"and EDGESHIP_MQTT_PASSWORD from {out / SERVER_PASSWORD_FILE}")
 
     emit(result, json_out, human)
