@@ -19,6 +19,7 @@ from edgeship.rollout import (
     OnFail,
     Rollout,
     RolloutPolicy,
+    RolloutState,
     RolloutStatus,
     Selector,
     Stage,
@@ -184,6 +185,22 @@ def test_a_pilot_silent_at_the_abort_counts_until_it_checks_in_again(pilot_insta
         devices = _heard(report(devices, d), 3.5, {"dev-0"})
         d = decide(d.rollout, devices, 4.0)
     assert d.rollback_remaining == 0 and {x.current for x in devices} == {OLD}
+
+
+def test_a_pilot_offline_since_before_the_orders_does_not_hold_the_rollback_open() -> None:
+    # Only a device that checked in after the orders went out can be installing unreported;
+    # one offline since before them never got an order, and in a real fleet some always are.
+    devices = [dataclasses.replace(x, seen=0.0) for x in fleet(10, pilots=3)]
+    ro = make(on_fail=OnFail.ROLLBACK, state=RolloutState(since=1.0, ordered_since=1.0))
+    ordered = decide(ro, devices, 1.0)
+    assert assigned(ordered) == {"dev-0", "dev-1", "dev-2"}
+    devices = _heard(devices, 1.5, {"dev-1", "dev-2"})  # dev-0 stays offline
+    devices = report(devices, ordered, ok=False, only={"dev-1"})
+    d = decide(ordered.rollout, devices, 2.0)
+    assert d.rollout.state.status is RolloutStatus.ABORTED and d.rollout.state.ordered_since == 1.0
+    assert d.rollback_remaining == 1, "dev-2 may be committing unreported; dev-0 never got the order"
+    d = decide(d.rollout, _heard(devices, 2.5, {"dev-2"}), 3.0)
+    assert d.rollback_remaining == 0
 
 
 def test_requirements_skip_with_reason() -> None:

@@ -224,7 +224,7 @@ def _advance(
         if breach:
             rollback = rollout.policy.on_fail is OnFail.ROLLBACK
             status = RolloutStatus.ABORTED if rollback else RolloutStatus.PAUSED
-            state = RolloutState(status, state.phase, now, None, breach, rollback)
+            state = RolloutState(status, state.phase, now, None, breach, rollback, state.ordered_since)
             verb = "aborted, rolling back" if rollback else "paused"
             events.append(RolloutEvent(now, status, phase.name, f"{verb}: {breach}"))
             break
@@ -239,7 +239,7 @@ def _advance(
             break
         # A phase that brought in no device has nothing to bake: move straight on.
         if state.phase + 1 < len(phases):
-            state = RolloutState(RolloutStatus.ROLLING, state.phase + 1, now)
+            state = RolloutState(RolloutStatus.ROLLING, state.phase + 1, now, ordered_since=now)
             events.append(RolloutEvent(now, state.status, phases[state.phase].name, f"{phase.name} passed"))
         else:
             state = RolloutState(RolloutStatus.COMPLETED, state.phase, now)
@@ -283,10 +283,14 @@ def _assign(rollout: Rollout, rows: list[tuple[str, int, int, float | None]]) ->
                 continue
             out[device] = held
             # An agent runs a job without a window from order to commit in one round and
-            # reports it only then: a device ordered to install that has not checked in
-            # since the abort may be committing the release unreported. It counts until
-            # it is heard from; its next report says whether to order it back.
-            if cls == _WAITING and where <= reached and seen is not None and seen < state.since:
+            # reports it only then: a device that took its order (checked in after the
+            # orders went out) and has not checked in since the abort may be committing
+            # the release unreported. It counts until it is heard from; its next report
+            # says whether to order it back. One offline since before the orders never
+            # got one, and must not keep the rollback open.
+            ordered = state.ordered_since
+            if (cls == _WAITING and where <= reached and seen is not None and seen < state.since
+                    and (ordered is None or seen >= ordered)):
                 remaining += 1
         return out, remaining
     # Paused or aborted: devices that have not started are held; the others carry on.
@@ -327,7 +331,8 @@ def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tupl
 def pause(rollout: Rollout, now: float, reason: str = "paused by operator") -> Rollout:
     if not rollout.state.status.is_active:
         raise RolloutError(f"rollout {rollout.id} is {rollout.state.status.value}; only a running rollout pauses")
-    return _with(rollout, RolloutState(RolloutStatus.PAUSED, rollout.state.phase, now, None, reason))
+    return _with(rollout, RolloutState(RolloutStatus.PAUSED, rollout.state.phase, now, None, reason,
+                                       ordered_since=rollout.state.ordered_since))
 
 
 def resume(rollout: Rollout, now: float) -> Rollout:
@@ -336,7 +341,7 @@ def resume(rollout: Rollout, now: float) -> Rollout:
         raise RolloutError(
             f"rollout {rollout.id} is {rollout.state.status.value}, not paused", hint="only a paused rollout resumes"
         )
-    return _with(rollout, RolloutState(RolloutStatus.ROLLING, rollout.state.phase, now))
+    return _with(rollout, RolloutState(RolloutStatus.ROLLING, rollout.state.phase, now, ordered_since=now))
 
 
 def abort(rollout: Rollout, now: float, reason: str = "aborted by operator", rollback: bool = True) -> Rollout:
@@ -347,7 +352,8 @@ def abort(rollout: Rollout, now: float, reason: str = "aborted by operator", rol
         raise RolloutError(
             f"rollout {rollout.id} names no previous release to roll back to", hint="abort without rollback"
         )
-    return _with(rollout, RolloutState(RolloutStatus.ABORTED, rollout.state.phase, now, None, reason, rollback))
+    return _with(rollout, RolloutState(RolloutStatus.ABORTED, rollout.state.phase, now, None, reason, rollback,
+                                       rollout.state.ordered_since))
 
 
 def promote(rollout: Rollout, now: float) -> Rollout:
@@ -357,7 +363,7 @@ def promote(rollout: Rollout, now: float) -> Rollout:
     nxt = rollout.state.phase + 1
     if nxt >= len(rollout.policy.phases):
         return _with(rollout, RolloutState(RolloutStatus.COMPLETED, rollout.state.phase, now))
-    return _with(rollout, RolloutState(RolloutStatus.ROLLING, nxt, now))
+    return _with(rollout, RolloutState(RolloutStatus.ROLLING, nxt, now, ordered_since=now))
 
 
 def _with(rollout: Rollout, state: RolloutState) -> Rollout:

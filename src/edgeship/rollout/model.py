@@ -72,6 +72,9 @@ class RolloutState:
     bake_started: float | None = None
     reason: str = ""  # why it paused or aborted
     rollback: bool = False  # aborted with an order to go back to the previous release
+    # When install orders last went out to the reached phases (the phase began, or the
+    # rollout resumed); None for rollouts stored before it was kept.
+    ordered_since: float | None = None
 
 
 @dataclass(frozen=True)

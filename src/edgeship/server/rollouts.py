@@ -129,7 +129,7 @@ def start(session: Session, repo: ServerRepository, storage: BlobStorage, req: s
             requirements=_requirements(storage, entry),
             target=selector,
             policy=policy,
-            state=RolloutState(since=now),
+            state=RolloutState(since=now, ordered_since=now),
         )
     except RolloutError as exc:
         # Bad plans are the operator's input, not a conflict with stored state.
