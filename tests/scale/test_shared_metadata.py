@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select
 
+from tuf.api.metadata import Metadata
+
 from edgeship.samples.llama import write_tiny_llama
+from edgeship.server import shared_metadata
 from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.db import Database
 from edgeship.server.models import RepoMetadata
@@ -129,3 +132,62 @@ def test_a_data_dir_from_before_the_shared_metadata_seeds_the_database_once(inst
     assert b.versions() == before
     with a.db.read() as session:
         assert session.scalar(select(func.count()).select_from(RepoMetadata)) == len(list(a.repo.metadata_dir.glob("*.json")))
+
+
+def _db_timestamp_version(repo: ServerRepository) -> int:
+    with repo.db.read() as session:
+        return Metadata.from_bytes(shared_metadata.read(session, "timestamp.json") or b"").signed.version
+
+
+def test_a_failed_signing_does_not_undo_another_threads_signing(instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    a = instance("a", ws)
+    start = _db_timestamp_version(a)
+    in_cleanup, b_signed = threading.Event(), threading.Event()
+
+    def slow_discard(written: dict[str, bytes]) -> None:  # it wrote nothing to discard
+        in_cleanup.set()
+        b_signed.wait(1)  # never set with the fix: b waits for the cleanup to finish
+
+    monkeypatch.setattr(a.cache, "discard", slow_discard)
+
+    failed = threading.Event()
+
+    def failing() -> None:
+        with pytest.raises(RuntimeError), a._signing(a.db):
+            raise RuntimeError("the database went away before the commit")
+        failed.set()
+
+    def signing() -> None:
+        with a._signing(a.db):
+            a.repo.refresh_timestamp()
+            b_signed.set()
+            failed.wait(1)  # the failed signing's cleanup, if it could run now, has run
+
+    failer = threading.Thread(target=failing)
+    failer.start()
+    assert in_cleanup.wait(10)
+    signer = threading.Thread(target=signing)
+    signer.start()
+    failer.join(10)
+    signer.join(10)
+    assert _db_timestamp_version(a) == start + 1  # the timestamp b signed was stored with its commit
+    assert a.versions()["timestamp_version"] == start + 1
+
+
+def test_a_worker_sharing_the_data_dir_signs_on_top_of_the_database_timestamp(instance: Instance, shared_url: str, tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    a = instance("a", ws)
+    worker = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(), Database(shared_url))
+    try:
+        start = a.versions()["timestamp_version"]
+        old = (a.repo.metadata_dir / "timestamp.json").read_bytes()
+        assert a.refresh_timestamp_if_due(a.db, timedelta(days=365)) is True
+        assert worker.versions()["timestamp_version"] == start + 1  # the worker's cache follows
+        # The other worker, slow to refresh, writes the older timestamp over the one a signed.
+        (a.repo.metadata_dir / "timestamp.json").write_bytes(old)
+        assert worker.refresh_timestamp_if_due(worker.db, timedelta(days=365)) is True
+        assert _db_timestamp_version(a) == start + 2
+        assert a.versions()["timestamp_version"] == start + 2
+    finally:
+        worker.db.dispose()

@@ -100,22 +100,28 @@ class ServerRepository:
     def _signing(self, db: Database) -> Iterator[Session]:
         """A write transaction holding the repository lock, on the newest metadata; what the
         repository signs inside is stored in the database in the same transaction."""
-        try:
-            with self.cache.lock, db.write() as session:
-                hold_lock(session, "repository")
-                # Read under the lock: signing from a stale cache would lose another instance's update.
-                self.cache.refresh(session)
-                self.repo.recorded = {}
-                yield session
-                if self.repo.recorded:
-                    gen = shared_metadata.save(session, self.repo.recorded)
-            if self.repo.recorded:
-                self.cache.generation = gen
-        except BaseException:
-            self.cache.discard(self.repo.recorded or {})  # written locally, never committed
-            raise
-        finally:
-            self.repo.recorded = None
+        # The cache lock covers the cleanup too: else another thread's signing could start
+        # between the commit and the cleanup, and have its record reset or its files discarded.
+        with self.cache.lock:
+            recorded: dict[str, bytes] = {}
+            self.repo.recorded = recorded
+            try:
+                with db.write() as session:
+                    hold_lock(session, "repository")
+                    # Read under the lock: signing from a stale cache would lose another instance's
+                    # update. Another worker sharing this data dir may have rewritten its mutable
+                    # files, so those are compared with the database whatever the cache believes.
+                    self.cache.refresh(session)
+                    self.cache.restore_mutable(session)
+                    yield session
+                    gen = shared_metadata.save(session, recorded) if recorded else None
+                if gen is not None:
+                    self.cache.generation = gen
+            except BaseException:
+                self.cache.discard(recorded)  # written locally, never committed
+                raise
+            finally:
+                self.repo.recorded = None
 
     def releases(self) -> list[dict]:
         """Signed releases as ``{name, version, release_id, rollback_to, path, length}``."""

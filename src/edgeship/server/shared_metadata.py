@@ -94,6 +94,19 @@ class MetadataCache:
             self.generation = max(r.generation for r in rows)
             return True
 
+    def restore_mutable(self, session: Session) -> None:
+        """Rewrite ``timestamp.json`` and ``root.json`` where they differ from the database.
+
+        Worker processes sharing a data dir each keep their own generation: one may have
+        written an older timestamp over the one another just refreshed to.
+        """
+        with self.lock:
+            rows = session.execute(select(RepoMetadata.name, RepoMetadata.data).where(RepoMetadata.name.in_(MUTABLE))).all()
+            for row in sorted(rows, key=lambda r: r.name == TIMESTAMP):
+                path = self.metadata_dir / row.name
+                if not (path.is_file() and path.read_bytes() == row.data):
+                    write_atomic(path, row.data)
+
     def discard(self, written: Mapping[str, bytes]) -> None:
         """Undo a signing that did not commit: its versioned files go (else they would be taken
         for the newest versions), and the next refresh rewrites ``timestamp.json`` and ``root.json``.
