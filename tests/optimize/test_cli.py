@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeship.loopback import free_port
 from edgeship.optimize.memory import estimate_memory, read_facts
 from edgeship.release.manifest import Requirements
 from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout, place
@@ -143,6 +144,21 @@ def test_optimize_refuses_a_stale_version_of_one_release_line_before_optimizing(
             "--push", "chain", "--version", "1.1.0", "--release-name", "{name}")  # fmt: skip
     assert r.code == 5 and "not newer than the latest of chain@1.2.0" in r.err.splitlines()[0], r.err
     assert not out.exists(), "refused before quantizing"
+
+
+def test_optimize_keeps_the_report_when_the_upload_fails(cli: Cli, workspace: Workspace, source_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    server = f"http://127.0.0.1:{free_port()}"  # nothing listens: the connection is refused
+    r = cli("optimize", source_model, "-p", "pi5-8gb", "--types", "Q4_0", "--out", out,
+            "--push", "chain", "--version", "1.0.0", "--server", server, "--token", "t0ken")  # fmt: skip
+    assert r.code == 1, r.err
+    first = r.err.splitlines()[0]
+    assert first.startswith("error: ") and "upload failed: cannot reach" in first and str(out / "report.json") in r.err
+    assert "hint: is the server running" in r.err and f"edgeship server sync --server {server}" in r.err
+    assert "Traceback" not in r.err
+    report = json.loads((out / "report.json").read_text())
+    assert [(x["name"], x["version"]) for x in report["releases"]] == [("chain-f32", "1.0.0")]
+    assert [(x.name, x.version) for x in workspace.releases()] == [("chain-f32", "1.0.0")]
 
 
 def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Path, tmp_path: Path) -> None:

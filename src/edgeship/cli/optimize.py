@@ -20,15 +20,22 @@ from edgeship.cli.output import console, err_console, human_size, print_json
 from edgeship.cli.profiles import workspace_profiles
 from edgeship.cli.release import read_health
 from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
-from edgeship.errors import UsageError
+from edgeship.errors import EdgeshipError, UsageError
 from edgeship.optimize.onnx_quant import optimize_onnx
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.optimize.profiles import Profile, pick_profiles
-from edgeship.optimize.publish import DEFAULT_RELEASE_NAME, check_template, check_versions, names_before_optimizing, publish_choices
+from edgeship.optimize.publish import (
+    DEFAULT_RELEASE_NAME,
+    check_template,
+    check_versions,
+    names_before_optimizing,
+    publish_choices,
+)
 from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
 from edgeship.optimize.tracking import log_report
 from edgeship.release.bundle import ComponentSpec
+from edgeship.workspace import Workspace
 
 
 def _progress_hooks(progress: Progress) -> Hooks:
@@ -151,14 +158,12 @@ def optimize(
             report = optimize_onnx(model, out_dir, chosen, inputs=inputs, headroom=headroom)
     else:
         report = _run_gguf(model, out_dir, chosen, types, imatrix, ctx, text, eval_ctx, headroom, threads)
-    published = None
     if ws is not None and push and version:
         publish_choices(ws, report, push, version, extra=extra, health=suite, name_template=release_name)
-        if server:
-            with operator_client(server, token, ca, ws.root) as client:
-                published = sync_to_server(ws, client)
+    # The report and the run are kept before the upload: a long run outlives a refused upload.
     path = report.write(out_dir)
     run_id = log_report(report, path, mlflow) if mlflow else None
+    published = _sync(ws, server, token, ca, path) if ws is not None and server else None
     if json_out:
         print_json({**report.to_json(), **({"server": published} if server else {})})
         return
@@ -173,6 +178,19 @@ def optimize(
     console.print(f"report: {path}")
     if run_id:
         console.print(f"mlflow run: {run_id}")
+
+
+def _sync(ws: Workspace, server: str, token: str | None, ca: Path | None, report_file: Path) -> dict:
+    """Upload the workspace to ``server``; a failure says what is already kept and how to finish."""
+    try:
+        with operator_client(server, token, ca, ws.root) as client:
+            return sync_to_server(ws, client)
+    except EdgeshipError as exc:
+        raise type(exc)(
+            f"the releases are signed in the workspace and {report_file} is written, but the upload failed: {exc.message}",
+            hint=(f"{exc.hint}; then " if exc.hint else "")
+            + f"upload them with `edgeship server sync --server {server}` (and the same --token/--ca)",
+        ) from exc
 
 
 def _run_gguf(
