@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from tuf.api.metadata import Metadata
 
@@ -191,3 +191,16 @@ def test_a_worker_sharing_the_data_dir_signs_on_top_of_the_database_timestamp(in
         assert a.versions()["timestamp_version"] == start + 2
     finally:
         worker.db.dispose()
+
+
+def test_a_cache_ahead_of_a_restored_database_is_rewritten_from_it(instance: Instance, tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    a = instance("a", ws)
+    before = a.versions()
+    restored = (a.repo.metadata_dir / "timestamp.json").read_bytes()
+    a.refresh_timestamp_if_due(a.db, timedelta(days=365))
+    signed_after_backup = a.cache.generation
+    with a.db.write() as session:  # as a restore of the backup taken before that (timestamp only) signing
+        session.execute(update(RepoMetadata).where(RepoMetadata.name == "timestamp.json").values(data=restored, generation=signed_after_backup - 1))  # type: ignore[operator]
+    assert a.versions() == before
+    assert (a.repo.metadata_dir / "timestamp.json").read_bytes() == restored

@@ -77,6 +77,8 @@ class MetadataCache:
         if current is None or current == self.generation:
             return False
         with self.lock:
+            if self.generation is not None and current < self.generation:
+                self.generation = None  # the database was restored from a backup: compare every file
             query = select(RepoMetadata.name, RepoMetadata.data, RepoMetadata.generation)
             if self.generation is not None:
                 query = query.where(RepoMetadata.generation > self.generation)
