@@ -197,6 +197,21 @@ def test_optimize_bad_input_is_one_red_line(cli: Cli, source_model: Path, tmp_pa
     assert "Traceback" not in r.err
 
 
+@pytest.mark.parametrize("component", ["model:config=APP", "config=MODEL"])
+def test_optimize_refuses_a_with_component_named_model_before_optimizing(
+    cli: Cli, workspace: Workspace, source_model: Path, tmp_path: Path, component: str
+) -> None:
+    (tmp_path / "app.json").write_text("{}")
+    (tmp_path / "model").write_text("{}")  # a file named model: the component's default name
+    with_ = component.replace("APP", str(tmp_path / "app.json")).replace("MODEL", str(tmp_path / "model"))
+    out = tmp_path / "out"
+    r = cli("optimize", source_model, "-p", "pi5-8gb", "--types", "Q4_0", "--out", out,
+            "--push", "chain", "--version", "1.0.0", "--with", with_)  # fmt: skip
+    assert r.code == 2 and "--with component named 'model'" in r.err.splitlines()[0], r.err
+    assert not out.exists(), "refused before quantizing"
+    assert workspace.releases() == []
+
+
 def test_optimize_refuses_a_file_that_is_not_gguf(cli: Cli, tmp_path: Path) -> None:
     fake = tmp_path / "model.gguf"
     fake.write_text("not a model at all")

@@ -26,6 +26,7 @@ from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.optimize.profiles import Profile, pick_profiles
 from edgeship.optimize.publish import (
     DEFAULT_RELEASE_NAME,
+    check_extra,
     check_template,
     check_versions,
     names_before_optimizing,
@@ -135,6 +136,7 @@ def optimize(
         raise UsageError(f"{', '.join(pushing)} only applies with --push", hint="e.g. --push assistant --version 1.0.0")
     check_template(release_name)
     extra = [ComponentSpec.parse(c) for c in with_]  # checked before the slow part: a typo fails at once
+    check_extra(extra)
     missing = [str(c.path) for c in extra if not c.path.is_file()]
     if missing:
         raise UsageError(f"--with file not found: {', '.join(missing)}")

@@ -58,6 +58,13 @@ def check_template(template: str, variants: int = 1) -> None:
                          hint="put {variant} in --release-name, or optimize for profiles that share a variant")
 
 
+def check_extra(extra: Sequence[ComponentSpec]) -> None:
+    """Refuse a ``--with`` component that takes the optimized model's name (given, or from its file name)."""
+    if any(s.name == MODEL_COMPONENT for s in extra):
+        raise UsageError(f"--with component named {MODEL_COMPONENT!r}: that name is the optimized model's",
+                         hint="name it, e.g. --with vision:model/onnx=./detector.onnx")
+
+
 def check_versions(ws: Workspace, names: Iterable[str], version: str) -> None:
     """Refuse, before anything is signed, when a release line already holds ``version`` or a later one.
 
@@ -95,10 +102,7 @@ def publish_choices(
         raise UsageError("no variant fits any of the profiles, so there is nothing to push", hint="see the reasons above")
     parse_version(version)
     check_template(name_template, len(chosen))
-    clash = [s.name for s in extra if s.name == MODEL_COMPONENT]
-    if clash:
-        raise UsageError(f"--with component named {MODEL_COMPONENT!r}: that name is the optimized model's",
-                         hint="name it, e.g. --with vision:model/onnx=./detector.onnx")
+    check_extra(extra)
     names = [release_name(name, variant, name_template) for variant in chosen]
     try:
         for n in names:
