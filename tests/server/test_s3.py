@@ -11,10 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeship.errors import StoreError
+from edgeship.server.s3 import S3Storage
+from edgeship.server.storage import LocalStorage
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.agent.harness import Device
-from tests.helpers.seaweedfs import BUCKET, SeaweedFS
+from tests.helpers.seaweedfs import BUCKET, KEY_ID, SeaweedFS
 from tests.helpers.server import ServerProcess
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
 
@@ -131,3 +134,18 @@ def test_presigned_mode_redirects_blob_downloads(seaweedfs: SeaweedFS, tmp_path:
 
 def test_blob_store_url_is_checked() -> None:
     assert cli("server", "--blob-store", "http://bucket", "--data-dir", "unused") != 0
+
+
+def test_a_refused_upload_is_a_store_error_with_a_hint(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    store = S3Storage(BUCKET, "", LocalStorage(tmp_path / "meta", tmp_path / "uploads"), client=_denied(seaweedfs))
+    with pytest.raises(StoreError) as err:
+        store.put_file("releases/app/1.0.0.json", tmp_path / "f")
+    assert "upload releases/app/1.0.0.json" in str(err.value) and err.value.hint
+
+
+def _denied(store: SeaweedFS) -> object:
+    """A client of the test bucket's server whose secret is wrong: every request is refused."""
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=store.endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key="wrong", region_name="us-east-1")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -185,6 +186,11 @@ class S3Storage:
             ) from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot {what} in S3 bucket {self.bucket}: {exc}", hint="check AWS_ENDPOINT_URL, AWS_REGION and the AWS credentials") from exc
+        except S3UploadFailedError as exc:  # upload_file wraps the ClientError in boto3's own
+            raise StoreError(
+                f"cannot {what} in S3 bucket {self.bucket}: {exc}",
+                hint="check that the bucket exists and the credentials (AWS_ACCESS_KEY_ID) may write it",
+            ) from exc
 
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
