@@ -167,6 +167,13 @@ class Workspace:
         """Signed deltas that rebuild this release's components, with the download each saves."""
         return deltas_to(self.repository().targets().signed.targets, manifest)
 
+    def not_newer(self, name: str, version: str) -> str | None:
+        """The latest version of ``name`` when ``version`` is not newer than it (releases only move forward)."""
+        existing = self.releases(name)
+        if existing and parse_version(version) <= parse_version(existing[-1].version):
+            return existing[-1].version
+        return None
+
     def publish(
         self,
         manifest: Manifest,
@@ -176,9 +183,10 @@ class Workspace:
     ) -> str:
         """Sign a built release, and deltas from the last ``delta_history`` releases, into the repository."""
         existing = self.releases(manifest.name)
-        if existing and parse_version(manifest.version) <= parse_version(existing[-1].version):
+        latest = self.not_newer(manifest.name, manifest.version)
+        if latest is not None:
             raise ConflictError(
-                f"{manifest.name}@{manifest.version} is not newer than the latest {existing[-1].version}",
+                f"{manifest.name}@{manifest.version} is not newer than the latest {latest}",
                 hint="releases only move forward; bump the version (rolling back is `edgeship rollout` business)",
             )
         data = manifest.canonical_bytes()

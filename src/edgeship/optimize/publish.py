@@ -71,13 +71,8 @@ def check_versions(ws: Workspace, names: Iterable[str], version: str) -> None:
     ``Workspace.publish`` refuses such a release only when its turn comes, after the others of
     the set are signed: a half-pushed set that a retry at the same version cannot finish.
     """
-    wanted = parse_version(version)
-    stale = []
-    for n in dict.fromkeys(names):
-        existing = ws.releases(n)  # oldest first, ordered by parse_version as publish orders them
-        # Workspace.publish's rule: a release must be newer than the latest of its name.
-        if existing and wanted <= parse_version(existing[-1].version):
-            stale.append(f"{n}@{existing[-1].version}")
+    parse_version(version)  # a malformed version is a ValidationError before any lookup
+    stale = [f"{n}@{latest}" for n in dict.fromkeys(names) if (latest := ws.not_newer(n, version)) is not None]
     if stale:
         raise ConflictError(f"--version {version} is not newer than the latest of {', '.join(stale)}; nothing was signed",
                             hint="releases only move forward; pass a higher --version")
