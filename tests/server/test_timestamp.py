@@ -5,8 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+
+import anyio
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from edgeship.cli.main import run
+from edgeship.server.app import _timestamp_job
+from edgeship.server.bootstrap import init_data_dir
+from edgeship.server.db import Database
+from edgeship.server.repository import ServerRepository
+from edgeship.server.settings import ServerSettings
+from edgeship.trust.repository import Expiry
+from edgeship.workspace import Workspace
 from tests.server.conftest import Fleet
 
 
@@ -31,3 +44,31 @@ def test_fresh_timestamp_is_left_alone(new_fleet: Callable[..., Fleet]) -> None:
     first = fleet.admin.get("/v1/admin/repository").json()["timestamp_version"]
     time.sleep(0.6)
     assert fleet.admin.get("/v1/admin/repository").json()["timestamp_version"] == first
+
+
+def test_the_timestamp_job_outlives_a_database_blip(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ServerSettings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", timestamp_margin_s=90000, timestamp_check_s=0.05)
+    init_data_dir(settings, Workspace.init(tmp_path / "ws", passphrase=None))
+    db = Database(settings.database_url)
+    repo = ServerRepository(settings.data_dir / "repository", settings.data_dir / "keys", Expiry(), db)
+    first = repo.versions()["timestamp_version"]
+    refresh, calls = repo.cache.refresh, []
+
+    def blip(session: Session) -> bool:  # the first check's read fails, as when the database restarts
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return refresh(session)
+
+    monkeypatch.setattr(repo.cache, "refresh", blip)
+
+    async def run_job() -> None:
+        with anyio.move_on_after(1):
+            await _timestamp_job(SimpleNamespace(repo=repo, db=db, settings=settings))  # type: ignore[arg-type]
+
+    try:
+        anyio.run(run_job)
+        assert repo.versions()["timestamp_version"] > first
+        assert "cannot refresh the timestamp" in caplog.text
+    finally:
+        db.dispose()

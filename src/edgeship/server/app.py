@@ -83,13 +83,19 @@ async def _timestamp_job(ctx: ServerContext) -> None:
     """Keep the timestamp fresh. Every instance runs this; under the repository lock the first
     one re-signs and the others, reading its timestamp from the database, find nothing due."""
     margin = timedelta(seconds=ctx.settings.timestamp_margin_s)
-    while True:
+
+    def check() -> None:  # in a thread: `ready` reads the database and writes the cache
         if ctx.repo.ready:
-            try:
-                await anyio.to_thread.run_sync(ctx.repo.refresh_timestamp_if_due, ctx.db, margin)
-            except (EdgeshipError, SQLAlchemyError, OSError) as exc:
-                # Keep trying: a database blip must not end the job and let devices freeze.
-                log.error("cannot refresh the timestamp: %s", exc)
+            ctx.repo.refresh_timestamp_if_due(ctx.db, margin)
+
+    while True:
+        # Keep trying whatever fails: a job that ended would let devices' timestamps expire.
+        try:
+            await anyio.to_thread.run_sync(check)
+        except (EdgeshipError, SQLAlchemyError, OSError) as exc:
+            log.error("cannot refresh the timestamp: %s", exc)
+        except Exception:
+            log.exception("cannot refresh the timestamp")
         await asyncio.sleep(ctx.settings.timestamp_check_s)
 
 
