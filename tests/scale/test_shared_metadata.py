@@ -204,3 +204,29 @@ def test_a_cache_ahead_of_a_restored_database_is_rewritten_from_it(instance: Ins
         session.execute(update(RepoMetadata).where(RepoMetadata.name == "timestamp.json").values(data=restored, generation=signed_after_backup - 1))  # type: ignore[operator]
     assert a.versions() == before
     assert (a.repo.metadata_dir / "timestamp.json").read_bytes() == restored
+
+
+def test_files_of_a_signing_killed_before_its_commit_are_removed_at_start(instance: Instance, tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", passphrase=None)
+    releases = Releases(ws, write_tiny_llama(tmp_path / "model.gguf"), tmp_path / "src")
+    releases.publish("1.0.0")
+    a = instance("a", ws)
+    before = a.versions()
+    releases.publish("2.0.0")
+    v2 = _targets(ws)
+    storage = _uploaded(ws, tmp_path / "store")
+    meta = a.repo.metadata_dir
+    # What a SIGKILL between writing the files and the commit leaves behind.
+    stray = [f"{before['targets_version'] + 1}.targets.json", f"{before['snapshot_version'] + 1}.snapshot.json"]
+    (meta / stray[0]).write_bytes(v2)
+    (meta / stray[1]).write_bytes((meta / f"{before['snapshot_version']}.snapshot.json").read_bytes())
+
+    restarted = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(), a.db)
+    assert restarted.adopt() is False
+    assert not any((meta / name).exists() for name in stray)
+    assert restarted.versions() == before
+    restarted.publish(restarted.db, storage, v2, [])
+    after = restarted.versions()
+    assert after["targets_version"] == before["targets_version"] + 1 and after["snapshot_version"] == before["snapshot_version"] + 1
+    with a.db.read() as session:
+        assert shared_metadata.read(session, stray[1]) == (meta / stray[1]).read_bytes()

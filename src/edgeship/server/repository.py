@@ -84,12 +84,20 @@ class ServerRepository:
 
         The upgrade path for a server that kept its metadata only on disk, and the first
         ``server init``. Under the repository lock, so two instances never both seed it.
+        When the database holds the metadata already, local versioned files it does not hold
+        are removed: a signing killed before its commit wrote them, and they would be taken
+        for the newest versions.
         """
-        if not (self.repo.metadata_dir / "timestamp.json").is_file():
-            return False
-        with self.db.write() as session:
+        local = (self.repo.metadata_dir / "timestamp.json").is_file()
+        with self.cache.lock, self.db.write() as session:
             hold_lock(session, "repository")
             if shared_metadata.generation(session) is not None:
+                removed = self.cache.drop_uncommitted(session)
+                if removed:
+                    log.warning("removed metadata a signing wrote but never committed: %s", ", ".join(removed))
+                self.cache.refresh(session)
+                return False
+            if not local:
                 return False
             gen = shared_metadata.save(session, shared_metadata.local_files(self.repo.metadata_dir))
         self.cache.generation = gen  # only once committed: the local files are then that generation

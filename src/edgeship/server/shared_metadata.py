@@ -109,6 +109,19 @@ class MetadataCache:
                 if not (path.is_file() and path.read_bytes() == row.data):
                     write_atomic(path, row.data)
 
+    def drop_uncommitted(self, session: Session) -> list[str]:
+        """Delete the local versioned files the database does not hold; returns their names.
+
+        Call it under the repository lock, so no signing is between writing files and committing.
+        """
+        with self.lock:
+            known = set(session.scalars(select(RepoMetadata.name)))
+            stray = sorted(p.name for p in self.metadata_dir.glob("*.json") if p.name not in MUTABLE and p.name not in known)
+            for name in stray:
+                (self.metadata_dir / name).unlink()
+            self.generation = None  # and the next refresh compares every file with the database
+            return stray
+
     def discard(self, written: Mapping[str, bytes]) -> None:
         """Undo a signing that did not commit: its versioned files go (else they would be taken
         for the newest versions), and the next refresh rewrites ``timestamp.json`` and ``root.json``.
