@@ -7,7 +7,8 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from edgeship.server.models import UTCDateTime
+# Timestamps are sa.DateTime(timezone=True), the DDL of models.UTCDateTime: a migration never
+# imports the models, which change after it has run.
 
 revision = "0002"
 down_revision = "0001"
@@ -29,8 +30,8 @@ def upgrade() -> None:
         sa.Column("live", sa.Boolean(), nullable=False),
         sa.Column("document", sa.JSON(), nullable=False),
         sa.Column("summary", sa.JSON(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_rollouts_live", "rollouts", ["live", "created_at"])
     op.create_table(
@@ -64,7 +65,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("url", sa.String(2000), nullable=False),
         sa.Column("secret", sa.String(200), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
         "webhook_deliveries",
@@ -72,8 +73,8 @@ def upgrade() -> None:
         sa.Column("webhook_id", sa.String(32), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
-        sa.Column("delivered_at", UTCDateTime()),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True)),
         sa.Column("last_error", sa.String(500), nullable=False),
     )
     op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["delivered_at", "next_attempt_at"])

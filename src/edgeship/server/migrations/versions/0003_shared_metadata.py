@@ -7,7 +7,8 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
-from edgeship.server.models import UTCDateTime
+# Timestamps are sa.DateTime(timezone=True), the DDL of models.UTCDateTime: a migration never
+# imports the models, which change after it has run.
 
 revision = "0003"
 down_revision = "0002"
@@ -21,7 +22,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("generation", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("written_at", UTCDateTime(), nullable=False),
+        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_repo_metadata_generation", "repo_metadata", ["generation"])
     locks = sa.table("locks", sa.column("name", sa.String), sa.column("holder", sa.String))
