@@ -96,5 +96,8 @@ def test_server_init_takes_online_keys_from_an_encrypted_workspace(tmp_path: Pat
     assert ctx.repo.versions()["timestamp_version"] == before + 1
     assert ctx.repo.repo.signature_status("timestamp").startswith("valid")
     ctx.db.dispose()
-    with pytest.raises(ConflictError, match="already holds a repository"):
-        init_data_dir(settings, ws)
+    monkeypatch.setenv("EDGESHIP_KEY_PASSPHRASE", "correct horse")
+    again = init_data_dir(settings, ws)  # a second run (say, after one cut short) finishes the setup
+    assert again.id and (tmp_path / "data" / "keys" / "timestamp.pem").is_file()
+    with pytest.raises(ConflictError, match="already holds another repository"):
+        init_data_dir(settings, Workspace.init(tmp_path / "other", passphrase=None))

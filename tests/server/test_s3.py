@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from edgeship.errors import StoreError
+from edgeship.server.bootstrap import init_data_dir
 from edgeship.server.s3 import S3Storage
+from edgeship.server.settings import ServerSettings
 from edgeship.server.storage import LocalStorage
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
@@ -149,3 +151,18 @@ def _denied(store: SeaweedFS) -> object:
     import boto3
 
     return boto3.session.Session().client("s3", endpoint_url=store.endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key="wrong", region_name="us-east-1")
+
+
+def test_a_server_init_cut_short_is_finished_by_running_it_again(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, blob = make_workspace(tmp_path)
+    settings = ServerSettings(data_dir=tmp_path / "data", blob_store=f"s3://{BUCKET}/rerun")
+    for name, value in seaweedfs.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(StoreError):
+        init_data_dir(settings, Workspace.open(ws))
+    assert not (tmp_path / "data" / "keys").exists() and not (tmp_path / "data" / "repository" / "metadata").exists()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.env["AWS_SECRET_ACCESS_KEY"])
+    init_data_dir(settings, Workspace.open(ws))
+    assert f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}" in seaweedfs.keys("rerun")
+    assert (tmp_path / "data" / "repository" / "metadata" / "timestamp.json").is_file()

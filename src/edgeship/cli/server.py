@@ -58,7 +58,8 @@ def init(
     """Copy the workspace's signed metadata into the database, its files into the blob store
     and the online (snapshot, timestamp) keys into DATA_DIR; create an admin token and save
     the server URL and token in the workspace. Run it on every instance's host: when the
-    database already holds the metadata, it only installs the keys."""
+    database already holds the metadata, it installs the keys and copies what the blob store
+    lacks. Run it again to finish one cut short."""
     from edgeship.server.bootstrap import init_data_dir
 
     ws = open_workspace(workspace)

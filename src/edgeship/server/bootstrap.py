@@ -1,12 +1,13 @@
 """``edgeship server init``: give a server data dir its repository and online keys.
 
-The first instance copies from the operator workspace the root metadata (every version),
-the current targets, snapshot and timestamp into the database (its data dir caches them),
-the files those targets name into the blob store (local disk or S3, skipping what is
-there), and the snapshot and timestamp keys. Another instance over the same database finds
-the metadata there and only installs the keys, after checking they are the ones the
-trusted root names. The root and targets keys never leave the workspace. Then it makes an
-admin token.
+The first instance copies from the operator workspace the files its targets name into the
+blob store (local disk or S3, skipping what is there), the snapshot and timestamp keys, and
+the root metadata (every version), the current targets, snapshot and timestamp into the
+database (its data dir caches them). Another instance over the same database finds the
+metadata there: it installs the keys, after checking they are the ones the trusted root
+names, and copies what the blob store lacks. The root and targets keys never leave the
+workspace. Each run makes a new admin token. A run cut short (no boto3, refused
+credentials, a dropped network) is finished by running it again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgeship.server.credentials import Credential
 from edgeship.server.db import Database
 from edgeship.server.repository import ServerRepository
 from edgeship.server.settings import ServerSettings
+from edgeship.server.storage import BlobStorage
 from edgeship.store.fsutil import write_atomic
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ONLINE_ROLES, Expiry
@@ -37,10 +39,13 @@ def init_data_dir(settings: ServerSettings, ws: Workspace, admin_name: str = "bo
     data = settings.data_dir
     metadata = data / "repository" / "metadata"
     if metadata.exists() and any(metadata.iterdir()):
-        raise ConflictError(
-            f"{data} already holds a repository",
-            hint="start it with `edgeship server --data-dir`; make more admin tokens with `edgeship admin token create`",
-        )
+        if not _same_repository(ws, metadata):
+            raise ConflictError(
+                f"{data} already holds another repository than workspace {ws.root}'s",
+                hint="give this workspace's server a new --data-dir, or run it from the workspace that made this one",
+            )
+        say(f"{data} already holds this repository: finishing its setup")
+    storage = open_storage(settings)  # before anything is written: a missing boto3 fails here
     data.mkdir(parents=True, exist_ok=True)  # the SQLite database may live in it
     db = Database(settings.effective_database_url)
     try:
@@ -49,17 +54,30 @@ def init_data_dir(settings: ServerSettings, ws: Workspace, admin_name: str = "bo
             shared_root = shared_metadata.read(session, "root.json")
         if shared_root is not None:
             _check_online_keys(ws, shared_root)
-            say("the database already holds this repository's metadata: installing the online keys only")
+            say("the database already holds this repository's metadata: installing the online keys")
+        (data / "uploads").mkdir(parents=True, exist_ok=True)
+        # The files before the keys and metadata: a copy cut short leaves no repository that
+        # names files the blob store lacks, and the next run sends only what is missing.
+        copy_targets(settings, storage, ws, say)
         _install_keys(data, ws)
         if shared_root is None:
-            _copy_metadata(ws, metadata)
+            if not (metadata / "timestamp.json").is_file():  # else a data dir from before the shared metadata
+                _copy_metadata(ws, metadata)
             ServerRepository(data / "repository", data / "keys", Expiry(), db).adopt()
-        (data / "uploads").mkdir(parents=True, exist_ok=True)
-        copy_targets(settings, ws, say)
         with db.write() as session:
             return create_admin_token(session, admin_name)
     finally:
         db.dispose()
+
+
+def _same_repository(ws: Workspace, metadata: Path) -> bool:
+    """True if the data dir's metadata starts from the workspace's first root (or, cut short
+    before that file was written, holds nothing the workspace does not)."""
+    src = ws.repository().metadata_dir
+    first = metadata / "1.root.json"
+    if first.is_file():
+        return first.read_bytes() == (src / "1.root.json").read_bytes()
+    return all((src / p.name).is_file() and (src / p.name).read_bytes() == p.read_bytes() for p in metadata.glob("*.json"))
 
 
 def _install_keys(data: Path, ws: Workspace) -> None:
@@ -94,9 +112,8 @@ def _copy_metadata(ws: Workspace, metadata: Path) -> None:
         write_atomic(metadata / name, (src / name).read_bytes())
 
 
-def copy_targets(settings: ServerSettings, ws: Workspace, say: Report) -> tuple[int, int]:
+def copy_targets(settings: ServerSettings, storage: BlobStorage, ws: Workspace, say: Report) -> tuple[int, int]:
     """Put every file the workspace's targets name into the blob store; (copied, already there)."""
-    storage = open_storage(settings)
     paths = sorted(ws.repository().targets().signed.targets)
     copied = skipped = 0
     for i, path in enumerate(paths, 1):
