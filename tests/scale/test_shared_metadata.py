@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select, update
-
 from tuf.api.metadata import Metadata
 
 from edgeship.samples.llama import write_tiny_llama
