@@ -21,9 +21,9 @@ INSTANCES = 3
 
 
 @pytest.fixture
-def databases(shared_url: str) -> Iterator[list[Database]]:
+def databases(fresh_database_url: str) -> Iterator[list[Database]]:
     """One migrated database, opened once per (simulated) instance."""
-    dbs = [Database(shared_url) for _ in range(INSTANCES)]
+    dbs = [Database(fresh_database_url) for _ in range(INSTANCES)]
     dbs[0].migrate()
     yield dbs
     for db in dbs:

@@ -29,14 +29,14 @@ Instance = Callable[[str, Workspace], ServerRepository]
 
 
 @pytest.fixture
-def instance(shared_url: str, tmp_path: Path) -> Iterator[Instance]:
+def instance(fresh_database_url: str, tmp_path: Path) -> Iterator[Instance]:
     """Makes an instance's repository: ``server init`` of its own data dir over the shared database."""
     made: list[ServerRepository] = []
 
     def make(name: str, ws: Workspace) -> ServerRepository:
-        settings = ServerSettings(data_dir=tmp_path / name, database_url=shared_url)
+        settings = ServerSettings(data_dir=tmp_path / name, database_url=fresh_database_url)
         init_data_dir(settings, ws)
-        made.append(ServerRepository(settings.data_dir / "repository", settings.data_dir / "keys", Expiry(), Database(shared_url)))
+        made.append(ServerRepository(settings.data_dir / "repository", settings.data_dir / "keys", Expiry(), Database(fresh_database_url)))
         return made[-1]
 
     yield make
@@ -174,10 +174,10 @@ def test_a_failed_signing_does_not_undo_another_threads_signing(instance: Instan
     assert a.versions()["timestamp_version"] == start + 1
 
 
-def test_a_worker_sharing_the_data_dir_signs_on_top_of_the_database_timestamp(instance: Instance, shared_url: str, tmp_path: Path) -> None:
+def test_a_worker_sharing_the_data_dir_signs_on_top_of_the_database_timestamp(instance: Instance, fresh_database_url: str, tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
     a = instance("a", ws)
-    worker = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(), Database(shared_url))
+    worker = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(), Database(fresh_database_url))
     try:
         start = a.versions()["timestamp_version"]
         old = (a.repo.metadata_dir / "timestamp.json").read_bytes()

@@ -20,7 +20,11 @@ from edgeship.client import OperatorClient
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.helpers.seaweedfs import seaweedfs  # noqa: F401 - the S3 tests' fixture
-from tests.helpers.server import ServerProcess, postgres_schema
+from tests.helpers.server import (
+    ServerProcess,
+    fresh_database_url,  # noqa: F401 - a database of the test's own, on each dialect
+    postgres_schema,
+)
 
 
 @dataclass

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import func, select, text
 
 from edgeship.server.db import Database, alembic_config
 from edgeship.server.models import Device, Event
-from tests.helpers.server import postgres_schema
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of this test's own: migrating it down cannot disturb other tests."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
-        return
-    with postgres_schema() as url:
-        yield url
-
-
-def test_migrations_downgrade_and_upgrade_over_linked_rows(fresh_url: str) -> None:
-    db = Database(fresh_url)
+def test_migrations_downgrade_and_upgrade_over_linked_rows(fresh_database_url: str) -> None:
+    db = Database(fresh_database_url)
     try:
         db.migrate()
         now = datetime.now(timezone.utc)

@@ -20,7 +20,6 @@ from edgeship.server.db import Database
 from edgeship.server.models import Device
 from edgeship.server.settings import ServerSettings
 from tests.helpers.mosquitto import Mosquitto, Subscriber, needs_mosquitto
-from tests.helpers.server import postgres_schema
 
 
 class Recorder:
@@ -102,11 +101,9 @@ def test_spread_is_the_devices_reached_over_the_push_rate() -> None:
     assert push.spread_s(2, 3) == 0.667
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_a_tag_notice_reaches_the_live_devices_with_that_tag(tmp_path: Path, dialect: str) -> None:
+def test_a_tag_notice_reaches_the_live_devices_with_that_tag(fresh_database_url: str) -> None:
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres_schema()) if dialect == "postgresql" else f"sqlite:///{tmp_path / 'tags.db'}"
-        db = Database(url)
+        db = Database(fresh_database_url)
         stack.callback(db.dispose)
         db.migrate()
         tags = [{"site": "lab"}, {"site": "lab", "ring": "pilot"}, {"site": "dock"}, {}, {"site": "lab"}, {"a.b": "x y", "hw/rev-2": "é 1"}]
