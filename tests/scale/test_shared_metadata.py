@@ -70,11 +70,11 @@ def test_an_instance_with_a_stale_cache_signs_on_top_of_the_newest_metadata(inst
     v4 = _targets(ws)
     storage = _uploaded(ws, tmp_path / "store")
 
-    a.publish(a.db, storage, v3, [])
+    a.publish(storage, v3, [])
     signed_by_a = (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").read_bytes()
     # b still caches the old generation; publishing must not sign that snapshot version again.
     assert b.cache.generation is not None and b.cache.generation < a.cache.generation  # type: ignore[operator]
-    b.publish(b.db, storage, v4, [])
+    b.publish(storage, v4, [])
 
     after = a.versions()  # a refreshes from the database: it sees what b signed
     assert after["targets_version"] == before["targets_version"] + 2
@@ -90,10 +90,10 @@ def test_the_timestamp_is_resigned_once_when_instances_race(instance: Instance, 
     a, b = instance("a", ws), instance("b", ws)
     db = a.db
     short = ServerRepository(a.repo.path, tmp_path / "a" / "keys", Expiry(timestamp=0.01), db)
-    assert short.refresh_timestamp_if_due(db, timedelta(days=2)) is True  # expires in ~15 min now
+    assert short.refresh_timestamp_if_due(timedelta(days=2)) is True  # expires in ~15 min now
     start = a.versions()["timestamp_version"]
     results: list[bool] = []
-    racers = [threading.Thread(target=lambda r=r: results.append(r.refresh_timestamp_if_due(r.db, timedelta(hours=1)))) for r in (a, b)]
+    racers = [threading.Thread(target=lambda r=r: results.append(r.refresh_timestamp_if_due(timedelta(hours=1)))) for r in (a, b)]
     with db.write() as session:
         hold_lock(session, "repository")
         for t in racers:
@@ -110,12 +110,12 @@ def test_a_failed_signing_leaves_nothing_behind_in_the_cache(instance: Instance,
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
     a = instance("a", ws)
     before = a.versions()
-    with pytest.raises(RuntimeError), a._signing(a.db):
+    with pytest.raises(RuntimeError), a._signing():
         a.repo._publish_snapshot()  # a snapshot and a timestamp written locally, never committed
         raise RuntimeError("the database went away before the commit")
     assert not (a.repo.metadata_dir / f"{before['snapshot_version'] + 1}.snapshot.json").exists()
     assert a.versions() == before  # the next refresh rewrote the timestamp from the database
-    a.refresh_timestamp_if_due(a.db, timedelta(days=2))
+    a.refresh_timestamp_if_due(timedelta(days=2))
     assert a.versions()["timestamp_version"] == before["timestamp_version"] + 1
 
 
@@ -153,12 +153,12 @@ def test_a_failed_signing_does_not_undo_another_threads_signing(instance: Instan
     failed = threading.Event()
 
     def failing() -> None:
-        with pytest.raises(RuntimeError), a._signing(a.db):
+        with pytest.raises(RuntimeError), a._signing():
             raise RuntimeError("the database went away before the commit")
         failed.set()
 
     def signing() -> None:
-        with a._signing(a.db):
+        with a._signing():
             a.repo.refresh_timestamp()
             b_signed.set()
             failed.wait(1)  # the failed signing's cleanup, if it could run now, has run
@@ -181,11 +181,11 @@ def test_a_worker_sharing_the_data_dir_signs_on_top_of_the_database_timestamp(in
     try:
         start = a.versions()["timestamp_version"]
         old = (a.repo.metadata_dir / "timestamp.json").read_bytes()
-        assert a.refresh_timestamp_if_due(a.db, timedelta(days=365)) is True
+        assert a.refresh_timestamp_if_due(timedelta(days=365)) is True
         assert worker.versions()["timestamp_version"] == start + 1  # the worker's cache follows
         # The other worker, slow to refresh, writes the older timestamp over the one a signed.
         (a.repo.metadata_dir / "timestamp.json").write_bytes(old)
-        assert worker.refresh_timestamp_if_due(worker.db, timedelta(days=365)) is True
+        assert worker.refresh_timestamp_if_due(timedelta(days=365)) is True
         assert _db_timestamp_version(a) == start + 2
         assert a.versions()["timestamp_version"] == start + 2
     finally:
@@ -197,7 +197,7 @@ def test_a_cache_ahead_of_a_restored_database_is_rewritten_from_it(instance: Ins
     a = instance("a", ws)
     before = a.versions()
     restored = (a.repo.metadata_dir / "timestamp.json").read_bytes()
-    a.refresh_timestamp_if_due(a.db, timedelta(days=365))
+    a.refresh_timestamp_if_due(timedelta(days=365))
     signed_after_backup = a.cache.generation
     with a.db.write() as session:  # as a restore of the backup taken before that (timestamp only) signing
         session.execute(update(RepoMetadata).where(RepoMetadata.name == "timestamp.json").values(data=restored, generation=signed_after_backup - 1))  # type: ignore[operator]
@@ -224,7 +224,7 @@ def test_files_of_a_signing_killed_before_its_commit_are_removed_at_start(instan
     assert restarted.adopt() is False
     assert not any((meta / name).exists() for name in stray)
     assert restarted.versions() == before
-    restarted.publish(restarted.db, storage, v2, [])
+    restarted.publish(storage, v2, [])
     after = restarted.versions()
     assert after["targets_version"] == before["targets_version"] + 1 and after["snapshot_version"] == before["snapshot_version"] + 1
     with a.db.read() as session:

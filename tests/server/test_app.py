@@ -92,7 +92,7 @@ def test_server_init_takes_online_keys_from_an_encrypted_workspace(tmp_path: Pat
     monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE")
     ctx = ServerContext.build(settings)
     before = ctx.repo.versions()["timestamp_version"]
-    assert ctx.repo.refresh_timestamp_if_due(ctx.db, timedelta(days=2)) is True
+    assert ctx.repo.refresh_timestamp_if_due(timedelta(days=2)) is True
     assert ctx.repo.versions()["timestamp_version"] == before + 1
     assert ctx.repo.repo.signature_status("timestamp").startswith("valid")
     ctx.db.dispose()

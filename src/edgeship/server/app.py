@@ -86,7 +86,7 @@ async def _timestamp_job(ctx: ServerContext) -> None:
 
     def check() -> None:  # in a thread: `ready` reads the database and writes the cache
         if ctx.repo.ready:
-            ctx.repo.refresh_timestamp_if_due(ctx.db, margin)
+            ctx.repo.refresh_timestamp_if_due(margin)
 
     while True:
         # Keep trying whatever fails: a job that ended would let devices' timestamps expire.

@@ -105,7 +105,7 @@ class ServerRepository:
         return True
 
     @contextmanager
-    def _signing(self, db: Database) -> Iterator[Session]:
+    def _signing(self) -> Iterator[Session]:
         """A write transaction holding the repository lock, on the newest metadata; what the
         repository signs inside is stored in the database in the same transaction."""
         # The cache lock covers the cleanup too: else another thread's signing could start
@@ -114,7 +114,7 @@ class ServerRepository:
             recorded: dict[str, bytes] = {}
             self.repo.recorded = recorded
             try:
-                with db.write() as session:
+                with self.db.write() as session:
                     hold_lock(session, "repository")
                     # Read under the lock: signing from a stale cache would lose another instance's
                     # update. Another worker sharing this data dir may have rewritten its mutable
@@ -146,7 +146,7 @@ class ServerRepository:
         versions = [e["version"] for e in self.releases() if e["name"] == name]
         return max(versions, key=parse_version) if versions else None
 
-    def publish(self, db: Database, storage: BlobStorage, targets_bytes: bytes, roots: list[bytes]) -> dict:
+    def publish(self, storage: BlobStorage, targets_bytes: bytes, roots: list[bytes]) -> dict:
         """Verify and publish operator-signed targets; every file they name must be uploaded first."""
         incoming = _targets_files(targets_bytes)
         missing = [f"sha256:{h}" for _path, h in incoming if not storage.has_blob(Digest(h))]
@@ -155,7 +155,7 @@ class ServerRepository:
                 f"{len(missing)} file(s) named by the targets are not uploaded: {', '.join(missing[:5])}",
                 hint="upload them to /v1/admin/uploads/sha256/<hex> first (`edgeship release push --server` does)",
             )
-        with self._signing(db):
+        with self._signing():
             # Manifests first: once the timestamp names the new targets, devices may fetch them.
             for path, hexdigest in incoming:
                 if not path.startswith("blobs/"):
@@ -177,11 +177,11 @@ class ServerRepository:
         self.refresh()
         return self.repo.load("timestamp").signed.expires
 
-    def refresh_timestamp_if_due(self, db: Database, margin: timedelta) -> bool:
+    def refresh_timestamp_if_due(self, margin: timedelta) -> bool:
         """Re-sign the timestamp when it expires within ``margin``; True if it did."""
         if self.timestamp_expires() - datetime.now(timezone.utc) > margin:
             return False
-        with self._signing(db):
+        with self._signing():
             # Another instance may have refreshed it while this one waited for the lock.
             if self.repo.load("timestamp").signed.expires - datetime.now(timezone.utc) > margin:
                 return False
