@@ -11,11 +11,12 @@ cannot serve.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from edgeship.server.models import RepoMetadata
@@ -85,13 +86,8 @@ class MetadataCache:
             rows = session.execute(query).all()
             if not rows:
                 return False
-            self.metadata_dir.mkdir(parents=True, exist_ok=True)
-            # Versioned files first, root.json next, the timestamp last: it is what names the rest.
             # With no generation known (at start, after a failed signing) every row is rewritten.
-            for row in sorted(rows, key=lambda r: (r.name == TIMESTAMP, r.name == "root.json")):
-                path = self.metadata_dir / row.name
-                if not (path.is_file() and path.read_bytes() == row.data):
-                    write_atomic(path, row.data)
+            self._write(rows)
             # Every generation rewrites the timestamp, so the newest row is the timestamp's.
             self.generation = max(r.generation for r in rows)
             return True
@@ -103,11 +99,16 @@ class MetadataCache:
         written an older timestamp over the one another just refreshed to.
         """
         with self.lock:
-            rows = session.execute(select(RepoMetadata.name, RepoMetadata.data).where(RepoMetadata.name.in_(MUTABLE))).all()
-            for row in sorted(rows, key=lambda r: r.name == TIMESTAMP):
-                path = self.metadata_dir / row.name
-                if not (path.is_file() and path.read_bytes() == row.data):
-                    write_atomic(path, row.data)
+            self._write(session.execute(select(RepoMetadata.name, RepoMetadata.data).where(RepoMetadata.name.in_(MUTABLE))).all())
+
+    def _write(self, rows: Sequence[Row[Any]]) -> None:
+        """Write the rows' files that differ: versioned files first, root.json next, the
+        timestamp last, since it is what names the rest."""
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        for row in sorted(rows, key=lambda r: (r.name == TIMESTAMP, r.name == "root.json")):
+            path = self.metadata_dir / row.name
+            if not (path.is_file() and path.read_bytes() == row.data):
+                write_atomic(path, row.data)
 
     def drop_uncommitted(self, session: Session) -> list[str]:
         """Delete the local versioned files the database does not hold; returns their names.
