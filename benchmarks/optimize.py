@@ -17,7 +17,8 @@ from pathlib import Path
 
 from edgeship.optimize.bigram import Chain, write_chain_model
 from edgeship.optimize.evaluate import measure_rss
-from edgeship.optimize.memory import estimate_memory, read_facts
+from edgeship.formats import read_facts
+from edgeship.optimize.memory import estimate_memory
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.samples.llama import TinyLlama
 

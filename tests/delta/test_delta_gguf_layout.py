@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgeship.delta.gguf import regions
-from edgeship.delta.listing import FormatError, Kind
+from edgeship.delta.listing import Kind
+from edgeship.errors import ValidationError
 from edgeship.samples.tensorfiles import write_gguf
 
 
@@ -38,5 +39,5 @@ def test_truncated_header_is_a_format_error(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "m.gguf", {"w": np.ones((4, 32), np.float32)}, {"k": "v" * 100})
     short = tmp_path / "short.gguf"
     short.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(FormatError, match="truncated"):
+    with pytest.raises(ValidationError, match="truncated"):
         regions(short)

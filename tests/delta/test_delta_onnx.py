@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from edgeship.delta import PatchStats
-from edgeship.delta.listing import FormatError
+from edgeship.errors import ValidationError
 from edgeship.delta.onnx import regions
 from edgeship.samples.tensorfiles import write_onnx
 
@@ -64,5 +64,5 @@ def test_external_data_file_is_split_by_the_model_beside_it(
 def test_garbage_with_onnx_suffix_is_refused_by_the_walker(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x3a\xff\xff\xff\xff\x0f" + bytes(10))
-    with pytest.raises(FormatError):
+    with pytest.raises(ValidationError):
         regions(bad)

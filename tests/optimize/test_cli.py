@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgeship.loopback import free_port
-from edgeship.optimize.memory import estimate_memory, read_facts
+from edgeship.formats import read_facts
+from edgeship.optimize.memory import estimate_memory
 from edgeship.release.manifest import Requirements
 from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout, place
 from edgeship.samples.imagemodel import write_tiny_denoiser

@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgeship.errors import OptimizeError, ValidationError
-from edgeship.optimize.memory import (
-    FIXED_OVERHEAD,
-    ModelFacts,
-    estimate_memory,
-    read_facts,
-)
+from edgeship.formats import ModelFacts, read_facts
+from edgeship.optimize.memory import FIXED_OVERHEAD, estimate_memory
 
 MiB = 1 << 20
 

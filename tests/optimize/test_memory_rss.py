@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgeship.optimize.evaluate import measure_rss
-from edgeship.optimize.memory import estimate_memory, read_facts
+from edgeship.formats import read_facts
+from edgeship.optimize.memory import estimate_memory
 
 TOLERANCE = 0.15
 

@@ -9,7 +9,7 @@ import pytest
 
 from edgeship.errors import OptimizeError, UsageError
 from edgeship.optimize.llamacpp import LoadedModel
-from edgeship.optimize.memory import read_facts
+from edgeship.formats import read_facts
 from edgeship.optimize.quantize import DEFAULT_TYPES, parse_types, quantize
 
 from .conftest import write_imatrix

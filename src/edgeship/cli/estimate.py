@@ -10,7 +10,8 @@ from rich.table import Table
 from edgeship.cli.common import JsonOpt, WorkspaceOpt
 from edgeship.cli.output import console, err_console, human_size, print_json
 from edgeship.cli.profiles import workspace_profiles
-from edgeship.optimize.memory import KV_CACHE_BYTES, estimate_memory, read_facts
+from edgeship.formats import read_facts
+from edgeship.optimize.memory import KV_CACHE_BYTES, estimate_memory
 from edgeship.optimize.pipeline import context_warnings
 from edgeship.optimize.profiles import pick_profiles
 from edgeship.optimize.select import DEFAULT_HEADROOM, Candidate, choose

@@ -19,10 +19,10 @@ from edgeship.delta.format import (
     Header,
     encode_block,
 )
-from edgeship.delta.listing import FormatError, Kind, Listing, Segment, hash_segments
+from edgeship.delta.listing import Kind, Listing, Segment, hash_segments
 from edgeship.delta.plan import CodeOp, CopyOp, Op, plan
 from edgeship.delta.stats import PatchStats, Trailer, read_stats
-from edgeship.errors import DeltaError, UsageError
+from edgeship.errors import DeltaError, UsageError, ValidationError
 from edgeship.store.fsutil import atomic_writer
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
@@ -57,10 +57,10 @@ def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing
         chosen = kind if detect(old) == kind else "generic"
     try:
         return chosen, _listing(chosen, old), _listing(chosen, new)
-    except FormatError as exc:
+    except ValidationError as exc:
         if encoder != "auto":
             raise DeltaError(
-                f"cannot use the {encoder} encoder: {exc}", hint="use --encoder auto or generic"
+                f"cannot use the {encoder} encoder: {exc.message}", hint="use --encoder auto or generic"
             ) from exc
         # A file that looks like a model but does not parse is still a file: diff its bytes.
         return "generic", generic.listing(old), generic.listing(new)

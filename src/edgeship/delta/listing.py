@@ -8,11 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeship.errors import DeltaError, ValidationError
+
 READ_SIZE = 8 * 1024 * 1024  # bytes per read while hashing
-
-
-class FormatError(Exception):
-    """A file is not in the format an encoder expected; make_patch falls back to generic."""
 
 
 class Kind(enum.Enum):
@@ -61,7 +59,7 @@ def cover(regions: Iterable[Segment], size: int) -> list[Segment]:
     pos = 0
     for region in sorted(regions, key=lambda r: r.offset):
         if region.offset < pos or region.end > size:
-            raise FormatError(f"region {region.name or region.kind.value} overlaps or overruns")
+            raise ValidationError(f"region {region.name or region.kind.value} overlaps or overruns")
         if region.offset > pos:
             out.append(Segment(pos, region.offset - pos))
         if region.length:
@@ -86,7 +84,7 @@ def hash_segments(path: Path, regions: Iterable[Segment]) -> Listing:
             while remaining:
                 block = f.read(min(READ_SIZE, remaining))
                 if not block:
-                    raise FormatError(f"{path.name} changed while it was being read")
+                    raise DeltaError(f"{path.name} changed while it was being read", hint="make sure nothing else writes the file, then retry")
                 digest.update(block)
                 whole.update(block)
                 remaining -= len(block)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from edgeship.delta.listing import FormatError, Kind, Segment
+from edgeship.delta.listing import Kind, Segment
+from edgeship.errors import ValidationError
 
 MODEL_SUFFIX = ".onnx"
 MAX_STRING = 64 * 1024  # bytes; a longer name or key means this is not the protobuf we think
@@ -47,12 +48,12 @@ def _varint(f: BinaryIO) -> int:
     while shift < 64:
         b = f.read(1)
         if not b:
-            raise FormatError("protobuf ends inside a varint")
+            raise ValidationError("protobuf ends inside a varint")
         result |= (b[0] & 0x7F) << shift
         if b[0] < 0x80:
             return result
         shift += 7
-    raise FormatError("protobuf varint longer than 10 bytes")
+    raise ValidationError("protobuf varint longer than 10 bytes")
 
 
 def _fields(f: BinaryIO, start: int, end: int) -> Iterator[_Field]:
@@ -70,18 +71,18 @@ def _fields(f: BinaryIO, start: int, end: int) -> Iterator[_Field]:
             length = _varint(f)
             offset = f.tell()
             if offset + length > end:
-                raise FormatError("protobuf field runs past its message")
+                raise ValidationError("protobuf field runs past its message")
             yield _Field(number, offset, length)
             f.seek(offset + length)
         else:
-            raise FormatError(f"protobuf wire type {wire} is not ONNX")
+            raise ValidationError(f"protobuf wire type {wire} is not ONNX")
     if f.tell() != end:
-        raise FormatError("protobuf message overruns its length")
+        raise ValidationError("protobuf message overruns its length")
 
 
 def _string(f: BinaryIO, fld: _Field) -> str:
     if fld.length < 0 or fld.length > MAX_STRING:
-        raise FormatError("protobuf string field is not a plausible name")
+        raise ValidationError("protobuf string field is not a plausible name")
     f.seek(fld.value)
     return f.read(fld.length).decode("utf-8", "replace")
 
@@ -119,7 +120,7 @@ def _external_tensors(data_file: Path) -> list[Segment]:
     for model in sorted(data_file.parent.glob(f"*{MODEL_SUFFIX}")):
         try:
             tensors = _initializers(model)
-        except FormatError:
+        except ValidationError:
             continue
         mine = [t for t in tensors if t.external.get("location") == data_file.name]
         if mine:
@@ -129,7 +130,7 @@ def _external_tensors(data_file: Path) -> list[Segment]:
                     for t in mine
                 ]
             except (KeyError, ValueError) as exc:
-                raise FormatError(f"{model.name} has a bad external-data entry ({exc})") from exc
+                raise ValidationError(f"{model.name} has a bad external-data entry ({exc})") from exc
     return []
 
 
@@ -142,7 +143,7 @@ def regions(path: Path) -> list[Segment]:
     if path.suffix != MODEL_SUFFIX:
         external = _external_tensors(path)
         if not external:
-            raise FormatError(f"no {MODEL_SUFFIX} model beside {path.name} stores tensors in it")
+            raise ValidationError(f"no {MODEL_SUFFIX} model beside {path.name} stores tensors in it")
         return external
     tensors = [t for t in _initializers(path) if t.raw is not None and t.raw[1]]
     segments = [t.segment(*t.raw) for t in tensors if t.raw is not None]

@@ -6,7 +6,8 @@ import json
 import struct
 from pathlib import Path
 
-from edgeship.delta.listing import FormatError, Kind, Segment
+from edgeship.delta.listing import Kind, Segment
+from edgeship.errors import ValidationError
 
 MAX_HEADER = 100 * 1024 * 1024  # bytes; the safetensors spec's own limit
 
@@ -32,10 +33,10 @@ def regions(path: Path) -> list[Segment]:
     with path.open("rb") as f:
         prefix = f.read(8)
         if len(prefix) != 8:
-            raise FormatError(f"{path.name} is too short for safetensors")
+            raise ValidationError(f"{path.name} is too short for safetensors")
         (n,) = struct.unpack("<Q", prefix)
         if n > MAX_HEADER:
-            raise FormatError(f"{path.name}: safetensors header of {n} bytes is over the limit")
+            raise ValidationError(f"{path.name}: safetensors header of {n} bytes is over the limit")
         raw = f.read(n)
     try:
         header = json.loads(raw)
@@ -48,5 +49,5 @@ def regions(path: Path) -> list[Segment]:
             width = DTYPE_WIDTH.get(info["dtype"], 1)
             out.append(Segment(base + begin, end - begin, Kind.TENSOR, name, width, info["dtype"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise FormatError(f"{path.name} has no readable safetensors header ({exc})") from exc
+        raise ValidationError(f"{path.name} has no readable safetensors header ({exc})") from exc
     return out

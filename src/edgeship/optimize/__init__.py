@@ -1,11 +1,7 @@
 """Fit models to devices: profiles, memory estimates, quantization, evaluation, selection."""
 
-from edgeship.optimize.memory import (
-    MemoryEstimate,
-    ModelFacts,
-    estimate_memory,
-    read_facts,
-)
+from edgeship.formats import ModelFacts, read_facts
+from edgeship.optimize.memory import MemoryEstimate, estimate_memory
 from edgeship.optimize.pipeline import optimize_gguf
 from edgeship.optimize.profiles import Profile, load_profiles
 from edgeship.optimize.quantize import quantize

@@ -15,7 +15,8 @@ from edgeship.optimize.evaluate import (
     tokenize_eval_text,
 )
 from edgeship.optimize.llamacpp import LoadedModel
-from edgeship.optimize.memory import ModelFacts, estimate_memory, read_facts
+from edgeship.formats import ModelFacts, read_facts
+from edgeship.optimize.memory import estimate_memory
 from edgeship.optimize.profiles import Profile
 from edgeship.optimize.quantize import (
     QuantizeResult,

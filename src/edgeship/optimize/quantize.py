@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeship.errors import OptimizeError, UsageError
 from edgeship.optimize.llamacpp import bindings, capture_logs, default_threads
-from edgeship.optimize.memory import ModelFacts, read_facts
+from edgeship.formats import ModelFacts, read_facts, read_header
 
 # The candidates `edgeship optimize` tries by default, best quality first.
 DEFAULT_TYPES: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
@@ -82,13 +82,11 @@ def load_imatrix(path: Path) -> dict[str, np.ndarray]:
     The file holds ``<tensor>.in_sum2`` (sums of squared activations, per expert) and
     ``<tensor>.counts`` (activations seen, per expert); the importance is their ratio.
     """
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not a GGUF importance matrix: {exc}", hint="make one with llama-imatrix (GGUF output)") from exc
-    tensors = {t.name: np.asarray(t.data, np.float32).ravel() for t in reader.tensors}
+    header = read_header(path)
+    wrong = next((t for t in header.tensors if t.type_name != "F32"), None)
+    if wrong is not None:
+        raise UsageError(f"{path.name} is not an importance matrix: {wrong.name} is {wrong.type_name}, not F32", hint="make one with llama-imatrix (GGUF output)")
+    tensors = {t.name: np.fromfile(path, np.float32, t.n_elements, offset=t.offset) for t in header.tensors}
     out = {}
     for name, sums in tensors.items():
         if not name.endswith(".in_sum2"):

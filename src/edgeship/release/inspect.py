@@ -1,17 +1,19 @@
 """Check that a model file is what its kind claims by parsing its header, and describe it.
 
-Only headers and tensor tables are read (GGUF is memory-mapped, ONNX weights are not
-loaded), so a multi-GB model costs little memory here.
+Only headers and tensor tables are read (GGUF through edgeship.formats, ONNX without its
+weights), so a multi-GB model costs little memory here.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from edgeship.errors import ValidationError
+from edgeship.formats.gguf import read_header
 from edgeship.release.manifest import ComponentKind
 
 # Third-party parsers signal malformed input with any of these.
@@ -39,28 +41,14 @@ def _bad(path: Path, kind: str, why: object) -> ValidationError:
 
 
 def _gguf(path: Path) -> dict[str, Any]:
-    import gguf
-
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise _bad(path, "GGUF", f"it starts with {magic!r}, not b'GGUF'")
-    try:
-        reader = gguf.GGUFReader(path)
-        size = path.stat().st_size
-        end = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=reader.data_offset)
-        if end > size:
-            raise ValueError(f"tensor data ends at byte {end} but the file has {size} bytes (truncated?)")
-        arch_field = reader.get_field("general.architecture")
-        arch = arch_field.contents() if arch_field is not None else None
-        type_counts: dict[str, int] = {}
-        params = 0
-        for t in reader.tensors:
-            type_counts[t.tensor_type.name] = type_counts.get(t.tensor_type.name, 0) + 1
-            params += int(t.n_elements)
-    except _PARSE_ERRORS as exc:
-        raise _bad(path, "GGUF", exc) from exc
-    return {"architecture": arch, "tensors": len(reader.tensors), "parameters": params, "tensor_types": type_counts}
+    header = read_header(path)
+    types = Counter(t.type_name for t in header.tensors)
+    return {
+        "architecture": header.architecture,
+        "tensors": len(header.tensors),
+        "parameters": sum(t.n_elements for t in header.tensors),
+        "tensor_types": dict(types),
+    }
 
 
 def _onnx(path: Path) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeship.errors import EdgeshipError, RuntimeBackendError, UsageError
-from edgeship.optimize.memory import estimate_memory, read_facts
+from edgeship.formats import read_facts
+from edgeship.optimize.memory import estimate_memory
 from edgeship.release.manifest import Component
 from edgeship.runtime.backend import BackendOptions, require
 

@@ -32,6 +32,8 @@ def write_gguf(
 
     meta = dict(metadata)
     writer = gguf.GGUFWriter(str(path), str(meta.pop("general.architecture", "edgeship")))
+    if "general.alignment" in meta:  # the writer must pad tensors to it, not only record it
+        writer.add_custom_alignment(int(meta.pop("general.alignment")))
     for key, value in meta.items():
         _add_gguf_value(writer, key, value)
     for name, array in tensors.items():
