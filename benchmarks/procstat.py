@@ -1,8 +1,13 @@
-"""CPU and memory of processes, read from /proc (Linux), for the benchmarks' per-request costs."""
+"""CPU and memory of processes (read from /proc, Linux), and what one command costs from start to exit."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -51,3 +56,41 @@ def usage(pids: list[int]) -> tuple[int, float]:
 def tree_usage(pid: int) -> tuple[int, float]:
     """Resident memory (bytes) and CPU used so far (seconds) by a process tree."""
     return usage(tree(pid))
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a command cost, start to exit."""
+
+    wall_s: float
+    cpu_s: float  # user + system
+    max_rss: int  # peak resident memory, bytes
+
+
+# wait4's ru_maxrss of a direct child also counts the parent's pages it was forked from, so a
+# small launcher (python -S) forks the command and reports the command's own figures.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def finished(argv: list[str], *, env: dict[str, str] | None = None) -> Finished:
+    """Run a command to completion (output discarded); raise with its stderr when it fails."""
+    with tempfile.TemporaryDirectory(prefix="procstat-") as tmp:
+        figures, log = Path(tmp) / "figures", Path(tmp) / "stderr"
+        start = time.perf_counter()
+        with log.open("wb") as err:
+            code = subprocess.call([sys.executable, "-S", "-c", _LAUNCHER, str(figures), *argv],
+                                   stdout=subprocess.DEVNULL, stderr=err, env=env)
+        wall = time.perf_counter() - start
+        if code:
+            raise RuntimeError(f"{' '.join(argv)} failed ({code}): {log.read_text()[-500:]}")
+        max_rss_kib, cpu = figures.read_text().split()
+    return Finished(wall, float(cpu), int(max_rss_kib) * 1024)

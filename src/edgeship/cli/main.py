@@ -1,4 +1,4 @@
-"""Entry point: builds the typer app from the command groups and turns errors into exit codes."""
+"""Entry point: the root command table and the one place errors become messages and exit codes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,47 @@ import click
 import typer
 
 from edgeship import __version__
+from edgeship.cli.lazy import Lazy, LazyGroup
 from edgeship.cli.output import err_console
 from edgeship.errors import EdgeshipError
 
+# Every command: name -> the module that defines it (imported only when the command runs) and
+# the one-line help `edgeship --help` shows, which must equal the module's own (a test checks).
+# A new command or group goes here; `--help` lists them in this order.
+COMMANDS: dict[str, Lazy] = {
+    "demo": Lazy("edgeship.cli.demo", "Ship a tiny LLM and image model to a simulated fleet: v1, v2 as deltas, a bad v3 stopped, a forgery refused."),
+    "init": Lazy("edgeship.cli.init", "Create an operator workspace: edgeship.toml, Ed25519 keys for the four TUF roles, signed metadata."),
+    "release": Lazy("edgeship.cli.release", "Build, sign and inspect releases."),
+    "verify": Lazy("edgeship.cli.verify", "Verify a release as a device would: TUF metadata, signatures, expiry, versions, every hash."),
+    "keys": Lazy("edgeship.cli.keys", "Manage the signing keys of the TUF roles."),
+    "delta": Lazy("edgeship.cli.delta", "Delta patches between model files: only the tensors (or chunks) that changed."),
+    "simulate": Lazy("edgeship.cli.simulate", "Run a rollout against virtual devices with faults, on the real engine, and chart it."),
+    "agent": Lazy("edgeship.cli.agent", "Run the device agent and inspect its data dir."),
+    "feedback": Lazy("edgeship.cli.feedback", "Rate the release this device runs; the agent sends it at its next check-in."),
+    "runtime": Lazy("edgeship.cli.runtime", "The on-device inference runtime."),
+    "server": Lazy("edgeship.cli.server", "Run the update server, or set up its data dir (`edgeship server init`)."),
+    "device": Lazy("edgeship.cli.device", "Enroll devices and look after the fleet."),
+    "admin": Lazy("edgeship.cli.admin", "Operator credentials for the update server."),
+    "certs": Lazy("edgeship.cli.certs", "TLS certificates for the update server."),
+    "assign": Lazy("edgeship.cli.fleet", "Assign a release to a tag or a device; devices pick it up at their next check-in."),
+    "events": Lazy("edgeship.cli.fleet", "Print device events in the order the server stored them."),
+    "rollout": Lazy("edgeship.cli.rollout", "Staged rollouts: pilot, stages, bake times, failure budgets, automatic pause or rollback."),
+    "experiment": Lazy("edgeship.cli.experiment", "A/B experiments: which of two releases does better on the same fleet."),
+    "webhook": Lazy("edgeship.cli.webhook", "Webhooks: rollout paused, aborted or completed, POSTed with an HMAC-SHA256 signature."),
+    "mqtt": Lazy("edgeship.cli.mqtt", "MQTT push: the broker's users and ACLs (docs/server.md, Push)."),
+    "optimize": Lazy("edgeship.cli.optimize", "Quantize MODEL, measure every variant, and pick the best that fits each profile."),
+    "estimate": Lazy("edgeship.cli.estimate", "Estimate weights + KV cache + compute buffers + overhead for MODEL at --ctx tokens."),
+    "profiles": Lazy("edgeship.cli.profiles", "Device profiles: RAM, arch, accelerator, TOPS, usable memory."),
+}
+
+
+class Root(LazyGroup):
+    table = COMMANDS
+
+
 app = typer.Typer(
     name="edgeship",
+    cls=Root,
     help="Ship AI models to fleets of edge devices: build, shrink, sign, ship, run, watch, roll back.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,53 +69,6 @@ def _root(
     ),
 ) -> None:
     """Ship AI models to fleets of edge devices: build, shrink, sign, ship, run, watch, roll back."""
-
-
-def _register() -> None:
-    # One module per command group; each adds itself to the root app.
-    from edgeship.cli import (
-        agent,
-        delta,
-        demo,
-        estimate,
-        feedback,
-        init,
-        keys,
-        optimize,
-        profiles,
-        release,
-        runtime,
-        simulate,
-        verify,
-    )
-
-    demo.register(app)
-    init.register(app)
-    app.add_typer(release.app, name="release")
-    verify.register(app)
-    app.add_typer(keys.app, name="keys")
-    app.add_typer(delta.app, name="delta")
-    simulate.register(app)
-    app.add_typer(agent.app, name="agent")
-    feedback.register(app)
-    app.add_typer(runtime.app, name="runtime")
-    from edgeship.cli import admin, certs, device, experiment, fleet, mqtt, rollout, server, webhook
-
-    app.add_typer(server.app, name="server")
-    app.add_typer(device.app, name="device")
-    app.add_typer(admin.app, name="admin")
-    app.add_typer(certs.app, name="certs")
-    fleet.register(app)
-    app.add_typer(rollout.app, name="rollout")
-    app.add_typer(experiment.app, name="experiment")
-    app.add_typer(webhook.app, name="webhook")
-    app.add_typer(mqtt.app, name="mqtt")
-    optimize.register(app)
-    estimate.register(app)
-    app.add_typer(profiles.app, name="profiles")
-
-
-_register()
 
 
 def run(argv: list[str] | None = None) -> int:
