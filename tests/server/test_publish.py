@@ -107,6 +107,27 @@ def test_server_refuses_targets_it_cannot_trust(fleet: Fleet, tmp_path: Path) ->
         assert c.post(f"{fleet.url}/v1/admin/metadata", json={"targets": current}).status_code == 401
 
 
+def test_targets_that_do_not_verify_leave_the_published_release_intact(fleet: Fleet, tmp_path: Path) -> None:
+    """Forged targets naming other bytes for a published manifest are refused before anything
+    is written: the genuine manifest is still served and the release still verifies."""
+    path = "releases/app/1.0.0.json"
+    d = fleet.enroll()
+    with httpx.Client(auth=(d.id, d.secret), verify=False) as device:
+        served = device.get(f"{fleet.url}/repo/{path}").content
+        forged = served.replace(b'"app"', b'"forged"')
+        sha = hashlib.sha256(forged).hexdigest()
+        assert fleet.admin.put(f"/v1/admin/uploads/sha256/{sha}", content=forged).status_code == 200
+        ours = Workspace.open(fleet.workspace).repository()
+        targets = json.loads((ours.metadata_dir / f"{ours.targets().signed.version}.targets.json").read_bytes())
+        targets["signed"]["version"] = fleet.admin.get("/v1/admin/repository").json()["targets_version"] + 1
+        targets["signed"]["targets"][path] |= {"length": len(forged), "hashes": {"sha256": sha}}
+        r = fleet.admin.post("/v1/admin/metadata", json={"targets": targets})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "untrusted"
+        assert device.get(f"{fleet.url}/repo/{path}").content == served
+    root = fleet.workspace / "repository" / "metadata" / "1.root.json"
+    assert cli("verify", "app@1.0.0", "--repo", _repo_url(fleet, d.id, d.secret), "--root", root, "--metadata-dir", tmp_path / "t") == 0
+
+
 def test_targets_key_rotation_reaches_the_server(fleet: Fleet, tmp_path: Path) -> None:
     """A new root (signed by old and new root keys) travels with the push; devices that trust
     only root v1 follow the chain and accept targets signed by the new key."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 
 from edgeship.errors import NotFoundError, TrustError, ValidationError
@@ -156,11 +156,14 @@ class ServerRepository:
                 hint="upload them to /v1/admin/uploads/sha256/<hex> first (`edgeship release push --server` does)",
             )
         with self._signing():
-            # Manifests first: once the timestamp names the new targets, devices may fetch them.
-            for path, hexdigest in incoming:
-                if not path.startswith("blobs/"):
-                    storage.install(path, Digest(hexdigest))
-            targets_version = self.repo.accept_targets(targets_bytes, roots)
+            # Verify everything before writing anything: targets that do not verify must leave
+            # the served manifests and deltas of the published release exactly as they were.
+            verified = self.repo.verify_targets(targets_bytes, roots)
+            # Then the files, before the metadata: once the timestamp names the new targets,
+            # devices may fetch them.
+            for path, hexdigest in _to_install(incoming, self.repo.targets().signed.targets, storage):
+                storage.install(path, Digest(hexdigest))
+            targets_version = self.repo.write_targets(verified)
         log.info("published targets", extra={"targets_version": targets_version})
         return self.versions() | {"releases": sorted(f"{e['name']}@{e['version']}" for e in self.releases())}
 
@@ -190,10 +193,24 @@ class ServerRepository:
         return True
 
 
+def _to_install(incoming: list[tuple[str, str]], published: dict[str, TargetFile], storage: BlobStorage) -> list[tuple[str, str]]:
+    """The manifests and deltas to copy from uploaded blobs into place.
+
+    One the published targets already name with the same hash, and that is stored, is left
+    alone: a push rewrites no file of an earlier release (nor copies every delta again).
+    """
+    return [
+        (path, hexdigest)
+        for path, hexdigest in incoming
+        if not path.startswith("blobs/")
+        and not (path in published and published[path].hashes.get("sha256") == hexdigest and storage.locate(path) is not None)
+    ]
+
+
 def _targets_files(targets_bytes: bytes) -> list[tuple[str, str]]:
     """(target path, sha256 hex) of every file a targets document names, before trusting it.
 
-    Only used to check that the files exist; the signature is checked by ``accept_targets``.
+    Only used to check that the files exist; the signature is checked by ``verify_targets``.
     """
     try:
         md = Metadata.from_bytes(targets_bytes)

@@ -51,6 +51,15 @@ class Expiry:
         return timedelta(days=getattr(self, role))
 
 
+@dataclass(frozen=True)
+class VerifiedTargets:
+    """Targets (and the new root versions before them) that passed every check, not yet written."""
+
+    roots: tuple[Metadata[Root], ...]
+    targets: Metadata[Targets]
+    raw: bytes  # the targets exactly as signed
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -179,10 +188,15 @@ class Repository:
     def accept_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = ()) -> int:
         """Publish targets signed elsewhere (the server's side of ``release push --server``).
 
+        ``verify_targets`` then ``write_targets``; returns the new targets version.
+        """
+        return self.write_targets(self.verify_targets(targets_bytes, new_roots))
+
+    def verify_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = ()) -> VerifiedTargets:
+        """Check targets signed elsewhere, writing nothing.
+
         New root versions are checked like a client would (each signed by the previous root's
         keys and by its own), then the targets against the newest root and the current version.
-        Only then is anything written; snapshot and timestamp are signed with this keyring's
-        (online) keys. Returns the new targets version.
         """
         trusted = self.root()
         roots: list[Metadata[Root]] = []
@@ -217,11 +231,17 @@ class Repository:
             )
         if targets.signed.is_expired(_now()):
             raise TrustError(f"targets version {targets.signed.version} has expired", hint="re-sign it in the operator workspace")
-        for md in roots:
+        return VerifiedTargets(tuple(roots), targets, targets_bytes)
+
+    def write_targets(self, verified: VerifiedTargets) -> int:
+        """Write what ``verify_targets`` accepted, then sign snapshot and timestamp with this
+        keyring's (online) keys. Returns the new targets version."""
+        for md in verified.roots:
             self._write_root(md, [])
-        self._store(f"{targets.signed.version}.targets.json", targets_bytes)
+        version = verified.targets.signed.version
+        self._store(f"{version}.targets.json", verified.raw)
         self._publish_snapshot()
-        return targets.signed.version
+        return version
 
     @staticmethod
     def _parse(raw: bytes, kind: type, role: str) -> Metadata:
@@ -324,4 +344,4 @@ class Repository:
         return public.keyid
 
 
-__all__ = ["Expiry", "KeyRing", "ONLINE_ROLES", "ROLES", "Repository"]
+__all__ = ["Expiry", "KeyRing", "ONLINE_ROLES", "ROLES", "Repository", "VerifiedTargets"]
