@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 import tomllib
@@ -24,6 +25,7 @@ from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta, build_deltas, d
 from edgeship.release.manifest import Manifest, parse_version
 from edgeship.store.fsutil import write_atomic
 from edgeship.store.local import LocalBlobStore
+from edgeship.store.undo import undo_on_failure
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ROLES, Expiry, KeyRing, Repository
 from edgeship.trust.targets import deltas_to, manifest_path, release_entries, release_targets
@@ -33,6 +35,7 @@ CONFIG_FILE = "edgeship.toml"
 # than one, so a rollout of a fix can still go back past a bad release in between.
 ROLLBACK_HISTORY = 3
 WORKSPACE_ENV = "EDGESHIP_WORKSPACE"
+SIGNING_ROLES = ("targets", "snapshot", "timestamp")  # the keys a push signs with
 
 
 @dataclass
@@ -174,6 +177,23 @@ class Workspace:
             return existing[-1].version
         return None
 
+    def check_publishable(self, name: str, version: str) -> None:
+        """Fail before anything is written: the version must be newer than the last one of
+        ``name``, and the keys that sign a release must unlock."""
+        latest = self.not_newer(name, version)
+        if latest is not None:
+            raise ConflictError(
+                f"{name}@{version} is not newer than the latest {latest}",
+                hint="releases only move forward; bump the version (rolling back is `edgeship rollout` business)",
+            )
+        for role in SIGNING_ROLES:
+            self.keyring.signer(role)
+
+    def unchanged_on_failure(self) -> contextlib.AbstractContextManager[None]:
+        """Undo a failed push: what it added is removed, the timestamp it re-signed is restored."""
+        metadata = self.repo_dir / "metadata"
+        return undo_on_failure(self.root, [metadata / "timestamp.json", metadata / "root.json"])
+
     def publish(
         self,
         manifest: Manifest,
@@ -182,13 +202,8 @@ class Workspace:
         on_delta: Callable[[BuiltDelta], None] | None = None,
     ) -> str:
         """Sign a built release, and deltas from the last ``delta_history`` releases, into the repository."""
+        self.check_publishable(manifest.name, manifest.version)
         existing = self.releases(manifest.name)
-        latest = self.not_newer(manifest.name, manifest.version)
-        if latest is not None:
-            raise ConflictError(
-                f"{manifest.name}@{manifest.version} is not newer than the latest {latest}",
-                hint="releases only move forward; bump the version (rolling back is `edgeship rollout` business)",
-            )
         data = manifest.canonical_bytes()
         write_atomic(self.repo_dir / manifest_path(manifest.name, manifest.version), data)
         previous = existing[-1].version if existing else None

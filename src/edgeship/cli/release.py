@@ -58,7 +58,9 @@ def push(
     """Validate the components, store them by digest, write the manifest and sign it."""
     ws = open_workspace(workspace)
     specs = [ComponentSpec.parse(c) for c in component]
-    with console.status("validating and storing components…") as status:
+    ws.check_publishable(name, version)
+    # Whatever fails from here (a bad file, a full disk, Ctrl-C) leaves the workspace as it was.
+    with ws.unchanged_on_failure(), console.status("validating and storing components…") as status:
         manifest = build_release(
             name,
             version,

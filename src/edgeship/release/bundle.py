@@ -15,6 +15,7 @@ from edgeship.release.manifest import (
     HealthSuite,
     Manifest,
     Requirements,
+    check_file_name,
     check_name,
     parse_version,
 )
@@ -89,6 +90,7 @@ def build_release(
         check_name(name, "release name")
         for s in specs:
             check_name(s.name, "component name")
+            check_file_name(s.path.name)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     for label, values in (("name", [s.name for s in specs]), ("file name", [s.path.name for s in specs])):

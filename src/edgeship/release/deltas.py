@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tuf.api.metadata import TargetFile
 
+from edgeship.errors import StoreError
 from edgeship.release.manifest import Component, Manifest
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.local import LocalBlobStore
@@ -89,8 +90,11 @@ def build_deltas(
     for pair in pairs:
         old_hex, new_hex = pair.old.hexdigest, pair.new.hexdigest
         dest = repo_dir / delta_path(old_hex, new_hex)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+        except OSError as exc:
+            raise StoreError(f"cannot write deltas under {dest.parent}: {exc.strerror}", hint="check free disk space and permissions") from exc
         os.close(fd)
         tmp = Path(tmp_name)
         try:

@@ -66,10 +66,7 @@ class Component(_Frozen):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        # Installed as releases/<id>/<path>: a path that leaves that directory is an attack.
-        if not v or "/" in v or "\\" in v or v in {".", ".."} or v.startswith("."):
-            raise ValueError(f"component path {v!r} must be a plain file name")
-        return v
+        return check_file_name(v)
 
     @field_validator("digest")
     @classmethod
@@ -251,6 +248,19 @@ class Manifest(_Frozen):
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no insignificant whitespace, UTF-8: the same object always hashes the same."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def check_file_name(value: str) -> str:
+    """A component's file name: plain, and text (the manifest is UTF-8 JSON)."""
+    # Installed as releases/<id>/<path>: a path that leaves that directory is an attack.
+    if not value or "/" in value or "\\" in value or value in {".", ".."} or value.startswith("."):
+        raise ValueError(f"component path {value!r} must be a plain file name")
+    # A file name that is not UTF-8 reaches Python as lone surrogates, which JSON cannot carry.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"component file name {value!r} is not valid UTF-8; rename the file") from None
+    return value
 
 
 def check_name(value: str, what: str) -> str:
