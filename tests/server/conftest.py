@@ -125,9 +125,11 @@ def start_fleet(root: Path, database_url: str, extra: tuple[str, ...] = ()) -> F
     ws, blob = make_workspace(root)
     data = root / "data"
     assert cli("server", "init", "--data-dir", data, "--database-url", database_url, "-w", ws) == 0
-    token = Workspace.open(ws).config.server_admin_token
     server = ServerProcess(data, database_url, extra)
-    return Fleet(ws, server, token, blob, hashlib.sha256(blob).hexdigest(), database_url)
+    workspace = Workspace.open(ws)
+    workspace.config.server_url = server.url  # as `server init --url` saves it: the port is only known now
+    workspace.save_config()
+    return Fleet(ws, server, workspace.config.server_admin_token, blob, hashlib.sha256(blob).hexdigest(), database_url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from edgeship.loopback import free_port
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.server.conftest import Fleet, cli, cut_then_resume_upload, make_workspace
@@ -48,6 +50,48 @@ def test_push_to_server_then_verify_against_it(fleet: Fleet, tmp_path: Path, cap
     assert cli("server", "sync", "--server", fleet.url, "--token", fleet.admin_token, "-w", fleet.workspace) == 0
     # A wrong device secret gets nothing.
     assert cli("verify", f"app@{version}", "--repo", _repo_url(fleet, d.id, "nope"), "--root", root, "--metadata-dir", tmp_path / "t2") != 0
+
+
+def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Callable[..., Fleet], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    f = new_fleet()
+    config = tmp_path / "config.json"
+    config.write_text('{"threshold": 0.7}')
+
+    def push(version: str, *extra: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli("release", "push", "app", "-v", version, "-c", f"config={config}", "-w", f.workspace, *extra)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    def on_server() -> list[str]:
+        return f.admin.get("/v1/admin/repository").json()["releases"]
+
+    # No --server: edgeship.toml names the server, so devices can be assigned the release at once.
+    code, out, _ = push("2.0.0")
+    assert code == 0 and f"uploaded to {f.url}" in out
+    d = f.enroll()
+    assert cli("assign", "app@2.0.0", "--device", d.id, "-w", f.workspace) == 0
+
+    code, out, _ = push("2.1.0", "--no-upload", "--json")
+    assert code == 0 and json.loads(out)["server"] is None and json.loads(out)["not_uploaded"] == "--no-upload"
+    assert "app@2.1.0" not in on_server()
+    assert push("2.1.1", "--no-upload", "--server", f.url)[0] == 2
+
+    # The server does not answer: the push fails, says the release is signed but not uploaded, and sync finishes it.
+    ws = Workspace.open(f.workspace)
+    ws.config.server_url = f"http://127.0.0.1:{free_port()}"
+    ws.save_config()
+    code, _, err = push("2.2.0")
+    assert code == 1 and "app@2.2.0 is signed in the workspace but was not uploaded" in err and "server sync" in err
+    assert "app@2.2.0" not in on_server()
+    assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
+    assert {"app@2.1.0", "app@2.2.0"} <= set(on_server())
+
+    ws.config.server_url = ""
+    ws.save_config()
+    code, out, _ = push("2.3.0")
+    assert code == 0 and "not uploaded (edgeship.toml names no server)" in " ".join(out.split())
 
 
 def test_upload_resumes_after_a_cut_connection(fleet: Fleet) -> None:

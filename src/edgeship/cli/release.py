@@ -11,11 +11,12 @@ from rich.table import Table
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, human_size, print_json
 from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
-from edgeship.errors import UsageError, ValidationError
+from edgeship.errors import EdgeshipError, ServerError, UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
 from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta
 from edgeship.release.manifest import HealthSuite, parse_ref
 from edgeship.store.digest import Digest
+from edgeship.workspace import Workspace
 
 app = typer.Typer(help="Build, sign and inspect releases.", no_args_is_help=True)
 
@@ -48,15 +49,22 @@ def push(
         DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
     ),
     server: str | None = typer.Option(
-        None, "--server", help="Also publish to this update server (resumable; `edgeship server sync` finishes a cut-off push)."
+        None,
+        "--server",
+        envvar="EDGESHIP_SERVER",
+        help="Upload to this update server (default: the server url in edgeship.toml; resumable, `edgeship server sync` finishes a cut-off push).",
+        show_default=False,
     ),
+    no_upload: bool = typer.Option(False, "--no-upload", help="Only sign into the workspace; `edgeship server sync` uploads later."),
     token: str | None = TokenOpt,
     ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Validate the components, store them by digest, write the manifest and sign it."""
+    """Validate the components, store them by digest, write the manifest, sign it, and upload
+    it to the workspace's server (or --server) unless --no-upload."""
     ws = open_workspace(workspace)
+    target = upload_target(server, ws.config.server_url, no_upload)
     specs = [ComponentSpec.parse(c) for c in component]
     ws.check_publishable(name, version)
     # Whatever fails from here (a bad file, a full disk, Ctrl-C) leaves the workspace as it was.
@@ -79,10 +87,15 @@ def push(
 
         status.update("building deltas and signing…")
         release_id = ws.publish(manifest, delta_history=deltas, on_delta=on_delta)
-    published = None
-    if server:
-        with operator_client(server, token, ca, ws.root) as client:
-            published = sync_to_server(ws, client)
+    if not json_out:
+        console.print(f"[green]pushed[/] {manifest.ref}  release {release_id[:16]}…")
+        for c in manifest.components:
+            console.print(f"  {c.name:<20} {c.kind.value:<18} {human_size(c.size):>10}  {c.digest[:19]}…")
+        for d in built:
+            verdict = f"saves {d.saving:.0%}" if d.kept else "not worth it, devices take the whole file"
+            console.print(f"  delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)} ({verdict})")
+    published = _upload(ws, manifest.ref, target, token, ca) if target else None
+    not_uploaded = None if target else ("--no-upload" if no_upload else "edgeship.toml names no server")
     if json_out:
         print_json(
             {
@@ -91,15 +104,35 @@ def push(
                 "release_id": release_id,
                 "deltas": [_delta_row(d) for d in built],
                 "server": published,
+                "not_uploaded": not_uploaded,
             }
         )
-        return
-    console.print(f"[green]pushed[/] {manifest.ref}  release {release_id[:16]}…")
-    for c in manifest.components:
-        console.print(f"  {c.name:<20} {c.kind.value:<18} {human_size(c.size):>10}  {c.digest[:19]}…")
-    for d in built:
-        verdict = f"saves {d.saving:.0%}" if d.kept else "not worth it, devices take the whole file"
-        console.print(f"  delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)} ({verdict})")
+    elif published is not None:
+        console.print(f"  uploaded to {published['url']}: {len(published['uploaded'])} file(s), {published['skipped']} already there")
+    else:
+        console.print(f"[yellow]not uploaded[/] ({not_uploaded}): devices cannot get it yet; `edgeship server sync` uploads it"
+                      + ("" if no_upload else " once `edgeship server init` (or --server URL) names a server"))
+
+
+def upload_target(server: str | None, configured: str, no_upload: bool) -> str | None:
+    """The server a push uploads to: --server, else the workspace's; None with --no-upload or none named."""
+    if no_upload:
+        if server:
+            raise UsageError("--server and --no-upload contradict each other", hint="drop one of them")
+        return None
+    return server or configured or None
+
+
+def _upload(ws: Workspace, ref: str, url: str, token: str | None, ca: Path | None) -> dict:
+    try:
+        with operator_client(url, token, ca, ws.root) as client:
+            return sync_to_server(ws, client)
+    except EdgeshipError as exc:
+        # The release is signed either way: say so, so nobody pushes the same version again.
+        raise ServerError(
+            f"{ref} is signed in the workspace but was not uploaded to {url}: {exc.message}",
+            hint="`edgeship server sync` uploads it once the server answers" + (f" ({exc.hint})" if exc.hint else ""),
+        ) from exc
 
 
 def _delta_row(d: BuiltDelta) -> dict:
