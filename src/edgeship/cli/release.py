@@ -14,6 +14,7 @@ from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
 from edgeship.errors import EdgeshipError, ServerError, UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
 from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta
+from edgeship.release.imageio import ImageIO
 from edgeship.release.manifest import HealthSuite, parse_ref
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
@@ -45,6 +46,13 @@ def push(
     requires: str | None = typer.Option(None, "--requires", help="Device requirements, e.g. ram=2GiB,arch=aarch64|x86_64,accelerator=cuda."),
     health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching."),
     notes: str = typer.Option("", "--notes", help="Release notes shown to operators."),
+    image_io: list[str] = typer.Option(
+        [],
+        "--image-io",
+        help="[NAME:]key=value,... sets or overrides an ONNX component's image I/O (PNG/JPEG on /v1/predict), "
+        "e.g. denoiser:mode=L,size=256x256,scale=1/255,mean=0.5,std=0.5; keys: input, output, layout, mode, size, "
+        "scale, mean, std, restore_size. [NAME:]off: none. Image-to-image models are recognised without it.",
+    ),
     deltas: int = typer.Option(
         DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
     ),
@@ -66,6 +74,7 @@ def push(
     ws = open_workspace(workspace)
     target = upload_target(server, ws.config.server_url, no_upload)
     specs = [ComponentSpec.parse(c) for c in component]
+    images = [ImageIO.parse(i) for i in image_io]
     ws.check_publishable(name, version)
     # Whatever fails from here (a bad file, a full disk, Ctrl-C) leaves the workspace as it was.
     with ws.unchanged_on_failure(), console.status("validating and storing components…") as status:
@@ -77,6 +86,7 @@ def push(
             requirements=parse_requirements(requires),
             health=read_health(health),
             notes=notes,
+            image_io=images,
             on_component=lambda n, size: status.update(f"stored {n} ({human_size(size)})"),
         )
         built: list[BuiltDelta] = []
@@ -91,6 +101,9 @@ def push(
         console.print(f"[green]pushed[/] {manifest.ref}  release {release_id[:16]}…")
         for c in manifest.components:
             console.print(f"  {c.name:<20} {c.kind.value:<18} {human_size(c.size):>10}  {c.digest[:19]}…")
+            if "image" in c.meta:
+                image = c.meta["image"]
+                console.print(f"    image I/O: {image['input']} -> {image['output']}, {image['layout']} {image['mode']}")
         for d in built:
             verdict = f"saves {d.saving:.0%}" if d.kept else "not worth it, devices take the whole file"
             console.print(f"  delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)} ({verdict})")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.errors import UsageError, ValidationError
+from edgeship.release.imageio import ImageIO, resolve
 from edgeship.release.inspect import inspect_component
 from edgeship.release.manifest import (
     MEDIA_TYPES,
@@ -17,6 +18,7 @@ from edgeship.release.manifest import (
     Requirements,
     check_file_name,
     check_name,
+    first_error,
     parse_version,
 )
 from edgeship.store.local import LocalBlobStore
@@ -80,9 +82,12 @@ def build_release(
     requirements: Requirements | None = None,
     health: HealthSuite | None = None,
     notes: str = "",
+    image_io: Sequence[ImageIO] = (),
     on_component: ProgressHook | None = None,
 ) -> Manifest:
-    """Validate and store every component, then return the (not yet signed) manifest."""
+    """Validate and store every component, then return the (not yet signed) manifest.
+
+    ONNX components get their image I/O (``meta["image"]``): detected, or as ``image_io`` says."""
     if not specs:
         raise UsageError("a release needs at least one --component")
     parse_version(version)
@@ -99,6 +104,10 @@ def build_release(
             raise UsageError(f"two components share the {label} {', '.join(dupes)}", hint="name them with NAME:KIND=PATH")
     # Validate everything before storing anything: a bad third file should not leave blobs behind.
     metas = [inspect_component(s.kind, s.path) for s in specs]
+    given = _image_io_by_component(specs, image_io)
+    for spec, meta in zip(specs, metas, strict=True):
+        if spec.kind is ComponentKind.ONNX and (image := resolve(spec.name, meta, given.get(spec.name))) is not None:
+            meta["image"] = image
     components = []
     for spec, meta in zip(specs, metas, strict=True):
         digest, size = store.put_file(spec.path)
@@ -126,12 +135,24 @@ def build_release(
             created=Manifest.now(),
         )
     except ValueError as exc:
-        raise ValidationError(f"release {name}@{version} is not valid: {_first_error(exc)}") from exc
+        raise ValidationError(f"release {name}@{version} is not valid: {first_error(exc)}") from exc
 
 
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        e = errors()[0]
-        return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-    return str(exc)
+
+def _image_io_by_component(specs: Sequence[ComponentSpec], image_io: Sequence[ImageIO]) -> dict[str, ImageIO]:
+    onnx = [s.name for s in specs if s.kind is ComponentKind.ONNX]
+    by_name: dict[str, ImageIO] = {}
+    for io in image_io:
+        name = io.component
+        if name is None:
+            if len(onnx) != 1:
+                raise UsageError("--image-io must name its component when a release has "
+                                 f"{'no' if not onnx else len(onnx)} ONNX components", hint="write NAME:key=value,...")
+            name = onnx[0]
+        if name not in onnx:
+            raise UsageError(f"--image-io names {name!r}, which is not an ONNX component of this release",
+                             hint=f"ONNX components: {', '.join(onnx) or 'none'}")
+        if name in by_name:
+            raise UsageError(f"--image-io given twice for component {name}", hint="put every key in one --image-io")
+        by_name[name] = io
+    return by_name

@@ -272,6 +272,16 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+def first_error(exc: ValueError) -> str:
+    """The first problem pydantic found, as 'field: message' (plain text for other errors)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        e = errors()[0]
+        where = ".".join(str(p) for p in e["loc"])
+        return f"{where}: {e['msg']}" if where else e["msg"]
+    return str(exc)
+
+
 def parse_version(text: str) -> semver.Version:
     try:
         return semver.Version.parse(text)

@@ -1,6 +1,7 @@
 """Image in, image out: the pre- and post-processing an image-to-image ONNX model declares.
 
-A component opts in with ``meta["image"]`` in the manifest, e.g.::
+A component opts in with ``meta["image"]`` in the manifest (``release push`` records it for
+image-to-image models, see ``edgeship.release.imageio``), e.g.::
 
     {"input": "image", "output": "denoised", "layout": "NCHW", "size": [32, 32],
      "scale": 0.00392156862745098, "mean": [0, 0, 0], "std": [1, 1, 1]}
@@ -14,40 +15,15 @@ the upload's size.
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgeship.errors import UsageError
+from edgeship.release.imageio import ImageSpec
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}
-
-
-class ImageSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: str | None = Field(default=None, description="model input fed the image; None: the first")
-    output: str | None = Field(default=None, description="model output read as the image; None: the first")
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    mode: Literal["RGB", "L"] = "RGB"
-    size: tuple[int, int] | None = Field(default=None, description="(height, width); None: the model's input shape")
-    scale: float = Field(default=1 / 255, gt=0, description="pixel value (0-255) times this, before mean/std")
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    restore_size: bool = True
-
-    @model_validator(mode="after")
-    def _channels(self) -> ImageSpec:
-        channels = 3 if self.mode == "RGB" else 1
-        for name in ("mean", "std"):
-            if len(getattr(self, name)) not in (1, channels):
-                raise ValueError(f"{name} needs 1 or {channels} values for mode {self.mode}")
-        if any(s == 0 for s in self.std):
-            raise ValueError("std values must not be 0")
-        return self
 
 
 def is_image(data: bytes) -> bool:
