@@ -7,10 +7,12 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test clean
 
+# Dependencies are lower bounds only, and every install takes the newest releases that satisfy
+# them (eager: dependencies of dependencies too), so CI always tests against what users get.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import click
 import typer
+from rich.markup import escape
 
 from edgeship import __version__
 from edgeship.cli.lazy import Lazy, LazyGroup
@@ -71,23 +72,48 @@ def _root(
     """Ship AI models to fleets of edge devices: build, shrink, sign, ship, run, watch, roll back."""
 
 
+def report(message: str, hint: str | None = None) -> None:
+    """How every failure reaches the user: one red line, then a yellow one saying what to do."""
+    # Escaped: a hint such as "pip install 'edgeship[s3]'" is text, not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+# typer up to 0.2x raises click's exceptions; newer typer raises those of its own copy of click
+# (and needs no click installed). BadParameter is public in both, and its module holds the rest.
+_parse_errors = sys.modules[typer.BadParameter.__module__]
+_NO_ARGS: type | tuple[()] = getattr(_parse_errors, "NoArgsIsHelpError", ())  # before click 8.2: an Exit
+
+
+def _usage(exc: Any) -> int:
+    """A bad flag, argument or command, said the same way on every typer version."""
+    if isinstance(exc, _NO_ARGS):
+        exc.show()  # the help, for `edgeship` or a group given nothing
+        return int(exc.exit_code)
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    report(message[:1].lower() + message[1:], f"see `{ctx.command_path} --help`" if ctx is not None else None)
+    return int(exc.exit_code)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this in-process)."""
+    root = typer.main.get_command(app)
     try:
-        app(args=argv, prog_name="edgeship", standalone_mode=False)
+        # Not app(standalone_mode=False): that turns a command's typer.Exit(code) into a return value.
+        with root.make_context("edgeship", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            root.invoke(ctx)
     except EdgeshipError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
+        report(exc.message, exc.hint)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _parse_errors.ClickException as exc:
+        return _usage(exc)
+    except (typer.Abort, EOFError):
         err_console.print("[red]aborted[/]")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")
         return 130
