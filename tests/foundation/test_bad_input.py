@@ -24,7 +24,7 @@ def assert_clean_failure(r, code: int, *needles: str) -> None:  # noqa: ANN001
 
 def test_missing_file(cli, workspace: Workspace, tmp_path: Path) -> None:
     r = push(cli, "llm", "--version", "1.0.0", "-c", f"model/gguf={tmp_path / 'nope.gguf'}")
-    assert_clean_failure(r, USAGE, "nope.gguf", "no such file")
+    assert_clean_failure(r, USAGE, "nope.gguf", "does not exist")
 
 
 def test_wrong_kind(cli, workspace: Workspace, models) -> None:
@@ -53,7 +53,7 @@ def test_fake_gguf_and_safetensors(cli, workspace: Workspace, tmp_path: Path) ->
     st = tmp_path / "fake.safetensors"
     st.write_bytes((10**9).to_bytes(8, "little") + b"{}")
     r = push(cli, "llm", "--version", "1.0.0", "-c", f"model/safetensors={st}")
-    assert_clean_failure(r, USAGE, "fake.safetensors", "does not fit")
+    assert_clean_failure(r, USAGE, "fake.safetensors", "header length field says 1000000000 bytes, but only 2 follow")
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "latest", "1.0.0.0"])

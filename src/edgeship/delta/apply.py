@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from edgeship.delta.codec import check_data_block, decode_piece
-from edgeship.delta.files import pread, require_file
+from edgeship.delta.files import pread
 from edgeship.delta.format import (
     FULL_BLOB_HINT,
     Copies,
@@ -22,6 +22,7 @@ from edgeship.delta.format import (
 )
 from edgeship.delta.listing import file_sha256
 from edgeship.errors import DeltaError, UsageError
+from edgeship.formats.files import require_file, require_output
 from edgeship.store.fsutil import atomic_writer
 
 COPY_STEP = 4 * 1024 * 1024  # bytes per read when copying a source range
@@ -91,6 +92,7 @@ def apply_patch(old: Path, patch: Path, out: Path, *, expected_digest: str | Non
     old, patch, out = Path(old), Path(patch), Path(out)
     require_file(old, "old file")
     require_file(patch, "patch")
+    require_output(out, "output")
     if expected_digest is not None and not _DIGEST.fullmatch(expected_digest):
         raise UsageError(f"expected digest {expected_digest!r} is not of the form sha256:<64 hex>")
     with patch.open("rb") as p:

@@ -144,8 +144,8 @@ def decode_piece(block: Data, ref: bytes) -> bytes:
         raw = zstd.ZstdDecompressor(dict_data=dict_data).decompress(
             block.payload, max_output_size=MAX_PIECE
         )
-    except zstd.ZstdError as exc:
-        raise corrupt(f"DATA block does not decompress ({exc})") from exc
+    except zstd.ZstdError:
+        raise corrupt("a DATA block's zstd frame is damaged or needs another reference") from None
     if len(raw) != coded_length:
         raise corrupt("DATA block decompressed to the wrong size")
     unplaned = from_planes(from_nibbles(raw, block.out_length) if nibbles else raw, block.width)

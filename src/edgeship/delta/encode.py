@@ -8,7 +8,7 @@ from typing import BinaryIO, Protocol
 
 from edgeship.delta import generic, gguf, onnx, safetensors
 from edgeship.delta.codec import code_piece, code_with_prefix
-from edgeship.delta.files import pread, require_file
+from edgeship.delta.files import pread
 from edgeship.delta.format import (
     DIFFERENCES,
     MAX_COPIES,
@@ -23,6 +23,7 @@ from edgeship.delta.listing import Kind, Listing, Segment, hash_segments
 from edgeship.delta.plan import CodeOp, CopyOp, Op, plan
 from edgeship.delta.stats import PatchStats, Trailer, read_stats
 from edgeship.errors import DeltaError, UsageError, ValidationError
+from edgeship.formats.files import require_file, require_output
 from edgeship.store.fsutil import atomic_writer
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
@@ -113,6 +114,7 @@ def make_patch(old: Path, new: Path, out: Path, *, encoder: str = "auto") -> Pat
     old, new, out = Path(old), Path(new), Path(out)
     require_file(old, "old file")
     require_file(new, "new file")
+    require_output(out, "patch output")
     chosen, old_listing, new_listing = _listings(old, new, encoder)
     ops = plan(old_listing.segments, new_listing.segments)
     header = Header(

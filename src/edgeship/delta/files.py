@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from edgeship.errors import DeltaError, UsageError
-
-
-def require_file(path: Path, role: str) -> None:
-    if not path.is_file():
-        raise UsageError(f"{role} {path} does not exist or is not a file")
+from edgeship.errors import DeltaError
 
 
 def pread(fd: int, offset: int, length: int) -> bytes:

@@ -167,8 +167,8 @@ def unpack(body: bytes) -> bytes:
         return body[1:]
     try:
         return zstd.ZstdDecompressor().decompress(body[1:], max_output_size=MAX_BODY)
-    except zstd.ZstdError as exc:
-        raise corrupt(f"block body does not decompress ({exc})") from exc
+    except zstd.ZstdError:
+        raise corrupt("a block body's zstd frame is damaged or larger than the format allows") from None
 
 
 def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:

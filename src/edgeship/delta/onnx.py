@@ -43,17 +43,22 @@ class _Tensor:
         return Segment(offset, length, Kind.TENSOR, self.name, width, f"onnx:{self.data_type}")
 
 
+def _bad(f: BinaryIO, why: str) -> ValidationError:
+    return ValidationError(f"{f.name} is not a valid ONNX file: {why}", hint="re-export the model")
+
+
 def _varint(f: BinaryIO) -> int:
+    start = f.tell()
     result = shift = 0
     while shift < 64:
         b = f.read(1)
         if not b:
-            raise ValidationError("protobuf ends inside a varint")
+            raise _bad(f, f"its protobuf ends inside the number at byte {start} (truncated?)")
         result |= (b[0] & 0x7F) << shift
         if b[0] < 0x80:
             return result
         shift += 7
-    raise ValidationError("protobuf varint longer than 10 bytes")
+    raise _bad(f, f"the protobuf number at byte {start} runs over 10 bytes")
 
 
 def _fields(f: BinaryIO, start: int, end: int) -> Iterator[_Field]:
@@ -61,6 +66,7 @@ def _fields(f: BinaryIO, start: int, end: int) -> Iterator[_Field]:
     length-delimited field, the walk resumes after it."""
     f.seek(start)
     while f.tell() < end:
+        at = f.tell()
         key = _varint(f)
         number, wire = key >> 3, key & 7
         if wire == 0:
@@ -71,18 +77,18 @@ def _fields(f: BinaryIO, start: int, end: int) -> Iterator[_Field]:
             length = _varint(f)
             offset = f.tell()
             if offset + length > end:
-                raise ValidationError("protobuf field runs past its message")
+                raise _bad(f, f"field {number} at byte {at} claims {length} bytes, past the end of its message at byte {end}")
             yield _Field(number, offset, length)
             f.seek(offset + length)
         else:
-            raise ValidationError(f"protobuf wire type {wire} is not ONNX")
+            raise _bad(f, f"field {number} at byte {at} has protobuf wire type {wire}, which ONNX never uses")
     if f.tell() != end:
-        raise ValidationError("protobuf message overruns its length")
+        raise _bad(f, f"a protobuf message overruns its end at byte {end}")
 
 
 def _string(f: BinaryIO, fld: _Field) -> str:
     if fld.length < 0 or fld.length > MAX_STRING:
-        raise ValidationError("protobuf string field is not a plausible name")
+        raise _bad(f, f"field {fld.number} at byte {fld.value} should be a name but is not text of at most {MAX_STRING} bytes")
     f.seek(fld.value)
     return f.read(fld.length).decode("utf-8", "replace")
 
@@ -129,8 +135,11 @@ def _external_tensors(data_file: Path) -> list[Segment]:
                     t.segment(int(t.external.get("offset", "0")), int(t.external["length"]))
                     for t in mine
                 ]
-            except (KeyError, ValueError) as exc:
-                raise ValidationError(f"{model.name} has a bad external-data entry ({exc})") from exc
+            except (KeyError, ValueError):
+                raise ValidationError(
+                    f"{model} is not a valid ONNX file: an external-data entry for {data_file.name} lacks a numeric offset or length",
+                    hint="re-export the model",
+                ) from None
     return []
 
 
@@ -143,7 +152,7 @@ def regions(path: Path) -> list[Segment]:
     if path.suffix != MODEL_SUFFIX:
         external = _external_tensors(path)
         if not external:
-            raise ValidationError(f"no {MODEL_SUFFIX} model beside {path.name} stores tensors in it")
+            raise ValidationError(f"no {MODEL_SUFFIX} model beside {path} stores tensors in it", hint="keep the model next to its data file")
         return external
     tensors = [t for t in _initializers(path) if t.raw is not None and t.raw[1]]
     segments = [t.segment(*t.raw) for t in tensors if t.raw is not None]

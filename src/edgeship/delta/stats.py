@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeship.delta.files import require_file
 from edgeship.delta.format import (
     Copies,
     End,
@@ -22,6 +21,7 @@ from edgeship.delta.format import (
     read_header,
     unpack,
 )
+from edgeship.formats.files import require_file
 
 _CODING_NAMES = {
     Transform.PLAIN: "planes",
@@ -89,8 +89,8 @@ class Trailer:
             doc = json.loads(unpack(body))
             sent = [(str(name), str(kind), int(n)) for name, kind, n in doc["sent"]]
             return cls(int(doc["copied"]), sent)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise corrupt(f"trailer is unreadable ({exc})") from exc
+        except (ValueError, TypeError, KeyError, RecursionError):
+            raise corrupt("its END block's trailer is not the segment list the encoder writes") from None
 
 
 def read_stats(patch: Path) -> PatchStats:

@@ -1,4 +1,4 @@
-"""Opening a model file, with one clear message for each way that can fail."""
+"""Input and output paths, with one clear message for each way they can be wrong."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ from typing import BinaryIO
 from edgeship.errors import ValidationError
 
 
-def open_model(path: Path, kind: str) -> BinaryIO:
-    """``path`` opened for binary reading; a missing file, a directory or an unreadable file is a ValidationError."""
-    path = Path(path)
+def require_file(path: Path, role: str) -> None:
+    """Refuse a ``path`` that is missing or a directory, naming its ``role`` ("old file", "GGUF file")."""
     if path.is_dir():
-        raise ValidationError(f"{path} is a directory, not a {kind} file", hint="give the path of the model file itself")
+        raise ValidationError(f"{role} {path} is a directory, not a file", hint="give the path of the file itself")
+    if not path.exists():
+        raise ValidationError(f"{role} {path} does not exist", hint="check the path")
+
+
+def require_output(path: Path, role: str) -> None:
+    """Refuse an output path that is an existing directory (it would be replaced by a file)."""
+    if path.is_dir():
+        raise ValidationError(f"{role} {path} is a directory", hint="give a file path to write to")
+
+
+def open_model(path: Path, kind: str) -> BinaryIO:
+    """``path`` opened for binary reading, or a ValidationError that says why it cannot be."""
+    path = Path(path)
+    require_file(path, f"{kind} file")
     try:
         return path.open("rb")
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: no such file", hint="check the path") from None
     except OSError as exc:
-        raise ValidationError(f"cannot read {path}: {exc.strerror or exc}", hint="check the file's permissions") from None
+        raise ValidationError(f"cannot read {kind} file {path}: {exc.strerror or exc}", hint="check the file's permissions") from None

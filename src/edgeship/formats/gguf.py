@@ -49,6 +49,7 @@ _SCALARS: dict[int, struct.Struct] = {
     for t, fmt in {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()
 }
 _U32, _U64 = _SCALARS[4], _SCALARS[10]
+_MIN_HEADER = 4 + 4 + 8 + 8  # magic, version, tensor count, metadata count
 _MIN_KV = 8 + 4 + 1  # key length, value type, smallest value
 _MIN_TENSOR = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
 
@@ -129,7 +130,7 @@ class _Parser:
         """Refuse a length that runs past the end of the file before anything is read or allocated."""
         if n > self.remaining():
             at = self.offset if at is None else at
-            raise self.bad(f"{what} at byte {at} needs {n} bytes but the {self.size}-byte file has only {self.remaining()} left (truncated or corrupt)")
+            raise self.bad(f"{what} at byte {at} needs {n} bytes, but the file ends {self.remaining()} bytes later (truncated or corrupt)")
 
     def ensure(self, n: int, what: str) -> None:
         """Have at least ``n`` unread bytes in the buffer (reading a buffer's worth more)."""
@@ -173,30 +174,30 @@ class _Parser:
 
     def value(self, vtype: int, key: str, depth: int = 0) -> Any:
         if vtype in _SCALARS:
-            return _SCALARS[vtype].unpack(self.take(_SCALARS[vtype].size, f"the value of {key}"))[0]
+            return _SCALARS[vtype].unpack(self.take(_SCALARS[vtype].size, f"the value of {key!r}"))[0]
         if vtype == _STRING:
-            return self.string(f"the value of {key}")
+            return self.string(f"the value of {key!r}")
         if vtype == _ARRAY:
             return self.array(key, depth)
-        raise self.bad(f"{key} has unknown value type {vtype} at byte {self.offset - 4}")
+        raise self.bad(f"metadata {key!r} at byte {self.offset - 4} has unknown value type {vtype}")
 
     def array(self, key: str, depth: int) -> list[Any] | int:
         """The items of an array, or only its length when it is long and not asked for."""
         if depth >= MAX_NESTING:
-            raise self.bad(f"{key} nests arrays more than {MAX_NESTING} deep")
+            raise self.bad(f"metadata {key!r} nests arrays more than {MAX_NESTING} deep")
         at = self.offset
-        item, count = self.u32(f"the item type of {key}"), self.u64(f"the length of {key}")
+        item, count = self.u32(f"the item type of {key!r}"), self.u64(f"the length of {key!r}")
         smallest = _SCALARS[item].size if item in _SCALARS else 8 if item == _STRING else 12
         if item not in _SCALARS and item not in (_STRING, _ARRAY):
-            raise self.bad(f"array {key} has unknown item type {item} at byte {at}")
-        self.need(count * smallest, f"array {key} of {count} items", at)
+            raise self.bad(f"array {key!r} at byte {at} has unknown item type {item}")
+        self.need(count * smallest, f"array {key!r} of {count} items", at)
         if count <= MAX_INLINE_ARRAY or key in self.arrays:
             if item in _SCALARS:
                 fmt = _SCALARS[item].format[1:]
-                return list(struct.unpack(f"<{count}{fmt}", self.take(count * smallest, f"array {key}")))
+                return list(struct.unpack(f"<{count}{fmt}", self.take(count * smallest, f"array {key!r}")))
             return [self.value(item, key, depth + 1) for _ in range(count)]
         if item in _SCALARS:
-            self.skip(count * smallest, f"array {key}")
+            self.skip(count * smallest, f"array {key!r}")
         elif item == _STRING:
             self.skip_strings(count, key)
         else:
@@ -216,17 +217,19 @@ class _Parser:
                     pos += 8 + n
                     continue
             self.pos = pos
-            self.ensure(8, f"a string length in array {key}")
+            self.ensure(8, f"a string length in array {key!r}")
             n = _U64.unpack_from(self.buf, self.pos)[0]
             self.pos += 8
-            self.skip(n, f"a string of {n} bytes in array {key}")
+            self.skip(n, f"a string of {n} bytes in array {key!r}")
             buf, pos, end = self.buf, self.pos, len(self.buf)
         self.pos = pos
 
     # -- the header ----------------------------------------------------------------------
 
     def header(self) -> GGUFHeader:
-        magic = self.take(4, "the magic") if self.size >= 4 else b""
+        if self.size < _MIN_HEADER:
+            raise self.bad(f"it is {self.size} bytes long, shorter than the {_MIN_HEADER}-byte fixed header")
+        magic = self.take(4, "the magic")
         if magic != MAGIC:
             raise self.bad(f"it starts with {magic!r}, not b'GGUF'")
         version = self.u32("the version")
@@ -240,10 +243,10 @@ class _Parser:
         lengths: dict[str, int] = {}
         for _ in range(n_kv):
             at = self.offset
-            key = self.string(f"a metadata key at byte {at}")
+            key = self.string("a metadata key")
             if key in fields or key in lengths:
                 raise self.bad(f"metadata key {key!r} appears twice (the second at byte {at})")
-            vtype = self.u32(f"the value type of {key}")
+            vtype = self.u32(f"the value type of {key!r}")
             value = self.value(vtype, key)
             if vtype == _ARRAY:
                 lengths[key] = value if isinstance(value, int) else len(value)
@@ -263,30 +266,30 @@ class _Parser:
 
     def tensor_info(self) -> tuple[str, tuple[int, ...], int, int]:
         at = self.offset
-        name = self.string(f"a tensor name at byte {at}")
-        n_dims = self.u32(f"the dimension count of tensor {name}")
+        name = self.string("a tensor name")
+        n_dims = self.u32(f"the dimension count of tensor {name!r}")
         if n_dims > MAX_DIMS:
-            raise self.bad(f"tensor {name} at byte {at} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
-        shape = tuple(self.u64(f"a dimension of tensor {name}") for _ in range(n_dims))
-        return name, shape, self.u32(f"the type of tensor {name}"), self.u64(f"the offset of tensor {name}")
+            raise self.bad(f"tensor {name!r} at byte {at} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
+        shape = tuple(self.u64(f"a dimension of tensor {name!r}") for _ in range(n_dims))
+        return name, shape, self.u32(f"the type of tensor {name!r}"), self.u64(f"the offset of tensor {name!r}")
 
     def place(self, info: tuple[str, tuple[int, ...], int, int], data_offset: int, alignment: int) -> TensorInfo:
         name, shape, ggml_type, rel = info
         sizes = _quant_sizes()
         if ggml_type not in sizes:
-            raise self.bad(f"tensor {name} has unknown type {ggml_type}")
+            raise self.bad(f"tensor {name!r} has unknown type {ggml_type}")
         type_name, block_size, type_size = sizes[ggml_type]
         n_elements = 1
         for d in shape:
             n_elements *= d
         if shape and shape[0] % block_size:
-            raise self.bad(f"tensor {name} has rows of {shape[0]} elements, not a multiple of {type_name}'s {block_size}-element blocks")
+            raise self.bad(f"tensor {name!r} has rows of {shape[0]} elements, not a multiple of {type_name}'s {block_size}-element blocks")
         if rel % alignment:
-            raise self.bad(f"tensor {name}'s data offset {rel} is not a multiple of the {alignment}-byte alignment")
+            raise self.bad(f"tensor {name!r} has data offset {rel}, not a multiple of the {alignment}-byte alignment")
         n_bytes = n_elements // block_size * type_size
         start = data_offset + rel
         if start + n_bytes > self.size:
-            raise self.bad(f"tensor {name} ({n_bytes} bytes at byte {start}) ends past the end of the {self.size}-byte file (truncated?)")
+            raise self.bad(f"tensor {name!r} ({n_bytes} bytes at byte {start}) ends past the end of the {self.size}-byte file (truncated?)")
         return TensorInfo(name, shape, ggml_type, type_name, start, n_elements, n_bytes, type_size)
 
 

@@ -7,24 +7,20 @@ weights), so a multi-GB model costs little memory here.
 from __future__ import annotations
 
 import json
-import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from edgeship.errors import ValidationError
-from edgeship.formats.gguf import read_header
+from edgeship.formats.files import require_file
+from edgeship.formats.gguf import read_header as read_gguf
+from edgeship.formats.safetensors import read_header as read_safetensors
 from edgeship.release.manifest import ComponentKind
-
-# Third-party parsers signal malformed input with any of these.
-_PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error, EOFError, UnicodeDecodeError)
-SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 
 
 def inspect_component(kind: ComponentKind, path: Path) -> dict[str, Any]:
     """Validate ``path`` as ``kind`` and return metadata for the manifest's ``meta``."""
-    if not path.is_file():
-        raise ValidationError(f"{path}: no such file", hint="check the path given to --component")
+    require_file(path, "component file")
     if kind is ComponentKind.GGUF:
         return _gguf(path)
     if kind is ComponentKind.ONNX:
@@ -36,12 +32,12 @@ def inspect_component(kind: ComponentKind, path: Path) -> dict[str, Any]:
     return {}
 
 
-def _bad(path: Path, kind: str, why: object) -> ValidationError:
+def _bad(path: Path, kind: str, why: str) -> ValidationError:
     return ValidationError(f"{path} is not a valid {kind} file: {why}", hint="re-export the model, or pick the right --component kind")
 
 
 def _gguf(path: Path) -> dict[str, Any]:
-    header = read_header(path)
+    header = read_gguf(path)
     types = Counter(t.type_name for t in header.tensors)
     return {
         "architecture": header.architecture,
@@ -58,9 +54,20 @@ def _onnx(path: Path) -> dict[str, Any]:
     try:
         # External weights stay on disk: only the graph is parsed.
         model = onnx.load(str(path), load_external_data=False)
+    except DecodeError:
+        raise _bad(path, "ONNX", "its bytes do not parse as an ONNX protobuf (truncated, corrupt, or another format)") from None
+    except UnicodeDecodeError:
+        raise _bad(path, "ONNX", "a name or string in its graph is not UTF-8") from None
+    except (ValueError, OSError):
+        raise _bad(path, "ONNX", "it cannot be read as an ONNX model") from None
+    try:
         onnx.checker.check_model(model)
-    except (DecodeError, onnx.checker.ValidationError, *_PARSE_ERRORS) as exc:
-        raise _bad(path, "ONNX", str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    except onnx.checker.ValidationError as exc:
+        # The checker's first line names the node or field at fault; nothing of ours could say it better.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given"
+        raise _bad(path, "ONNX", f"its graph fails ONNX's model check: {first}") from None
+    except UnicodeDecodeError:  # the checker's own message quotes a name that is not UTF-8
+        raise _bad(path, "ONNX", "its graph fails ONNX's model check, on a name that is not UTF-8") from None
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
 
@@ -70,7 +77,9 @@ def _onnx(path: Path) -> dict[str, Any]:
             if v.name in initializers:
                 continue
             dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
-            out.append({"name": v.name, "shape": dims, "elem_type": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)})
+            elem = v.type.tensor_type.elem_type
+            name = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else str(elem)
+            out.append({"name": v.name, "shape": dims, "elem_type": name})
         return out
 
     return {
@@ -82,39 +91,19 @@ def _onnx(path: Path) -> dict[str, Any]:
 
 
 def _safetensors(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError("file is shorter than the 8-byte header length")
-            (n,) = struct.unpack("<Q", head)
-            if n > SAFETENSORS_MAX_HEADER or 8 + n > size:
-                raise ValueError(f"header length {n} does not fit in a {size}-byte file")
-            header = json.loads(f.read(n))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-        data_size = size - 8 - n
-        tensors = 0
-        dtypes: dict[str, int] = {}
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            start, end = info["data_offsets"]
-            if not 0 <= start <= end <= data_size:
-                raise ValueError(f"tensor {name!r} data {start}..{end} lies outside the {data_size}-byte data area")
-            tensors += 1
-            dtypes[info["dtype"]] = dtypes.get(info["dtype"], 0) + 1
-    except _PARSE_ERRORS as exc:
-        raise _bad(path, "safetensors", exc) from exc
-    return {"tensors": tensors, "dtypes": dtypes}
+    header = read_safetensors(path)
+    return {"tensors": len(header.tensors), "dtypes": dict(Counter(t.dtype for t in header.tensors))}
 
 
 def _config(path: Path) -> dict[str, Any]:
     # Configs are shipped as given; JSON ones are checked so a typo never reaches a device.
     if path.suffix.lower() == ".json":
         try:
-            json.loads(path.read_bytes())
-        except _PARSE_ERRORS as exc:
-            raise _bad(path, "JSON config", exc) from exc
+            json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise _bad(path, "JSON config", f"it is not UTF-8 text (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise _bad(path, "JSON config", f"it is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+        except RecursionError:
+            raise _bad(path, "JSON config", "it nests JSON too deeply") from None
     return {}
