@@ -107,3 +107,22 @@ def test_same_blob_is_stored_once(cli, workspace: Workspace, models) -> None:
     assert [r.version for r in workspace.releases("llm")] == ["1.0.0", "1.1.0"]
     # show without a version picks the newest
     assert json.loads(cli("release", "show", "llm", "--json").out)["version"] == "1.1.0"
+
+
+def test_push_signs_a_chat_template_into_the_gguf_component(cli, workspace: Workspace, models, tmp_path: Path) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    r = cli("release", "push", "llm", "--version", "1.0.0", "-c", f"model/gguf={models['gguf']}",
+            "-c", f"vision:model/onnx={models['onnx']}", "--chat-template", template)
+    assert r.code == 0, r.err
+    shown = json.loads(cli("release", "show", "llm@1.0.0", "--json").out)
+    meta = {c["name"]: c["meta"] for c in shown["components"]}
+    assert meta["tiny.gguf"]["chat_template"] == template.read_text() and "chat_template" not in meta["vision"]
+
+    (tmp_path / "empty.jinja").write_text(" \n")
+    for arg, problem in ((f"vision={template}", "no GGUF component named 'vision'"),
+                         (str(tmp_path / "missing.jinja"), "cannot read chat template"),
+                         (str(tmp_path / "empty.jinja"), "is empty")):
+        r = cli("release", "push", "llm", "--version", "1.0.1", "-c", f"model/gguf={models['gguf']}",
+                "-c", f"vision:model/onnx={models['onnx']}", "--chat-template", arg)
+        assert r.code == 2 and problem in r.err, r.err

@@ -15,7 +15,7 @@ from edgeship.runtime import BackgroundServer, RuntimeClient
 from edgeship.runtime.app import create_app
 from edgeship.runtime.backend import BackendOptions
 from edgeship.runtime.llama import GenerationParams
-from edgeship.runtime.release import estimate_release
+from edgeship.runtime.release import prepare_release
 
 from .conftest import Models, config_for, standard_release
 from .harness import PROMPT, TENSOR, Device, Load
@@ -76,7 +76,7 @@ def test_failed_load_keeps_serving_the_old_release(device: Device, models: Model
 
 def test_drain_first_when_both_releases_do_not_fit(device: Device, models: Models) -> None:
     a, b = two_releases(device, models)
-    one = estimate_release(device.store.release_dir(a), BackendOptions(threads=1, n_ctx=256))
+    one = prepare_release(device.store.release_dir(a), BackendOptions(threads=1, n_ctx=256)).memory
     config = config_for(device, memory_budget=int(one * 1.5))
     with BackgroundServer(config) as server, RuntimeClient(device.root, server.url) as client:
         with Load(server.url) as load:

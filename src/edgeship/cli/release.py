@@ -12,7 +12,7 @@ from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, human_size, print_json
 from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
 from edgeship.errors import EdgeshipError, ServerError, UsageError, ValidationError
-from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
+from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements, read_chat_template
 from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta
 from edgeship.release.imageio import ImageIO
 from edgeship.release.manifest import HealthSuite, parse_ref
@@ -53,6 +53,9 @@ def push(
         "e.g. denoiser:mode=L,size=256x256,scale=1/255,mean=0.5,std=0.5; keys: input, output, layout, mode, size, "
         "scale, mean, std, restore_size. [NAME:]off: none. Image-to-image models are recognised without it.",
     ),
+    chat_template: list[str] = typer.Option(
+        [], "--chat-template", help="[COMPONENT=]FILE: a Jinja chat template for a GGUF component, signed with the "
+        "release; devices use it instead of the one inside the GGUF. Repeatable."),
     deltas: int = typer.Option(
         DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
     ),
@@ -87,6 +90,7 @@ def push(
             health=read_health(health),
             notes=notes,
             image_io=images,
+            chat_templates=dict(read_chat_template(t, specs) for t in chat_template),
             on_component=lambda n, size: status.update(f"stored {n} ({human_size(size)})"),
         )
         built: list[BuiltDelta] = []

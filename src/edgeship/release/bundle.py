@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,38 @@ def parse_requirements(text: str | None) -> Requirements:
 
 
 ProgressHook = Callable[[str, int], None]
+CHAT_TEMPLATE_META = "chat_template"  # the GGUF component's meta key for a template the release carries
+MAX_CHAT_TEMPLATE = 64 * 1024  # bytes; real templates are 0.1-10 KB, a bigger file is the wrong file
+
+
+def read_chat_template(text: str, specs: Sequence[ComponentSpec]) -> tuple[str, str]:
+    """'[COMPONENT=]FILE' -> (GGUF component name, template text); without a name, the only GGUF."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = "", text
+    ggufs = [s.name for s in specs if s.kind is ComponentKind.GGUF]
+    if not name:
+        if len(ggufs) != 1:
+            raise UsageError(f"--chat-template {text}: the release has {len(ggufs)} GGUF components; say which",
+                             hint="write --chat-template COMPONENT=FILE")
+        name = ggufs[0]
+    elif name not in ggufs:
+        raise UsageError(f"--chat-template {text}: no GGUF component named {name!r}",
+                         hint=f"GGUF components: {', '.join(ggufs) or 'none'}")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read chat template {path}: {exc.strerror}") from exc
+    if len(data) > MAX_CHAT_TEMPLATE:
+        raise ValidationError(f"chat template {path} is {len(data)} bytes, over {MAX_CHAT_TEMPLATE}",
+                              hint="give the Jinja template file itself")
+    try:
+        template = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"chat template {path} is not UTF-8 text", hint="give the Jinja template file") from exc
+    if not template.strip():
+        raise ValidationError(f"chat template {path} is empty", hint="give the Jinja template file")
+    return name, template
 
 
 def build_release(
@@ -83,11 +115,15 @@ def build_release(
     health: HealthSuite | None = None,
     notes: str = "",
     image_io: Sequence[ImageIO] = (),
+    chat_templates: Mapping[str, str] | None = None,
     on_component: ProgressHook | None = None,
 ) -> Manifest:
     """Validate and store every component, then return the (not yet signed) manifest.
 
-    ONNX components get their image I/O (``meta["image"]``): detected, or as ``image_io`` says."""
+    ONNX components get their image I/O (``meta["image"]``): detected, or as ``image_io`` says.
+    ``chat_templates`` (GGUF component name -> Jinja text) go into those components' meta, so
+    they are signed with the release and win over the template inside the GGUF on devices.
+    """
     if not specs:
         raise UsageError("a release needs at least one --component")
     parse_version(version)
@@ -108,6 +144,8 @@ def build_release(
     for spec, meta in zip(specs, metas, strict=True):
         if spec.kind is ComponentKind.ONNX and (image := resolve(spec.name, meta, given.get(spec.name))) is not None:
             meta["image"] = image
+        if chat_templates and spec.name in chat_templates:
+            meta[CHAT_TEMPLATE_META] = chat_templates[spec.name]
     components = []
     for spec, meta in zip(specs, metas, strict=True):
         digest, size = store.put_file(spec.path)

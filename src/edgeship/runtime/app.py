@@ -155,6 +155,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": runtime.models()}
 
+    @app.get("/props")
+    async def props(model: str | None = None) -> dict[str, Any]:
+        return runtime.props(model)
+
     @app.post("/v1/completions")
     def completions(body: CompletionRequest) -> Response:
         return _answer(runtime.completion(body))

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from edgeship.errors import RuntimeBackendError
 from edgeship.release.manifest import Component, ComponentKind
@@ -35,31 +35,45 @@ class Backend(Protocol):
     def memory_bytes(self) -> int:
         """Estimated resident bytes once loaded (weights + working memory)."""
 
+    def describe(self) -> dict[str, Any]:
+        """Facts /v1/models shows about the loaded model (its inputs, context, chat template...)."""
+
     def close(self) -> None:
         """Free the model; only called once no request uses it any more."""
 
 
-def estimate_memory(component: Component, path: Path, options: BackendOptions) -> int:
-    """What loading ``component`` (installed at ``path``) will cost, before loading it."""
+@dataclass(frozen=True)
+class Prepared:
+    """A component sized before loading: its header is read once, here, for the estimate and the load."""
+
+    component: Component
+    path: Path
+    memory: int  # estimated resident bytes once loaded
+    facts: Any = None  # what the backend read from the file's header (GGUF: ModelFacts)
+
+
+def prepare(component: Component, path: Path, options: BackendOptions) -> Prepared:
+    """Size ``component`` (installed at ``path``) from its file, before loading it."""
     if component.kind is ComponentKind.GGUF:
-        from edgeship.runtime.llama import estimate_gguf_memory
+        from edgeship.runtime.llama import prepare_gguf
 
-        return estimate_gguf_memory(component, path, options)
+        return prepare_gguf(component, path, options)
     # onnxruntime keeps the weights once, plus arenas for activations of about the same order.
-    return 2 * component.size
+    return Prepared(component, path, 2 * component.size)
 
 
-def load_backend(component: Component, path: Path, options: BackendOptions) -> Backend:
-    """Load one model component; raises RuntimeBackendError saying what to do if it cannot."""
+def load_backend(prepared: Prepared, options: BackendOptions) -> Backend:
+    """Load one prepared component; raises RuntimeBackendError saying what to do if it cannot."""
+    component = prepared.component
     # Imported here: a device with only ONNX models need not install llama-cpp-python.
     if component.kind is ComponentKind.GGUF:
         from edgeship.runtime.llama import LlamaBackend
 
-        return LlamaBackend.load(component, path, options)
+        return LlamaBackend.load(prepared, options)
     if component.kind is ComponentKind.ONNX:
         from edgeship.runtime.onnx import OnnxBackend
 
-        return OnnxBackend.load(component, path, options)
+        return OnnxBackend.load(prepared, options)
     raise RuntimeBackendError(
         f"component {component.name} has kind {component.kind.value}, which the runtime cannot serve",
         hint="the runtime serves model/gguf and model/onnx components",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -13,10 +14,15 @@ from edgeship.errors import EdgeshipError, RuntimeBackendError, UsageError
 from edgeship.formats import read_facts
 from edgeship.optimize.memory import estimate_memory
 from edgeship.release.manifest import Component
-from edgeship.runtime.backend import BackendOptions, require
+from edgeship.runtime.backend import BackendOptions, Prepared, require
+from edgeship.release.bundle import CHAT_TEMPLATE_META
+from edgeship.runtime.chat import ChatTemplate, choose_template, missing_template_hint
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+log = logging.getLogger(__name__)
+_SAMPLE_CHAT = [{"role": "user", "content": "Hello"}]
 
 
 @dataclass(frozen=True)
@@ -27,47 +33,102 @@ class GenerationParams:
     stop: list[str] | None = None
     seed: int | None = None
 
-    def kwargs(self) -> dict[str, Any]:
+    def kwargs(self, extra_stop: tuple[str, ...] = ()) -> dict[str, Any]:
         return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": self.stop or [], "seed": self.seed}
+                "stop": [*(self.stop or []), *extra_stop], "seed": self.seed}
 
 
-def estimate_gguf_memory(component: Component, path: Path, options: BackendOptions) -> int:
-    """What loading the model and filling its context add to this process (edgeship.optimize's estimate)."""
+def prepare_gguf(component: Component, path: Path, options: BackendOptions) -> Prepared:
+    """Read the GGUF header once: its facts size the model now and are kept for the load."""
     try:
         facts = read_facts(path)
     except EdgeshipError as exc:
         raise RuntimeBackendError(f"cannot read the GGUF header of component {component.name}: {exc}",
                                   hint="the file is damaged or not GGUF; reinstall the release") from exc
-    return estimate_memory(facts, options.n_ctx).model_bytes
+    return Prepared(component, path, estimate_memory(facts, options.n_ctx).model_bytes, facts)
+
+
+class ChatTemplateError(UsageError):
+    """The model's chat template refused the conversation, or the model has none."""
+
+
+# llama-cpp-python's Llama() has no switch for llama.cpp's "extra buffer types" (weight
+# repacking for AMX and other CPU kernels), and those kernels crash on some hosts with
+# quantized models (see edgeship.optimize.llamacpp). Llama() takes its model parameters from
+# llama_model_default_params(); while it loads, that function hands out parameters with
+# repacking off. One load at a time: the swap is process-wide while it lasts.
+_load_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _plain_cpu_buffers(bindings: Any) -> Iterator[None]:
+    original = bindings.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    with _load_lock:
+        bindings.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            bindings.llama_model_default_params = original
 
 
 class LlamaBackend:
     """One GGUF model. llama.cpp contexts are not thread-safe: one generation at a time."""
 
-    def __init__(self, component: Component, llama: Llama, estimate: int) -> None:
-        self.component = component
+    def __init__(self, prepared: Prepared, llama: Llama, template: ChatTemplate | None) -> None:
+        self.component = prepared.component
         self._llama = llama
-        self._estimate = estimate
+        self._estimate = prepared.memory
         self._lock = threading.Lock()
+        self.template = template
+        # Read now: describe() answers from async handlers without the lock, maybe just as a swap frees the model.
+        self._facts = {"architecture": prepared.facts.arch, "n_ctx": llama.n_ctx(),
+                       "n_ctx_train": prepared.facts.ctx_train}
+        if template is not None:
+            llama.chat_handler = _chat_handler(llama, self.component, template)
 
     @classmethod
-    def load(cls, component: Component, path: Path, options: BackendOptions) -> LlamaBackend:
+    def load(cls, prepared: Prepared, options: BackendOptions) -> LlamaBackend:
+        component, path = prepared.component, prepared.path
         llama_cpp = require(component, "llama_cpp", "llama-cpp-python", "llm")
         try:
-            llama = llama_cpp.Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads, verbose=False)
+            with _plain_cpu_buffers(llama_cpp.llama_cpp):
+                llama = llama_cpp.Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads,
+                                        verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeBackendError(
                 f"llama.cpp cannot load component {component.name}: {exc}",
                 hint="check that the GGUF file is complete and of an architecture this llama.cpp supports",
             ) from exc
-        return cls(component, llama, estimate_gguf_memory(component, path, options))
+        metadata = llama.metadata
+        template = choose_template(component.meta.get(CHAT_TEMPLATE_META), metadata.get("tokenizer.chat_template"),
+                                   metadata.get("general.architecture"))
+        try:
+            backend = cls(prepared, llama, template)
+        except BaseException:
+            llama.close()
+            raise
+        if template is None:
+            log.warning("model %s (%s): no chat template; chats are refused, completions work",
+                        component.name, metadata.get("general.architecture"))
+        else:
+            log.info("model %s: chat template from %s", component.name, template.source)
+        return backend
 
     def warmup(self) -> None:
         self.complete("Hi", GenerationParams(max_tokens=1, temperature=0.0))
 
     def memory_bytes(self) -> int:
         return self._estimate
+
+    def describe(self) -> dict[str, Any]:
+        """What /v1/models and /props show: context, chat template and its stop strings."""
+        return {**self._facts, "chat_template": self.template.describe() if self.template else None}
 
     def close(self) -> None:
         with self._lock:
@@ -82,12 +143,67 @@ class LlamaBackend:
             yield from self._llama.create_completion(prompt, stream=True, **params.kwargs())  # type: ignore[misc]
 
     def chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+        stop = self._chat_stop()
         with self._lock, _library_errors():
-            return self._llama.create_chat_completion(messages, **params.kwargs())  # type: ignore[arg-type,return-value]
+            return self._llama.create_chat_completion(messages, **params.kwargs(stop))  # type: ignore[arg-type,return-value]
 
     def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> Generator[dict[str, Any], None, None]:
+        stop = self._chat_stop()
         with self._lock, _library_errors():
-            yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs())  # type: ignore[arg-type,misc]
+            yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs(stop))  # type: ignore[arg-type,misc]
+
+    def _chat_stop(self) -> tuple[str, ...]:
+        if self.template is None:
+            raise ChatTemplateError(
+                f"model {self.component.name} has no chat template: its GGUF carries none, its release adds none, "
+                f"and edgeship knows no default for architecture {self._facts['architecture']!r}",
+                hint=missing_template_hint())
+        return self.template.stop
+
+
+def _chat_handler(llama: Llama, component: Component, template: ChatTemplate) -> Any:
+    """llama-cpp-python's Jinja chat handler for ``template``, checked on a one-message chat now,
+    so a template that cannot render fails the load (and the swap) instead of every chat later."""
+    import jinja2
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter, chat_formatter_to_chat_completion_handler
+
+    eos, bos = llama.token_eos(), llama.token_bos()
+    what = f"the chat template from {template.source} of component {component.name}"
+    try:
+        formatter = Jinja2ChatFormatter(template=template.text, eos_token=_token_text(llama, eos),
+                                        bos_token=_token_text(llama, bos), stop_token_ids=[eos] if eos != -1 else None)
+    except jinja2.TemplateError as exc:
+        raise RuntimeBackendError(f"{what} is not a valid Jinja template: {exc}",
+                                  hint="fix the template and push a new release") from exc
+    guarded = _GuardedFormatter(formatter, what)
+    try:
+        guarded(messages=_SAMPLE_CHAT)
+    except ChatTemplateError as exc:
+        raise RuntimeBackendError(f"{exc.message} (a chat of one user message)",
+                                  hint="fix the template and push a new release") from exc
+    return chat_formatter_to_chat_completion_handler(guarded)
+
+
+def _token_text(llama: Llama, token: int) -> str:
+    return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token != -1 else ""
+
+
+class _GuardedFormatter:
+    """A formatter whose failures (a template's raise_exception, a Jinja error) are ours to name."""
+
+    def __init__(self, inner: Any, what: str) -> None:
+        self._inner, self._what = inner, what
+
+    def __call__(self, **kwargs: Any) -> Any:
+        import jinja2
+
+        try:
+            return self._inner(**kwargs)
+        # raise_exception() in a template raises ValueError; a template reaching for a field a
+        # message lacks, TypeError or jinja2's UndefinedError.
+        except (ValueError, TypeError, jinja2.TemplateError) as exc:
+            raise ChatTemplateError(f"{self._what} cannot render this conversation: {exc}",
+                                    hint="check the message roles and their order") from exc
 
 
 @contextlib.contextmanager

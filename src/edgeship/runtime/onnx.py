@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from PIL import Image
 from edgeship.errors import RuntimeBackendError, UsageError
 from edgeship.release.manifest import Component
 from edgeship.runtime import imaging
-from edgeship.runtime.backend import BackendOptions, require
+from edgeship.runtime.backend import BackendOptions, Prepared, require
 from edgeship.runtime.tensors import TensorSpec, check_inputs
 
 # onnxruntime's element type strings -> numpy dtypes (the ones image and tensor models use).
@@ -33,8 +32,9 @@ class OnnxBackend:
     """One ONNX session. onnxruntime sessions are safe to ``run`` from many threads at once."""
 
     def __init__(self, component: Component, session: Any, image: imaging.ImageSpec | None,
-                 errors: tuple[type[Exception], ...]) -> None:
+                 errors: tuple[type[Exception], ...], memory: int) -> None:
         self.component = component
+        self._memory = memory
         self._session = session
         self._errors = errors
         self.inputs = [_spec(a) for a in session.get_inputs()]
@@ -45,7 +45,8 @@ class OnnxBackend:
             self._image_output = self._named(self.outputs, image.output, "output")
 
     @classmethod
-    def load(cls, component: Component, path: Path, options: BackendOptions) -> OnnxBackend:
+    def load(cls, prepared: Prepared, options: BackendOptions) -> OnnxBackend:
+        component, path = prepared.component, prepared.path
         ort = require(component, "onnxruntime", "onnxruntime", "runtime")
         ort_errors = ort.capi.onnxruntime_pybind11_state
         try:
@@ -64,7 +65,7 @@ class OnnxBackend:
         except errors as exc:
             raise RuntimeBackendError(f"onnxruntime cannot load component {component.name}: {exc}",
                                       hint="check the file, its opset and that this onnxruntime supports its operators") from exc
-        return cls(component, session, image, errors)
+        return cls(component, session, image, errors, prepared.memory)
 
     def _named(self, specs: list[TensorSpec], name: str | None, what: str) -> TensorSpec:
         for s in specs:
@@ -77,7 +78,7 @@ class OnnxBackend:
         self.run({s.name: s.example() for s in self.inputs})
 
     def memory_bytes(self) -> int:
-        return 2 * self.component.size
+        return self._memory
 
     def close(self) -> None:
         # onnxruntime frees the session with its last reference; drop ours now.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeship.errors import NotFoundError, RuntimeBackendError
 from edgeship.release.manifest import ComponentKind, Manifest
-from edgeship.runtime.backend import Backend, BackendOptions, estimate_memory, load_backend
+from edgeship.runtime.backend import Backend, BackendOptions, Prepared, load_backend, prepare
 
 MANIFEST = "manifest.json"
 
@@ -47,32 +47,46 @@ def read_manifest(directory: Path) -> Manifest:
         raise NotFoundError(f"no release installed at {directory}", hint="let the agent install one, then swap to it") from exc
 
 
-def estimate_release(directory: Path, options: BackendOptions) -> int:
-    """Bytes the release's models will need once loaded, from its files alone."""
+@dataclass(frozen=True)
+class PreparedRelease:
+    """An installed release sized for loading: every served component's header read once."""
+
+    directory: Path
+    manifest: Manifest
+    components: tuple[Prepared, ...]
+
+    @property
+    def memory(self) -> int:
+        """Bytes the release's models will need once loaded."""
+        return sum(p.memory for p in self.components)
+
+
+def prepare_release(directory: Path, options: BackendOptions) -> PreparedRelease:
+    """Read the release's manifest and size each model it serves, from its files alone."""
     manifest = read_manifest(directory)
-    return sum(estimate_memory(c, directory / c.path, options) for c in manifest.components if _served(c.kind))
+    served = tuple(prepare(c, directory / c.path, options) for c in manifest.components if _served(c.kind))
+    if not served:
+        raise RuntimeBackendError(f"release {manifest.ref} has no model the runtime can serve",
+                                  hint="add a model/gguf or model/onnx component")
+    return PreparedRelease(directory, manifest, served)
 
 
 def _served(kind: ComponentKind) -> bool:
     return kind in (ComponentKind.GGUF, ComponentKind.ONNX)
 
 
-def load_release(directory: Path, options: BackendOptions) -> LoadedRelease:
-    """Load and warm up every model of the release at ``directory``; all or nothing."""
+def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRelease:
+    """Load and warm up every model of the prepared release; all or nothing."""
     started = time.perf_counter()
-    manifest = read_manifest(directory)
     backends: dict[str, Backend] = {}
     try:
-        for c in manifest.components:
-            if _served(c.kind):
-                backends[c.name] = load_backend(c, directory / c.path, options)
-                backends[c.name].warmup()
+        for p in prepared.components:
+            backends[p.component.name] = load_backend(p, options)
+            backends[p.component.name].warmup()
     except BaseException:
         # All or nothing: a half-loaded release must not keep memory the old one needs.
         for b in backends.values():
             b.close()
         raise
-    if not backends:
-        raise RuntimeBackendError(f"release {manifest.ref} has no model the runtime can serve",
-                                  hint="add a model/gguf or model/onnx component")
-    return LoadedRelease(directory.name, manifest, directory, backends, time.perf_counter() - started)
+    return LoadedRelease(prepared.directory.name, prepared.manifest, prepared.directory, backends,
+                         time.perf_counter() - started)

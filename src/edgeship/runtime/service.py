@@ -19,14 +19,14 @@ import numpy as np
 
 from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import NotFoundError, RuntimeBackendError
-from edgeship.runtime.backend import BackendOptions
+from edgeship.runtime.backend import Backend, BackendOptions
 from edgeship.runtime.config import RuntimeConfig, ensure_token
 from edgeship.runtime.health import HealthReport, run_suite
 from edgeship.runtime.llama import LlamaBackend
 from edgeship.runtime.metrics import RuntimeMetrics
-from edgeship.runtime.release import LoadedRelease, estimate_release, load_release
+from edgeship.runtime.release import LoadedRelease, load_release, prepare_release
 from edgeship.runtime.schemas import ChatRequest, CompletionRequest
-from edgeship.runtime.swap import Lease, ModelHost, SwapOutcome
+from edgeship.runtime.swap import Lease, ModelHost, NotReadyError, SwapOutcome
 from edgeship.runtime.tensors import from_json, summary, to_json
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Runtime:
         self.store = DeviceStore(Path(config.data_dir))
         self.metrics = RuntimeMetrics()
         options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx)
-        self.host = ModelHost(lambda d: load_release(d, options), lambda d: estimate_release(d, options),
+        self.host = ModelHost(lambda d: prepare_release(d, options), lambda p: load_release(p, options),
                               memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
                               drain_timeout_s=config.drain_timeout_s)
         self.publisher = publisher
@@ -147,8 +147,9 @@ class Runtime:
 
     # -- inference ------------------------------------------------------------------------
 
-    def _text_backend(self, lease: Lease, model: str) -> LlamaBackend:
-        backend = lease.release.backend(model, LlamaBackend, "text")
+    @staticmethod
+    def _text_backend(release: LoadedRelease, model: str | None) -> LlamaBackend:
+        backend = release.backend(model, LlamaBackend, "text")
         assert isinstance(backend, LlamaBackend)
         return backend
 
@@ -174,7 +175,7 @@ class Runtime:
         lease = self.host.lease()
         handed_over = False  # a stream owns its lease until its last chunk
         try:
-            backend = self._text_backend(lease, model)
+            backend = self._text_backend(lease.release, model)
             release_id = lease.release.release_id
 
             def done(text: str, tokens: int, seconds: float) -> None:
@@ -242,24 +243,32 @@ class Runtime:
                                            "latency_s": round(seconds, 6), "output": output})
 
     def models(self) -> list[dict[str, Any]]:
-        from edgeship.runtime.onnx import OnnxBackend
-
         current = self.host.current
         if current is None:
             return []
-        return [_describe(current, name, backend, OnnxBackend) for name, backend in current.backends.items()]
+        return [_describe(current, name, backend) for name, backend in current.backends.items()]
+
+    def props(self, model: str | None) -> dict[str, Any]:
+        """What llama.cpp's server tells at /props, for one text model: context, chat template (with
+        its text) and stop strings, and the release serving it."""
+        current = self.host.current
+        if current is None:
+            raise NotReadyError("no model is loaded right now", hint="GET /readyz says when the runtime is ready")
+        backend = self._text_backend(current, model)
+        entry = _describe(current, backend.component.name, backend)
+        if backend.template is not None:
+            entry["chat_template"] = {**backend.template.describe(), "text": backend.template.text}
+        return entry
 
     def health(self) -> HealthReport:
         with self.host.lease() as lease:
             return run_suite(lease.release)
 
 
-def _describe(release: LoadedRelease, name: str, backend: Any, onnx_type: type) -> dict[str, Any]:
-    entry = {"id": name, "object": "model", "created": int(release.loaded_at), "owned_by": "edgeship",
-             "kind": backend.component.kind.value, "release_id": release.release_id, "release": release.manifest.ref}
-    if isinstance(backend, onnx_type):
-        entry.update(backend.describe())
-    return entry
+def _describe(release: LoadedRelease, name: str, backend: Backend) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": int(release.loaded_at), "owned_by": "edgeship",
+            "kind": backend.component.kind.value, "release_id": release.release_id, "release": release.manifest.ref,
+            **backend.describe()}
 
 
 def sse(stream: TokenStream) -> Iterator[str]:

@@ -19,7 +19,7 @@ from typing import Self
 from pydantic import BaseModel
 
 from edgeship.errors import RuntimeBackendError
-from edgeship.runtime.release import LoadedRelease
+from edgeship.runtime.release import LoadedRelease, PreparedRelease
 
 
 class NotReadyError(RuntimeBackendError):
@@ -40,7 +40,7 @@ class SwapOutcome(BaseModel):
 @dataclass(eq=False)
 class _Slot:
     release: LoadedRelease
-    memory: int
+    prepared: PreparedRelease  # kept to load it again if a drain-first swap fails
     inflight: int = 0
     retired: bool = False
     closing: bool = False
@@ -66,14 +66,14 @@ class Lease:
         self.close()
 
 
-Loader = Callable[[Path], LoadedRelease]
-Estimator = Callable[[Path], int]
+Preparer = Callable[[Path], PreparedRelease]
+Loader = Callable[[PreparedRelease], LoadedRelease]
 
 
 class ModelHost:
-    def __init__(self, loader: Loader, estimator: Estimator, *, memory_budget: int | None = None,
+    def __init__(self, preparer: Preparer, loader: Loader, *, memory_budget: int | None = None,
                  ready_wait_s: float = 30.0, drain_timeout_s: float = 120.0) -> None:
-        self._load, self._estimate = loader, estimator
+        self._prepare, self._load = preparer, loader
         self.memory_budget = memory_budget
         self.ready_wait_s = ready_wait_s
         self.drain_timeout_s = drain_timeout_s
@@ -150,27 +150,28 @@ class ModelHost:
                                    changed=False, load_seconds=0.0, swap_seconds=0.0, drain_first=False,
                                    not_ready_seconds=0.0, old_freed=False)
             try:
-                need = self._estimate(directory)
+                prepared = self._prepare(directory)
             except RuntimeBackendError as exc:
                 self.last_error = f"cannot size release {directory.name[:12]}: {exc}"
                 raise
-            if old is not None and self.memory_budget is not None and old.memory + need > self.memory_budget:
-                return self._swap_drain_first(old, directory, need, started)
-            new = self._load_or_report(directory, need)
+            if (old is not None and self.memory_budget is not None
+                    and old.prepared.memory + prepared.memory > self.memory_budget):
+                return self._swap_drain_first(old, prepared, started)
+            new = self._load_or_report(prepared)
             self._install(new)
             freed = self._retire(old) if old is not None else True
             return self._outcome(new, old, started, drain_first=False, not_ready=0.0, freed=freed)
 
-    def _load_or_report(self, directory: Path, need: int) -> _Slot:
+    def _load_or_report(self, prepared: PreparedRelease) -> _Slot:
         try:
-            release = self._load(directory)
+            release = self._load(prepared)
         except RuntimeBackendError as exc:
-            self.last_error = f"loading release {directory.name[:12]} failed: {exc}"
+            self.last_error = f"loading release {prepared.directory.name[:12]} failed: {exc}"
             raise
         self.last_error = None
-        return _Slot(release, need)
+        return _Slot(release, prepared)
 
-    def _swap_drain_first(self, old: _Slot, directory: Path, need: int, started: float) -> SwapOutcome:
+    def _swap_drain_first(self, old: _Slot, prepared: PreparedRelease, started: float) -> SwapOutcome:
         # Both releases do not fit: stop taking requests (they wait, up to ready_wait_s),
         # let the old one finish and free it, then load the new one into the room it left.
         gap = time.perf_counter()
@@ -186,10 +187,10 @@ class ModelHost:
                         hint="retry the swap when the device is less busy, or raise --drain-timeout")
             old.closed.wait()
         try:
-            new = self._load_or_report(directory, need)
+            new = self._load_or_report(prepared)
         except RuntimeBackendError as exc:
-            self._install(self._load_or_report(old.release.directory, old.memory))
-            self.last_error = (f"loading release {directory.name[:12]} failed ({exc.message}); "
+            self._install(self._load_or_report(old.prepared))
+            self.last_error = (f"loading release {prepared.directory.name[:12]} failed ({exc.message}); "
                                f"serving {old.release.release_id[:12]} again")
             raise
         self._install(new)

@@ -24,6 +24,10 @@ class TinyLlama:
     n_ctx: int = 256
     seed: int = 0
     name: str = "edgeship-tiny-llama"
+    # Tests use these to make a GGUF of another architecture name (same tensors) or one that
+    # carries its own chat template.
+    architecture: str = "llama"
+    chat_template: str | None = None
 
     @property
     def n_vocab(self) -> int:
@@ -69,7 +73,7 @@ def write_tiny_llama(path: Path, spec: TinyLlama = TinyLlama(), *, weights: dict
     """Write the model to ``path`` (F32); ``weights`` may replace some tensors (e.g. a fine-tune)."""
     import gguf
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), spec.architecture)
     writer.add_name(spec.name)
     writer.add_context_length(spec.n_ctx)
     writer.add_embedding_length(spec.n_embd)
@@ -88,6 +92,8 @@ def write_tiny_llama(path: Path, spec: TinyLlama = TinyLlama(), *, weights: dict
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
+    if spec.chat_template is not None:
+        writer.add_chat_template(spec.chat_template)
     all_tensors = tensors(spec)
     all_tensors.update(weights or {})
     for name, array in all_tensors.items():
