@@ -167,7 +167,7 @@ def test_two_runtimes_in_one_process(tmp_path, models: Models) -> None:
 def test_a_client_gone_mid_stream_frees_the_model(device: Device, models: Models) -> None:
     _, b = two_releases(device, models)
     with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
-        with httpx.stream("POST", f"{server.url}/v1/completions", json={**PROMPT, "max_tokens": 200, "stream": True}) as s:
+        with httpx.stream("POST", f"{server.url}/v1/completions", json={**PROMPT, "max_tokens": 200, "stream": True}, timeout=60) as s:
             next(line for line in s.iter_lines() if line.startswith("data: "))
         # The llama.cpp context and the lease are released: the next request and a swap both go through.
         assert httpx.post(f"{server.url}/v1/completions", json=PROMPT, timeout=30).status_code == 200
