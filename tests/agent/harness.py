@@ -36,10 +36,12 @@ class Releases:
     name: str = "llm"
 
     def publish(self, version: str, *, health: HealthSuite | None = None, model: Path | None = None,
-                broken_model: bool = False, big: Path | None = None, deltas: bool = False) -> Manifest:
+                broken_model: bool = False, big: Path | None = None, deltas: bool = False,
+                chat_template: str | None = None) -> Manifest:
         """A release of the tiny GGUF model (shared between versions) and a per-version config.
 
-        ``broken_model`` ships garbage labelled as GGUF, which only a device trial catches.
+        ``broken_model`` ships garbage labelled as GGUF, which only a device trial catches;
+        ``chat_template`` is signed into the model's meta, as `release push --chat-template` does.
         """
         d = self.src / version
         d.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,8 @@ class Releases:
         specs = [ComponentSpec(ComponentKind.GGUF, model or self.model, "model"), ComponentSpec(ComponentKind.CONFIG, config, "config")]
         if big is not None:
             specs.append(ComponentSpec(ComponentKind.FILE, big, "weights"))
-        manifest = build_release(self.name, version, specs, self.ws.store, health=health)
+        manifest = build_release(self.name, version, specs, self.ws.store, health=health,
+                                 chat_templates={"model": chat_template} if chat_template is not None else None)
         if broken_model:
             bad = d / "model.gguf"
             bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)

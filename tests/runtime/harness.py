@@ -57,6 +57,8 @@ class Load:
 
     url: str
     threads: int = 2
+    prompt: dict[str, Any] = field(default_factory=lambda: PROMPT)  # the completion each client sends
+    predict: bool = True  # every third request is a /v1/predict (the release has a tensor model)
     answers: list[tuple[float, float, int, str | None, str | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -65,11 +67,11 @@ class Load:
             i = 0
             while not self._stop.is_set():
                 started = time.monotonic()
-                if (i + n) % 3 == 0:
+                if self.predict and (i + n) % 3 == 0:
                     reply = http.post("/v1/predict", json=TENSOR)
                     release, text = (reply.json().get("release_id"), None) if reply.status_code == 200 else (None, None)
                 else:
-                    reply = http.post("/v1/completions", json=PROMPT)
+                    reply = http.post("/v1/completions", json=self.prompt)
                     body = reply.json() if reply.status_code == 200 else {}
                     release, text = body.get("system_fingerprint"), (body.get("choices") or [{}])[0].get("text")
                 self.answers.append((started, time.monotonic(), reply.status_code, release, text))

@@ -185,3 +185,17 @@ def test_a_broken_current_release_starts_unready_and_says_why(device: Device, mo
         assert ready.status_code == 503 and "GGUF" in ready.json()["error"]
         assert client.swap(good).release_id == good  # the agent rolls back; the runtime follows
         assert client.ready()
+
+
+def test_start_and_swap_read_each_gguf_header_once(device: Device, models: Models,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship.formats import facts
+
+    _, b = two_releases(device, models)
+    read: list[str] = []
+    parse = facts.read_header
+    monkeypatch.setattr(facts, "read_header", lambda path, **kw: read.append(path.name) or parse(path, **kw))
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        assert read == [models.llama_a.name]  # sized and loaded from one read
+        client.swap(b)
+    assert read == [models.llama_a.name, models.llama_b.name]

@@ -1,0 +1,123 @@
+"""The real model (Gemma 3 270M Q4_K_M) end to end: signed releases pushed to a real server,
+installed by a real agent, served and hot-swapped by the runtime under a continuous load.
+
+One fleet for the whole module: the 253 MB model is stored, served and installed once. The
+GGUF has no chat template; release 1.0.0 chats through edgeship's Gemma default, 2.0.0 adds
+a question/answer template (signed into the manifest: the model's bytes do not change, so the
+device downloads none of them again), 3.0.0 a template that cannot render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edgeship.release.manifest import HealthSuite, Manifest
+from edgeship.runtime import BackgroundServer, RuntimeConfig
+from edgeship.workspace import Workspace
+from tests.agent.harness import Device, Releases, Server
+
+from .harness import Load
+
+QUESTION = "Q: What is the capital of France?\nA:"
+# The model is a base model: it answers questions put as "Q: ... A:", so that is the template 2.0.0 brings.
+QA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}A: {{ m['content'] }}\n"
+               "{% else %}Q: {{ m['content'] }}\n{% endif %}{% endfor %}A:")
+PARIS_BY_COMPLETION = {"type": "llm", "prompt": QUESTION, "max_tokens": 8, "regex": "Paris"}
+PARIS_BY_CHAT = {"type": "llm", "prompt": "What is the capital of France?", "chat": True, "max_tokens": 8, "regex": "Paris"}
+
+
+@dataclass
+class Fleet:
+    server: Server
+    device: Device
+    runtime: BackgroundServer
+    releases: dict[str, Manifest]
+
+    def serving(self) -> dict[str, object]:
+        [model] = httpx.get(f"{self.runtime.url}/v1/models").json()["data"]
+        return model
+
+    def upgrade(self, version: str) -> tuple[int, str]:
+        self.server.assign(f"llm@{version}", tag=self.device.tag)
+        done = self.device.run("--runtime", self.runtime.url, timeout=300)
+        return done.returncode, done.stderr
+
+
+@pytest.fixture(scope="module")
+def fleet(real_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("real-fleet")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("EDGESHIP_KEY_PASSPHRASE", raising=False)
+        ws = Workspace.init(tmp / "ws", passphrase=None)
+    releases = Releases(ws, real_gguf, tmp / "src")
+    published = {
+        "1.0.0": releases.publish("1.0.0", health=HealthSuite(checks=(PARIS_BY_COMPLETION,))),
+        "2.0.0": releases.publish("2.0.0", chat_template=QA_TEMPLATE, health=HealthSuite(checks=(PARIS_BY_CHAT,))),
+        "3.0.0": releases.publish("3.0.0", chat_template="{{ raise_exception('this template is broken') }}"),
+    }
+    server = Server.create(ws, tmp / "server")
+    server.start()
+    try:
+        device = Device(server, tmp / "device", releases.root(), "dev=real", server.enroll_token({"dev": "real"}))
+        device.data.mkdir()
+        with BackgroundServer(RuntimeConfig(data_dir=device.data, n_ctx=512, threads=2)) as runtime:
+            fleet = Fleet(server, device, runtime, published)
+            code, err = fleet.upgrade("1.0.0")
+            assert code == 0 and device.version() == "1.0.0", err
+            yield fleet
+    finally:
+        server.stop()
+
+
+def test_a_greedy_completion_knows_the_capital_of_france(fleet: Fleet) -> None:
+    reply = httpx.post(f"{fleet.runtime.url}/v1/completions",
+                       json={"model": "model", "prompt": QUESTION, "max_tokens": 8, "temperature": 0}, timeout=120)
+    assert reply.status_code == 200
+    assert "Paris" in reply.json()["choices"][0]["text"]
+
+
+def test_a_chat_goes_through_the_template_the_runtime_names(fleet: Fleet) -> None:
+    template = fleet.serving()["chat_template"]
+    assert template["source"] in ("default:gemma", "release")  # type: ignore[index]
+    reply = httpx.post(f"{fleet.runtime.url}/v1/chat/completions", timeout=120,
+                       json={"model": "model", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8,
+                             "temperature": 0})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["choices"][0]["message"]["content"].strip() and body["usage"]["completion_tokens"] > 0
+
+
+def test_the_release_adding_a_template_swaps_in_under_load_without_a_failed_request(fleet: Fleet) -> None:
+    before = fleet.serving()["release_id"]
+    question = {"model": "model", "prompt": QUESTION, "max_tokens": 3, "temperature": 0}
+    with Load(fleet.runtime.url, prompt=question, predict=False) as load:
+        code, err = fleet.upgrade("2.0.0")
+    assert code == 0 and fleet.device.version() == "2.0.0", err
+    new = fleet.releases["2.0.0"].release_id
+    assert fleet.serving()["release_id"] == new and fleet.serving()["chat_template"]["source"] == "release"  # type: ignore[index]
+    assert load.answers and [a for a in load.answers if a[2] != 200] == []
+    assert {a[3] for a in load.answers} == {before, new}  # requests ran on both sides of the swap
+    # The template the release brought makes the chat answer: the agent's trial asked the same.
+    reply = httpx.post(f"{fleet.runtime.url}/v1/chat/completions", timeout=120,
+                       json={"model": "model", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                             "max_tokens": 8, "temperature": 0})
+    assert "Paris" in reply.json()["choices"][0]["message"]["content"]
+    # The release differs from 1.0.0 by its template and config: the model's bytes did not move.
+    models = {v: next(c for c in m.components if c.name == "model") for v, m in fleet.releases.items()}
+    assert models["1.0.0"].digest == models["2.0.0"].digest
+    assert len(models["2.0.0"].meta["chat_template"]) < 1024
+
+
+def test_a_template_that_cannot_render_is_rolled_back_and_the_old_release_keeps_serving(fleet: Fleet) -> None:
+    before, version = fleet.serving()["release_id"], fleet.device.version()
+    code, err = fleet.upgrade("3.0.0")
+    assert fleet.device.version() == version, err
+    assert fleet.serving()["release_id"] == before
+    [rolled] = [e for e in fleet.server.events(fleet.device.device_id)
+                if e["state"] == "rolled_back" and e["release"] == "llm@3.0.0"]
+    assert "this template is broken" in rolled["data"]["reason"]
