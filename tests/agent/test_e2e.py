@@ -409,3 +409,13 @@ def test_a_running_agent_holds_its_data_dir_polls_and_stops_on_sigterm(fleet: Fl
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert_consistent(d, {"2.0.0"})
+
+
+def test_the_root_given_on_a_first_start_with_nothing_assigned_is_kept(fleet: Fleet) -> None:
+    d = fleet.device("first-root")
+    assert d.run().returncode == 0  # enrolled, nothing to install
+    without_root = [a for a in d.command("--once") if a not in ("--root", str(d.root))]
+    fleet.server.assign("llm@1.0.0", tag=d.tag)
+    r = subprocess.run(without_root, text=True, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert d.version() == "1.0.0"

@@ -40,7 +40,7 @@ from edgeship.release.manifest import Manifest
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import write_atomic
 from edgeship.trust.targets import rollback_versions
-from edgeship.trust.client import ReleaseVerifier
+from edgeship.trust.client import ROOT_FILE, ReleaseVerifier, keep_root
 
 log = logging.getLogger("edgeship.agent")
 
@@ -109,11 +109,13 @@ class Agent:
     def run(self, *, once: bool = False) -> JournalEntry | None:
         """Recover, then check in and work until stopped (``once``: a single round)."""
         signal.signal(signal.SIGTERM, self.stop)
-        if self.config.root_file is None and not (self.paths.trust / "root.json").exists():
+        if self.config.root_file is None and not (self.paths.trust / ROOT_FILE).exists():
             # Checked up front: without it every release would be refused as untrusted.
             raise AgentError("no trusted root for the release repository",
                              hint="start the agent once with --root (the operator's repository/metadata/1.root.json)")
         with self._locked():
+            if self.config.root_file is not None and keep_root(self.paths.trust, self.config.root_file.read_bytes()):
+                log.info("trusting the root in %s from now on", self.config.root_file)
             self._recover_local()
             try:
                 while True:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from edgeship.errors import NotFoundError, ServerError, TrustError
 from edgeship.release.manifest import Component, Manifest
 from edgeship.store.digest import Digest
+from edgeship.store.fsutil import write_atomic
 from edgeship.trust import targets as names
 from edgeship.trust.fetcher import fetcher_for
 
@@ -85,6 +86,31 @@ def tuf_failures(what: str) -> Iterator[None]:
         raise ServerError(f"{what}: cannot download ({exc.__cause__ or exc})", hint="check the repository URL and the network") from exc
 
 
+ROOT_FILE = "root.json"  # python-tuf's name for the trusted root in its metadata dir
+
+
+def keep_root(metadata_dir: Path, data: bytes) -> bool:
+    """Store ``data`` as the trusted root in ``metadata_dir`` unless one is there; True if stored.
+
+    Trust on first use, made durable at once: a device started with the operator's root
+    must not need it again, even if its first start had nothing to download. Only a root
+    signed by its own keys is kept (it would be refused at the first refresh anyway).
+    """
+    dest = Path(metadata_dir) / ROOT_FILE
+    if dest.exists():
+        return False
+    try:
+        root = Metadata[Root].from_bytes(data)
+        if not isinstance(root.signed, Root):
+            raise tuf_errors.RepositoryError(f"it is {root.signed.type} metadata")
+        root.signed.verify_delegate(Root.type, root.signed_bytes, root.signatures)
+    except tuf_errors.RepositoryError as exc:
+        raise TrustError(f"the given root is not a TUF root.json signed by its own keys ({exc})",
+                         hint="pass the operator's repository/metadata/1.root.json") from exc
+    write_atomic(dest, data)
+    return True
+
+
 class ReleaseVerifier:
     """Verifies releases of one repository, keeping trusted metadata in ``metadata_dir``."""
 
@@ -101,8 +127,8 @@ class ReleaseVerifier:
         self.metadata_dir = Path(metadata_dir)
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         # Trust on first use only: once a root is cached, it alone decides what comes next.
-        bootstrap = None if (self.metadata_dir / "root.json").exists() else trusted_root
-        if bootstrap is None and not (self.metadata_dir / "root.json").exists():
+        bootstrap = None if (self.metadata_dir / ROOT_FILE).exists() else trusted_root
+        if bootstrap is None and not (self.metadata_dir / ROOT_FILE).exists():
             raise TrustError(
                 "no trusted root for this repository",
                 hint="pass --root with the operator's root.json (e.g. <workspace>/repository/metadata/1.root.json)",
@@ -180,4 +206,4 @@ class ReleaseVerifier:
         return result
 
 
-__all__ = ["ReleaseVerifier", "VerifiedRelease", "repo_url", "tuf_failures"]
+__all__ = ["ReleaseVerifier", "VerifiedRelease", "keep_root", "repo_url", "tuf_failures"]
