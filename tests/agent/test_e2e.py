@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -419,3 +420,50 @@ def test_the_root_given_on_a_first_start_with_nothing_assigned_is_kept(fleet: Fl
     r = subprocess.run(without_root, text=True, capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert d.version() == "1.0.0"
+
+
+HOLD_A_TEMP = """
+import sys, time
+from pathlib import Path
+from edgeship.store.fsutil import atomic_writer
+with atomic_writer(Path(sys.argv[1])) as f:
+    f.write(b'{"half": ')
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def writer_inside_its_temp(dest: Path) -> subprocess.Popen[str]:
+    """A real process that wrote part of ``dest``'s temp and has not renamed it yet."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_TEMP, str(dest)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    return proc
+
+
+def temps(data: Path) -> list[Path]:
+    return sorted(p for p in data.rglob(".*.tmp") if p.is_file())
+
+
+def test_temps_left_by_killed_writers_are_swept_at_start_but_not_a_live_writers(fleet: Fleet) -> None:
+    d = fleet.installed("temps", "1.0.0")
+    killed = [writer_inside_its_temp(d.data / name) for name in ("journal.json", "status.json", "identity.json")]
+    killed.append(writer_inside_its_temp(d.data / "events" / f"{'9' * 12}-x.json"))
+    killed.append(writer_inside_its_temp(d.store.manifest_dir / "x.json"))
+    for proc in killed:
+        proc.kill()  # SIGKILL between write and rename, as a power cut or the OOM killer would
+        proc.wait()
+    live = writer_inside_its_temp(d.data / "events" / f"{'8' * 12}-y.json")  # `edgeship feedback`, say
+    try:
+        left = temps(d.data)
+        assert len(left) == 6
+        for t in left:  # older than the grace a writer has between creating its temp and locking it
+            os.utime(t, (time.time() - 60, time.time() - 60))
+        r = d.run()
+        assert r.returncode == 0, r.stderr
+        assert [t.name for t in temps(d.data)] == [t.name for t in left if t.name.startswith(f".{'8' * 12}")]
+        assert "removed 5 temp files" in r.stderr
+    finally:
+        live.kill()
+        live.wait()
+    assert_consistent(d, {"1.0.0"})

@@ -119,3 +119,22 @@ def test_status_api_serves_the_status_document(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{server.port}/other").status_code == 404
     finally:
         server.close()
+
+
+def test_sweep_temps_spares_locked_and_young_temps(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    from edgeship.store.fsutil import sweep_temps
+
+    old, young, locked, other = (tmp_path / f".journal.json.{n}.tmp" for n in ("a", "b", "c", "d"))
+    for t in (old, young, locked):
+        t.write_bytes(b"{")
+    other = tmp_path / ".runtime.token.d.tmp"  # not the name asked for
+    other.write_bytes(b"x")
+    for t in (old, locked, other):
+        os.utime(t, (time.time() - 60, time.time() - 60))
+    with open(locked, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a writer in another process would hold it
+        assert sweep_temps(tmp_path, "journal.json") == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (young, locked, other))

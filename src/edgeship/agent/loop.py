@@ -38,7 +38,7 @@ from edgeship.agent.trial import run_trial, runtime_restore, runtime_trial
 from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
 from edgeship.release.manifest import Manifest
 from edgeship.store.digest import Digest, hash_file
-from edgeship.store.fsutil import write_atomic
+from edgeship.store.fsutil import sweep_temps, write_atomic
 from edgeship.trust.targets import rollback_versions
 from edgeship.trust.client import ROOT_FILE, ReleaseVerifier, keep_root
 
@@ -97,6 +97,14 @@ class Agent:
                 raise AgentError(f"another agent is running on {self.paths.root}", hint="stop it first (one agent per data dir)") from exc
             yield
 
+    def _sweep_temps(self) -> None:
+        """Delete the temps of writes a kill cut short (the files they were to replace are intact)."""
+        p = self.paths
+        swept = [t for f in (p.journal, p.status, p.identity) for t in sweep_temps(p.root, f.name)]
+        swept += sweep_temps(p.events) + sweep_temps(self.store.manifest_dir)
+        if swept:
+            log.info("removed %d temp files left by interrupted writes", len(swept))
+
     def stop(self, *_: Any) -> None:
         """SIGTERM: finish the step in flight (the journal makes stopping anywhere safe anyway)."""
         self._stop.set()
@@ -114,6 +122,7 @@ class Agent:
             raise AgentError("no trusted root for the release repository",
                              hint="start the agent once with --root (the operator's repository/metadata/1.root.json)")
         with self._locked():
+            self._sweep_temps()
             if self.config.root_file is not None and keep_root(self.paths.trust, self.config.root_file.read_bytes()):
                 log.info("trusting the root in %s from now on", self.config.root_file)
             self._recover_local()

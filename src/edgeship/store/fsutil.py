@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +26,9 @@ def atomic_writer(dest: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a file; on clean exit it replaces ``dest`` atomically, on error it vanishes."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    # Held until the rename: `sweep_temps` leaves a temp alone while its writer lives (the
+    # kernel drops the lock of a killed one).
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -41,3 +46,34 @@ def atomic_writer(dest: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 def write_atomic(dest: Path, data: bytes, mode: int = 0o644) -> None:
     with atomic_writer(dest, mode) as f:
         f.write(data)
+
+
+TEMP_GRACE_S = 10.0  # a temp younger than this may be between its mkstemp and its flock
+
+
+def sweep_temps(directory: Path, name: str = "*") -> list[Path]:
+    """Delete the temps `atomic_writer` left for ``directory/name`` when killed before its rename.
+
+    A temp is deleted only if no process holds its lock and it is older than TEMP_GRACE_S,
+    so a writer in another process (the feedback command, the runtime) never loses its file.
+    Returns what was deleted.
+    """
+    removed = []
+    for tmp in directory.glob(f".{name}.*.tmp") if directory.is_dir() else ():
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already (renamed by its writer) or not a plain file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if time.time() - os.fstat(fd).st_mtime < TEMP_GRACE_S:
+                continue
+            os.unlink(tmp)
+            removed.append(tmp)
+        except BlockingIOError:
+            continue  # a live writer holds it
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
