@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from edgeship.cli.output import console, print_json
 from edgeship.demo.walkthrough import run_walkthrough
-from edgeship.errors import EdgeshipError
+from edgeship.errors import EdgeshipError, UsageError
 
 
 def demo(
@@ -19,16 +19,27 @@ def demo(
     out: Path | None = typer.Option(None, "--out", help="Directory for the demo's workspace, logs and report (default: a new temp dir)."),
     fast: bool = typer.Option(False, "--fast", help="Smaller models and shorter bakes (every step still runs)."),
     offline: bool = typer.Option(False, "--offline", help="Only the local walk-through: no server, no fleet, no network."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Your own GGUF as the LLM (v1 as it is; v2 adds or marks its chat template, a tiny delta).", show_default=False
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ship a tiny LLM and image model to a simulated fleet: v1, v2 as deltas, a bad v3 stopped, a forgery refused.
 
     Starts a real update server (TLS), an MQTT broker, agent processes and runtimes on
-    loopback, all in a temp workspace, and writes report.html. Models are generated: no download.
+    loopback, all in a temp workspace, and writes report.html. Models are generated (no
+    download), unless --model names a GGUF of your own.
     """
     if offline:
+        if model is not None:
+            raise UsageError("--model runs the whole story; the --offline walk-through has no LLM to answer", hint="drop one of them")
         _walkthrough(out, json_out)
         return
+    if model is not None:
+        from edgeship.release.inspect import inspect_component
+        from edgeship.release.manifest import ComponentKind
+
+        inspect_component(ComponentKind.GGUF, model)  # a wrong path or file fails here, before anything starts
     from edgeship.demo.report import write_report
     from edgeship.demo.story import run_story
 
@@ -54,7 +65,7 @@ def demo(
     progress = Progress(TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(), console=console,
                         disable=json_out, transient=False)
     with progress:
-        summary = run_story(devices, out, fast=fast, narrate=narrate, progress=advance, keep_running=hold if keep_running else None)
+        summary = run_story(devices, out, fast=fast, model=model, narrate=narrate, progress=advance, keep_running=hold if keep_running else None)
     html, summary_json = write_report(summary, Path(summary.out))
     if json_out:
         print_json({**summary.to_dict(), "report": str(html), "problems": summary.check()})

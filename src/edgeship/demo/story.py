@@ -24,6 +24,7 @@ import httpx
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
 from edgeship.demo.fleet import Device, MqttBroker, agent_command, in_process_logs, start_runtime
+from edgeship.demo.realmodel import COMPLETION_PROMPT, requires, write_v2
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
 from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
@@ -48,6 +49,7 @@ GOOD_HEALTH = HealthSuite(command="for f in *.gguf *.onnx; do test -s \"$f\" || 
 # Component names: the runtime serves each under its own. `optimize --push` names the
 # variant it ships "model"; the image model travels beside it (`--with`).
 LLM, IMAGE = "model", "denoiser.onnx"
+CTX = 128  # the runtimes' context (demo.fleet.start_runtime): memory is estimated for it
 Narrate = Callable[[str, str], None]
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 
@@ -58,9 +60,10 @@ class StorySummary:
     devices: int
     versions: dict[str, str | None] = field(default_factory=dict)  # device name → version at the end
     optimize: list[dict[str, Any]] = field(default_factory=list)  # the choice per profile
-    requirements: dict[str, Any] = field(default_factory=dict)  # what `optimize --push` required of v1's devices
+    requirements: dict[str, Any] = field(default_factory=dict)  # what v1 required of its devices
     presented: dict[str, int] = field(default_factory=dict)  # profile → devices whose agents present its facts
-    answers: dict[str, Any] = field(default_factory=dict)  # v1's chat and image answers
+    model: str = ""  # the user's GGUF (`--model`); empty: the generated tiny one
+    answers: list[dict[str, Any]] = field(default_factory=list)  # {device, release, request, prompt, answer, image_outputs}
     mqtt_messages: int = 0
     delta: dict[str, int] = field(default_factory=dict)  # full_size / bytes_downloaded over v2's downloads
     swap_requests: dict[str, int] = field(default_factory=dict)  # ok / failed while v2 hot-swapped
@@ -107,9 +110,11 @@ class StorySummary:
 
 
 class RequestLoad:
-    """Chat requests sent back to back to each runtime while a rollout swaps its model."""
+    """LLM requests (chats; completions on a user's model) sent back to back to each runtime
+    while a rollout swaps its model."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], request: str = "chat") -> None:
+        self.request = request
         self.ok = 0
         self.failed = 0
         self.errors: list[str] = []
@@ -119,7 +124,8 @@ class RequestLoad:
     def _run(self, url: str) -> None:
         with httpx.Client(timeout=60) as http:
             while not self._stop.is_set():
-                r = http.post(f"{url}/v1/chat/completions", json={"model": LLM, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+                path, body = _request(url, self.request, "Hi", 2)
+                r = http.post(path, json=body)
                 if r.status_code == 200:
                     self.ok += 1
                 else:
@@ -158,6 +164,7 @@ class Story:
     token: str = ""  # the operator's admin token
     models: dict[str, Path] = field(default_factory=dict)
     requirements: Requirements | None = None  # v1's, kept by the later versions
+    user_model: Path | None = None  # `--model`: the user's GGUF is v1
 
     def say(self, act: str, text: str) -> None:
         self.summary.timeline.append({"t": round(time.monotonic() - self.started, 2), "act": act, "text": text})
@@ -248,14 +255,47 @@ class Story:
     def act1(self, spec: TinyLlama) -> None:
         models = self.out / "models"
         models.mkdir(parents=True)
-        self.models["source"] = write_tiny_llama(models / "assistant-v1.gguf", spec)
         self.models["denoiser"] = write_tiny_denoiser(models / IMAGE)
         health = models / "health.json"
         health.write_text(GOOD_HEALTH.model_dump_json())
+        if self.user_model is not None:
+            self.push_user_model(health)
+        else:
+            self.optimize_tiny_model(spec, health)
+        manifest = self.workspace.load_manifest(self.workspace.find_release(NAME, V1))
+        self.requirements = manifest.requirements
+        self.summary.requirements = manifest.requirements.model_dump(mode="json")
+        self.say("push", f"{manifest.ref} ({' + '.join(c.name for c in manifest.components)}) signed and uploaded; "
+                         f"it requires arch {'|'.join(manifest.requirements.arch)} and "
+                         f"{(manifest.requirements.min_ram or 0) / (1 << 20):.0f} MiB of RAM")
+        self.rollout(V1, pilot="", stages="100", bake="0")
+        self.ask_runtimes(V1)
+        wait_for("the results on MQTT", lambda: len(self._broker.messages) >= 2, 30)
+        self.summary.mqtt_messages = len(self._broker.messages)
+        self.say("infer", f"LLM and image model answered on {len(self.runtimes())} runtimes; "
+                          f"{self.summary.mqtt_messages} results arrived over MQTT")
+
+    def push_user_model(self, health: Path) -> None:
+        """v1 is the user's GGUF as it is, pushed with the operator's `edgeship release push`."""
+        assert self.user_model is not None and self.ca is not None
+        model = self.out / "models" / "assistant-v1.gguf"
+        model.symlink_to(self.user_model.resolve())
+        self.models["v1"] = model
+        profiles = pick_profiles(load_profiles(), list(PROFILES))
+        self.cli("release", ["push", NAME, "--version", V1, "-c", f"{LLM}:model/gguf={model}",
+                             "-c", f"{IMAGE}:model/onnx={self.models['denoiser']}", "--requires", requires(model, profiles, CTX),
+                             "--health", str(health), "--notes", f"{self.user_model.name} (edgeship demo --model)",
+                             "--server", self.url, "--ca", str(self.ca), "--workspace", str(self.workspace.root)], timeout=300)
+        self.say("push", f"`edgeship release push` signed your {self.user_model.name} as {NAME}@{V1}, "
+                         "with the image model (its PNG-in, PNG-out I/O recognised)")
+
+    def optimize_tiny_model(self, spec: TinyLlama, health: Path) -> None:
+        models = self.out / "models"
+        self.models["source"] = write_tiny_llama(models / "assistant-v1.gguf", spec)
         optimized = models / "optimized"
         # The operator's own command: a variant per profile, the image model bundled beside it,
         # signed and uploaded. '{name}' keeps one release line, so v2 travels as a delta from v1.
-        self.cli("optimize", [str(self.models["source"]), "--profiles", ",".join(PROFILES), "--types", "Q8_0", "--ctx", "128",
+        self.cli("optimize", [str(self.models["source"]), "--profiles", ",".join(PROFILES), "--types", "Q8_0", "--ctx", str(CTX),
                               "--threads", "2", "--out", str(optimized), "--push", NAME, "--version", V1,
                               "--release-name", "{name}", "--with", f"{IMAGE}:model/onnx={self.models['denoiser']}",
                               "--health", str(health), "--server", self.url, "--ca", str(self.ca),
@@ -263,46 +303,56 @@ class Story:
         report = json.loads((optimized / "report.json").read_text())
         self.summary.optimize = [{"profile": c["profile"], "variant": c["variant"], "reason": c["reason"]} for c in report["choices"]]
         self.say("optimize", "; ".join(f"{c['profile']}: {c['variant']} ({c['reason']})" for c in report["choices"]))
-        manifest = self.workspace.load_manifest(self.workspace.find_release(NAME, V1))
-        self.requirements = manifest.requirements
-        self.summary.requirements = manifest.requirements.model_dump(mode="json")
         self.models["v1"] = next(optimized / v["path"] for v in report["variants"] if v["name"] == report["releases"][0]["variant"])
-        self.say("push", f"`edgeship optimize --push` signed {manifest.ref} ({' + '.join(c.name for c in manifest.components)}) "
-                         f"and uploaded it; it requires arch {'|'.join(manifest.requirements.arch)} and "
-                         f"{(manifest.requirements.min_ram or 0) / (1 << 20):.0f} MiB of RAM")
-        self.rollout(V1, pilot="", stages="100", bake="0")
-        for d in self.devices:
-            if d.runtime is not None:
-                self.summary.answers[d.name] = self.ask(d.runtime.url)
-        wait_for("the results on MQTT", lambda: len(self._broker.messages) >= 2, 30)
-        self.summary.mqtt_messages = len(self._broker.messages)
-        self.say("infer", f"chat and image answered on {len(self.summary.answers)} runtimes; "
-                          f"{self.summary.mqtt_messages} results arrived over MQTT")
 
     @property
     def _broker(self) -> MqttBroker:
         assert self.broker is not None
         return self.broker
 
-    def ask(self, url: str) -> dict[str, Any]:
-        chat = httpx.post(f"{url}/v1/chat/completions", timeout=120,
-                          json={"model": LLM, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8})
-        image = httpx.post(f"{url}/v1/predict", timeout=120, json={"model": IMAGE, "inputs": {"image": [[[[0.5] * 32] * 32] * 3]}})
-        for r in (chat, image):
-            if r.status_code != 200:
-                raise ServerError(f"the runtime at {url} answered {r.status_code}: {r.text[:300]}", hint="see its log lines above")
-        return {"chat": chat.json()["choices"][0]["message"]["content"], "image_outputs": sorted(image.json().get("outputs", {}))}
+    def runtimes(self) -> list[Device]:
+        return [d for d in self.devices if d.runtime is not None]
+
+    @property
+    def llm_request(self) -> str:
+        # A user's model may be a base model that cannot chat; a completion shows what it knows.
+        return "chat" if self.user_model is None else "completion"
+
+    def ask_runtimes(self, version: str) -> None:
+        """Ask every runtime's LLM and image model; record the answers."""
+        request = self.llm_request
+        prompt, tokens = ("Hello", 8) if self.user_model is None else (COMPLETION_PROMPT, 12)
+        for d in self.runtimes():
+            assert d.runtime is not None
+            url = d.runtime.url
+            path, body = _request(url, request, prompt, tokens)
+            llm = httpx.post(path, json=body, timeout=120)
+            image = httpx.post(f"{url}/v1/predict", timeout=120, json={"model": IMAGE, "inputs": {"image": [[[[0.5] * 32] * 32] * 3]}})
+            for r in (llm, image):
+                if r.status_code != 200:
+                    raise ServerError(f"the runtime at {url} answered {r.status_code}: {r.text[:300]}", hint="see its log lines above")
+            choice = llm.json()["choices"][0]
+            self.summary.answers.append({"device": d.name, "release": f"{NAME}@{version}", "request": request, "prompt": prompt,
+                                         "answer": choice["message"]["content"] if request == "chat" else choice["text"],
+                                         "image_outputs": sorted(image.json().get("outputs", {}))})
 
     def act2(self, spec: TinyLlama) -> None:
-        self.models["v2"] = write_tiny_llama(self.out / "models" / "assistant-v2.gguf", spec, weights=fine_tune(spec))
+        v2 = self.out / "models" / "assistant-v2.gguf"
+        if self.user_model is not None:
+            self.say("v2", f"v2 {write_v2(self.models['v1'], v2)}: the tensors stay as they are")
+            self.models["v2"] = v2
+        else:
+            self.models["v2"] = write_tiny_llama(v2, spec, weights=fine_tune(spec))
         self.publish(V2, self.models["v2"], GOOD_HEALTH)
         now = datetime.now(UTC)
         window = f"{now - timedelta(minutes=1):%H:%M}-{now + timedelta(minutes=30):%H:%M}"
-        with RequestLoad([d.runtime.url for d in self.devices if d.runtime]) as load:
+        with RequestLoad([d.runtime.url for d in self.runtimes() if d.runtime], self.llm_request) as load:
             self.rollout(V2, pilot="ring=pilot", stages="50,100", bake="1s" if self.fast else "3s", window=window, notice="2s")
             # A few more requests on the new model before the count closes.
             time.sleep(1)
         self.summary.swap_requests = {"ok": load.ok, "failed": load.failed}
+        if self.user_model is not None:
+            self.ask_runtimes(V2)  # the same answers: only the metadata changed
         if load.errors:
             self.say("swap", f"failed requests: {load.errors[:3]}")
         full = saved = 0
@@ -409,6 +459,14 @@ class Story:
             self.summary.health[version] = counts
 
 
+def _request(url: str, request: str, prompt: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
+    """(URL, body) of a chat or completion request to the runtime's LLM, deterministic."""
+    if request == "chat":
+        return f"{url}/v1/chat/completions", {"model": LLM, "messages": [{"role": "user", "content": prompt}],
+                                                "max_tokens": max_tokens, "temperature": 0}
+    return f"{url}/v1/completions", {"model": LLM, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+
+
 def presented_facts(profile: Profile) -> dict[str, str | int]:
     """What an agent standing in for ``profile`` reports (`agent run --fact`), so requirements apply."""
     return {"arch": profile.arch, "ram": profile.ram, "accelerator": profile.accelerator or "none"}
@@ -418,9 +476,11 @@ def _fact(key: str, value: str | int) -> str:
     return f"{key}={value / (1 << 30):g}GiB" if key == "ram" and isinstance(value, int) else f"{key}={value}"
 
 
-def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, narrate: Narrate = lambda _a, _t: None,
-              progress: Progress = lambda _t, _d, _n: None, keep_running: Callable[[], None] | None = None) -> StorySummary:
-    """Run the whole story; every process it started is stopped before it returns or raises."""
+def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, model: Path | None = None,
+              narrate: Narrate = lambda _a, _t: None, progress: Progress = lambda _t, _d, _n: None,
+              keep_running: Callable[[], None] | None = None) -> StorySummary:
+    """Run the whole story (on the user's GGUF ``model`` if given); every process it started is
+    stopped before it returns or raises."""
     if devices < 4:
         raise UsageError("the story needs at least 4 devices", hint="two pilots (one per hardware profile) and a fleet to roll out to")
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgeship-demo-"))
@@ -428,7 +488,8 @@ def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False,
         raise UsageError(f"{root} is not empty", hint="give --out a new or empty directory; the demo never deletes files")
     root.mkdir(parents=True, exist_ok=True)
     spec = TinyLlama(n_embd=64, n_layer=2, n_ff=128) if fast else TinyLlama(n_embd=128, n_layer=4, n_ff=256)
-    story = Story(root, StorySummary(out=str(root), devices=devices), narrate, progress, fast)
+    story = Story(root, StorySummary(out=str(root), devices=devices, model=model.name if model else ""), narrate, progress, fast,
+                  user_model=model)
     # The runtimes and the broker run in this process; their logs go beside the others.
     with in_process_logs(root / "runtimes.log"):
         act = "start"

@@ -27,7 +27,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -77,6 +77,10 @@ class GGUFHeader:
     tensors: tuple[TensorInfo, ...]
     alignment: int
     data_offset: int  # first byte of tensor data (the header's length, padding included)
+    # Byte ranges [start, end) of each metadata entry (key, type, value) and of the tensor
+    # infos: what a metadata edit (formats.gguf_edit) copies around.
+    kv_spans: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    infos_span: tuple[int, int] = (0, 0)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -241,6 +245,7 @@ class _Parser:
         self.need(n_kv * _MIN_KV + n_tensors * _MIN_TENSOR, f"a header of {n_kv} metadata entries and {n_tensors} tensors", 8)
         fields: dict[str, Any] = {}
         lengths: dict[str, int] = {}
+        spans: dict[str, tuple[int, int]] = {}
         for _ in range(n_kv):
             at = self.offset
             key = self.string("a metadata key")
@@ -248,6 +253,7 @@ class _Parser:
                 raise self.bad(f"metadata key {key!r} appears twice (the second at byte {at})")
             vtype = self.u32(f"the value type of {key!r}")
             value = self.value(vtype, key)
+            spans[key] = (at, self.offset)
             if vtype == _ARRAY:
                 lengths[key] = value if isinstance(value, int) else len(value)
                 if isinstance(value, int):
@@ -256,13 +262,15 @@ class _Parser:
         alignment = fields.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
             raise self.bad(f"general.alignment {alignment!r} is not a power of two")
+        infos_start = self.offset
         infos = [self.tensor_info() for _ in range(n_tensors)]
+        infos_span = (infos_start, self.offset)
         data_offset = -(-self.offset // alignment) * alignment
         tensors = tuple(self.place(info, data_offset, alignment) for info in infos)
         twice = next((name for name, n in Counter(t.name for t in tensors).items() if n > 1), None)
         if twice is not None:
             raise self.bad(f"tensor name {twice!r} appears twice")
-        return GGUFHeader(version, self.size, fields, lengths, tensors, alignment, data_offset)
+        return GGUFHeader(version, self.size, fields, lengths, tensors, alignment, data_offset, spans, infos_span)
 
     def tensor_info(self) -> tuple[str, tuple[int, ...], int, int]:
         at = self.offset
