@@ -467,3 +467,23 @@ def test_temps_left_by_killed_writers_are_swept_at_start_but_not_a_live_writers(
         live.kill()
         live.wait()
     assert_consistent(d, {"1.0.0"})
+
+
+def test_a_resumed_download_reports_the_bytes_it_fetched_and_the_bytes_it_resumed(fleet: Fleet) -> None:
+    d = fleet.installed("resume-report", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    assert d.run(crash_at=f"download:{WEIGHTS // 2}").returncode == -9
+    had = d.store.partial(fleet.weights_blob()).stat().st_size
+    r = d.run()
+    assert r.returncode == 0, r.stderr
+    [download] = [e for e in fleet.server.events(d.device_id) if e["type"] == "download" and e["release"] == "llm@2.0.0"]
+    data = download["data"]
+    config = fleet.manifests["2.0.0"].components[1].size  # fetched whole before the kill
+    assert 0 < had and data["bytes_resumed"] == config + had
+    assert data["bytes_fetched"] == WEIGHTS - had
+    assert data["bytes_downloaded"] == data["full_size"] == config + WEIGHTS
+    # `edgeship events` says it in words.
+    shown = subprocess.run([sys.executable, "-c", "from edgeship.cli.main import main; main()", "events", "--server", fleet.server.url,
+                            "--token", fleet.server.admin_token, "--device", d.device_id], capture_output=True, text=True)
+    [line] = [ln for ln in shown.stdout.splitlines() if " download " in ln and "llm@2.0.0" in ln]
+    assert f"resumed {had / 2**20:.1f} MiB" in line and "fetched " in line, shown.stdout

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from tuf.api.exceptions import LengthOrHashMismatchError
 
-from edgeship.agent.fetcher import ResumableFetcher
+from edgeship.agent.fetcher import Fetched, ResumableFetcher
 from edgeship.agent.store import DeviceStore
 from edgeship.errors import DeltaError, ValidationError
 from edgeship.release.deltas import predecessors
@@ -36,11 +36,22 @@ class DownloadReport:
     """What a release cost to fetch: reported as a `download` event, so savings show per device."""
 
     full_size: int = 0  # bytes of the components the device lacked
-    downloaded: int = 0  # bytes actually fetched (patches or whole files)
+    fetched: int = 0  # bytes of patches or whole files that came over the network in this attempt
+    resumed: int = 0  # bytes of them that earlier attempts had left in partial files
     by_delta: list[str] = field(default_factory=list)
 
+    @property
+    def downloaded(self) -> int:
+        """Bytes of the patches and whole files, however many attempts they took."""
+        return self.fetched + self.resumed
+
+    def add(self, got: Fetched) -> None:
+        self.fetched += got.fetched
+        self.resumed += got.resumed
+
     def to_dict(self) -> dict[str, object]:
-        return {"full_size": self.full_size, "bytes_downloaded": self.downloaded, "by_delta": self.by_delta}
+        return {"full_size": self.full_size, "bytes_downloaded": self.downloaded, "bytes_fetched": self.fetched,
+                "bytes_resumed": self.resumed, "by_delta": self.by_delta}
 
 
 @dataclass
@@ -61,23 +72,22 @@ class Downloader:
                 report.full_size += c.size
                 old = old_by_name.get(c.name)
                 resuming = self.store.partial(digest).exists()
-                patch_size = None
+                patch = None
                 if not resuming and old is not None:
-                    patch_size = self._by_delta(c, old, lambda n, base=done: self.progress(base + n, total))
-                if patch_size is None:
+                    patch = self._by_delta(c, old, lambda n, base=done: self.progress(base + n, total))
+                if patch is None:
                     info = self.verifier.signed_blob(c)
-                    self.fetcher.download_to(self.verifier.url + info.path, self.store.partial(digest), info.length,
-                                             progress=lambda n, base=done: self.progress(base + n, total))
-                    report.downloaded += info.length
+                    report.add(self.fetcher.download_to(self.verifier.url + info.path, self.store.partial(digest), info.length,
+                                                        progress=lambda n, base=done: self.progress(base + n, total)))
                 else:
-                    report.downloaded += patch_size
+                    report.add(patch)
                     report.by_delta.append(c.name)
             done += c.size
             self.progress(done, total)
         return report
 
-    def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> int | None:
-        """Rebuild ``new`` from ``old`` with a signed delta; its size, or None if there is none or it is unusable."""
+    def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> Fetched | None:
+        """Rebuild ``new`` from ``old`` with a signed delta; what its patch cost, or None if there is none or it is unusable."""
         old_blob = self.store.blobs.path(Digest(old.hexdigest))
         if old.kind != new.kind or not old_blob.is_file():
             return None
@@ -88,7 +98,7 @@ class Downloader:
         try:
             # A network failure propagates (the step fails and is retried, resuming the
             # patch); anything wrong with the patch itself means: take the whole file.
-            self.fetcher.download_to(self.verifier.url + info.path, patch, info.length, progress=progress)
+            got = self.fetcher.download_to(self.verifier.url + info.path, patch, info.length, progress=progress)
             with open(patch, "rb") as f:
                 info.verify_length_and_hashes(f)
             from edgeship.delta import apply_patch  # only now: the delta codecs are not small
@@ -100,4 +110,4 @@ class Downloader:
             return None
         patch.unlink()
         log.info("%s rebuilt from a %d-byte delta instead of %d bytes", new.name, info.length, new.size)
-        return info.length
+        return got

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,14 @@ log = logging.getLogger("edgeship.agent")
 
 CHUNK = 64 * 1024  # small enough to pace a capped link smoothly and keep memory flat
 SYNC_EVERY = 64 * 1024 * 1024  # fsync the partial now and then so a power cut loses little
+
+
+@dataclass
+class Fetched:
+    """What `ResumableFetcher.download_to` did: bytes it moved, and bytes a partial file already had."""
+
+    fetched: int = 0
+    resumed: int = 0
 
 
 class _Retryable(Exception):
@@ -113,7 +122,7 @@ class ResumableFetcher(HttpFetcher):
 
     # -- blobs, resumable ------------------------------------------------------------------
 
-    def download_to(self, url: str, dest: Path, length: int, progress: Callable[[int], None] | None = None) -> None:
+    def download_to(self, url: str, dest: Path, length: int, progress: Callable[[int], None] | None = None) -> Fetched:
         """Make ``dest`` hold the first ``length`` bytes of ``url``, resuming what it has.
 
         Failures that make progress do not use up attempts: a flaky link that keeps
@@ -123,21 +132,22 @@ class ResumableFetcher(HttpFetcher):
         dest.parent.mkdir(parents=True, exist_ok=True)
         failures = 0
         last_error = ""
+        tally = Fetched(resumed=length)
         while True:
             have = dest.stat().st_size if dest.exists() else 0
             if have > length:
                 os.truncate(dest, 0)  # longer than signed: not ours, start over
                 have = 0
+            tally.resumed = min(tally.resumed, have)
             if have == length:
-                return
+                return tally
+            before = tally.fetched
             try:
-                got = self._get_range(url, dest, have, length, progress)
+                self._get_range(url, dest, have, length, progress, tally)
+                continue
             except (httpx.TransportError, _Retryable) as exc:
                 last_error = str(exc) or type(exc).__name__
-                got = (dest.stat().st_size if dest.exists() else 0) - have
-            else:
-                continue
-            if got > 0:
+            if tally.fetched > before:
                 failures = 0  # the link works, it just broke: resume right away
                 continue
             failures += 1
@@ -148,7 +158,8 @@ class ResumableFetcher(HttpFetcher):
                 )
             self._wait_before_retry(failures - 1)
 
-    def _get_range(self, url: str, dest: Path, have: int, length: int, progress: Callable[[int], None] | None) -> int:
+    def _get_range(self, url: str, dest: Path, have: int, length: int, progress: Callable[[int], None] | None,
+                   tally: Fetched) -> None:
         headers = {"Range": f"bytes={have}-"} if have else {}
         if have:
             log.info("resuming %s at byte %d of %d", url.rsplit("/", 1)[-1][:12], have, length)
@@ -167,9 +178,11 @@ class ResumableFetcher(HttpFetcher):
                 offset = have
             else:
                 offset = 0  # a 200 is the whole file: overwrite the partial
-            return self._write(r, dest, offset, length, progress)
+            self._write(r, dest, offset, length, progress, tally)
 
-    def _write(self, r: httpx.Response, dest: Path, offset: int, length: int, progress: Callable[[int], None] | None) -> int:
+    def _write(self, r: httpx.Response, dest: Path, offset: int, length: int, progress: Callable[[int], None] | None,
+               tally: Fetched) -> None:
+        tally.resumed = min(tally.resumed, offset)  # a 200 rewrites the partial from the start
         written = 0
         try:
             with open(dest, "r+b" if dest.exists() else "wb") as f:
@@ -180,6 +193,7 @@ class ResumableFetcher(HttpFetcher):
                     block = block[: length - offset - written]
                     f.write(block)
                     written += len(block)
+                    tally.fetched += len(block)
                     unsynced += len(block)
                     if unsynced >= SYNC_EVERY:
                         f.flush()
@@ -204,4 +218,3 @@ class ResumableFetcher(HttpFetcher):
             raise StoreError(f"cannot write {dest}: {exc.strerror}", hint="check the data dir's permissions") from exc
         if offset + written < length:
             raise _Retryable(f"connection ended after {offset + written} of {length} bytes")
-        return written

@@ -8,7 +8,7 @@ import time
 import typer
 
 from edgeship.cli.common import JsonOpt
-from edgeship.cli.output import console
+from edgeship.cli.output import console, human_size
 from edgeship.cli.remote import emit, operator_command
 from edgeship.client import OperatorClient
 from edgeship.errors import UsageError
@@ -45,12 +45,22 @@ def events(
             if json_out:
                 print(json.dumps(e, sort_keys=True), flush=True)
             else:
-                detail = e["state"] or json.dumps(e["data"], sort_keys=True)[:120]
+                detail = e["state"] or _detail(e)
                 console.print(f"{e['seq']:>8} {e['time']} {e['device_id']} {e['type']:<9} {e['release'] or '-'} {detail}", soft_wrap=True)
         after = page["next_after"]
         if not follow:
             return
         time.sleep(interval)
+
+
+def _detail(event: dict) -> str:
+    """A download's bytes in words (fetched in that attempt, resumed from earlier ones); other data as JSON."""
+    data = event["data"]
+    if event["type"] == "download" and "bytes_fetched" in data:
+        delta = f" (by delta: {', '.join(data['by_delta'])})" if data.get("by_delta") else ""
+        return (f"fetched {human_size(data['bytes_fetched'])}, resumed {human_size(data['bytes_resumed'])}, "
+                f"of {human_size(data['full_size'])}{delta}")
+    return json.dumps(data, sort_keys=True)[:120]
 
 
 def register(app: typer.Typer) -> None:
