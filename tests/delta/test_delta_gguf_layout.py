@@ -1,4 +1,4 @@
-"""The GGUF header walker agrees with the gguf package's own reader."""
+"""The GGUF layout for deltas agrees with the gguf package's own reader."""
 
 from __future__ import annotations
 
@@ -29,10 +29,16 @@ def test_layout_matches_gguf_reader(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "m.gguf", weights, meta, types)
     reader = gguf.GGUFReader(path)
     segs = regions(path)
-    assert segs[0].kind is Kind.HEADER and segs[0].length == reader.data_offset
+    header = [s for s in segs if s.kind is Kind.HEADER]
+    tensors = [s for s in segs if s.kind is Kind.TENSOR]
+    # The header's entries follow one another from byte 0 up to the tensor data.
+    assert [s.offset for s in header] == [0, *(s.end for s in header[:-1])]
+    assert header[-1].end == reader.data_offset
+    keys = [k for k in reader.fields if not k.startswith("GGUF.")]
+    assert [s.name for s in header] == ["gguf counts", *(f"kv:{k}" for k in keys), "tensor infos"]
     expected = [(t.name, t.data_offset, int(t.n_bytes), t.tensor_type.name) for t in reader.tensors]
-    assert [(s.name, s.offset, s.length, s.dtype) for s in segs[1:]] == expected
-    assert {s.name: s.width for s in segs[1:]} == {"w0": 4, "w1": 2, "w2": 34, "w3": 18, "w4": 4}
+    assert [(s.name, s.offset, s.length, s.dtype) for s in tensors] == expected
+    assert {s.name: s.width for s in tensors} == {"w0": 4, "w1": 2, "w2": 34, "w3": 18, "w4": 4}
 
 
 def test_truncated_header_is_a_format_error(tmp_path: Path) -> None:

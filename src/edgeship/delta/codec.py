@@ -124,9 +124,16 @@ def code_with_prefix(new: bytes, ref: bytes) -> Coded:
     """Code `new` with zstd that may reference any byte of `ref` (e.g. the old header)."""
     # The window must span the whole reference, or zstd silently ignores the part of it
     # beyond the level's default window (4 MiB at level 12) and re-sends a large header.
-    window_log = max(10, (len(ref) + len(new)).bit_length())
+    window_log = max(10, (len(ref) + len(new) - 1).bit_length())  # the smallest power of two that holds both
+    # Match-finder tables no larger than the window: every reference byte stays reachable, and
+    # memory follows the input (a few MiB for a header piece) rather than the level's 48 MiB.
+    full = zstd.ZstdCompressionParameters.from_level(HEADER_LEVEL)
     params = zstd.ZstdCompressionParameters.from_level(
-        HEADER_LEVEL, window_log=window_log, source_size=len(new)
+        HEADER_LEVEL,
+        window_log=window_log,
+        hash_log=min(full.hash_log, window_log),
+        chain_log=min(full.chain_log, window_log),
+        source_size=len(new),
     )
     compressor = zstd.ZstdCompressor(compression_params=params, dict_data=_prefix_dict(ref))
     return Coded(Transform.PREFIX, 1, compressor.compress(new))

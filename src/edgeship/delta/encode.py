@@ -27,6 +27,8 @@ from edgeship.formats.files import require_file, require_output
 from edgeship.store.fsutil import atomic_writer
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
+HEADER_PIECE = 256 * 1024  # bytes of a header segment per DATA block (coded against old bytes)
+HEADER_MARGIN = 256 * 1024  # how far header bytes may shift and still be found in the old header
 
 
 class _Format(Protocol):
@@ -70,10 +72,8 @@ def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing
 def _code(op: CodeOp, src: int, dst: int) -> Iterator[Data]:
     """DATA blocks for one coded segment, a piece at a time so memory stays bounded."""
     seg, base = op.target, op.base
-    if base is not None and seg.kind is Kind.HEADER:
-        old, new = pread(src, base.offset, base.length), pread(dst, seg.offset, seg.length)
-        coded = code_with_prefix(new, old)
-        yield Data(coded.transform, 1, base.offset, base.length, seg.length, coded.payload)
+    if base is not None and seg.kind is Kind.HEADER and base.length:
+        yield from _code_header(seg, base, src, dst)
         return
     step = PIECE - PIECE % seg.width
     for rel in range(0, seg.length, step):
@@ -82,6 +82,22 @@ def _code(op: CodeOp, src: int, dst: int) -> Iterator[Data]:
         coded = code_piece(pread(dst, seg.offset + rel, n), seg.width, ref)
         ref_range = (base.offset + rel, n) if coded.transform in DIFFERENCES else (0, 0)
         yield Data(coded.transform, coded.width, *ref_range, n, coded.payload)
+
+
+def _code_header(seg: Segment, base: Segment, src: int, dst: int) -> Iterator[Data]:
+    """A header segment a piece at a time, each coded against the old bytes around the same place.
+
+    The old window reaches HEADER_MARGIN bytes either side (scaled to where this piece falls
+    in the old segment), so an edit that shifts the rest by less than that still costs only
+    its own bytes, and coding memory depends on the piece size, never on the header's.
+    """
+    for rel in range(0, seg.length, HEADER_PIECE):
+        n = min(HEADER_PIECE, seg.length - rel)
+        centre = rel * base.length // seg.length
+        lo = max(0, centre - HEADER_MARGIN)
+        hi = min(base.length, centre + n + HEADER_MARGIN)
+        coded = code_with_prefix(pread(dst, seg.offset + rel, n), pread(src, base.offset + lo, hi - lo))
+        yield Data(coded.transform, 1, base.offset + lo, hi - lo, n, coded.payload)
 
 
 def _write_ops(ops: list[Op], src: int, dst: int, f: BinaryIO) -> Trailer:
