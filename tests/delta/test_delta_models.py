@@ -51,7 +51,7 @@ def test_gguf_scenarios(scenario: str, tmp_path: Path, check_roundtrip: Check) -
         if scenario == "metadata":
             # (the tensor infos come along when the header's length, and so its padding, changed)
             assert set(sent) - {"tensor infos"} == {"kv:tokenizer.ggml.tokens", "kv:tokenizer.chat_template"}
-            assert sent["kv:tokenizer.ggml.tokens"].size > 200 * KiB
+            assert sent["kv:tokenizer.ggml.tokens"].size < 64  # the changed bytes of a ~300 KiB array
         else:
             assert set(sent) == {"tensor infos"}
     elif scenario == "full":

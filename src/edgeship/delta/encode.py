@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from edgeship.delta import generic, gguf, onnx, safetensors
-from edgeship.delta.codec import code_piece, code_with_prefix
+from edgeship.delta.codec import code_piece
 from edgeship.delta.files import pread
 from edgeship.delta.format import (
     DIFFERENCES,
@@ -19,6 +19,7 @@ from edgeship.delta.format import (
     Header,
     encode_block,
 )
+from edgeship.delta.header import code_header
 from edgeship.delta.listing import Kind, Listing, Segment, hash_segments
 from edgeship.delta.plan import CodeOp, CopyOp, Op, plan
 from edgeship.delta.stats import PatchStats, Trailer, read_stats
@@ -27,8 +28,6 @@ from edgeship.formats.files import require_file, require_output
 from edgeship.store.fsutil import atomic_writer
 
 PIECE = 8 * 1024 * 1024  # bytes of target per DATA block: bounds memory, keeps zstd effective
-HEADER_PIECE = 256 * 1024  # bytes of a header segment per DATA block (coded against old bytes)
-HEADER_MARGIN = 256 * 1024  # how far header bytes may shift and still be found in the old header
 
 
 class _Format(Protocol):
@@ -69,11 +68,11 @@ def _listings(old: Path, new: Path, encoder: str) -> tuple[str, Listing, Listing
         return "generic", generic.listing(old), generic.listing(new)
 
 
-def _code(op: CodeOp, src: int, dst: int) -> Iterator[Data]:
-    """DATA blocks for one coded segment, a piece at a time so memory stays bounded."""
+def _code(op: CodeOp, src: int, dst: int) -> Iterator[Copy | Data]:
+    """Blocks for one coded segment, a piece at a time so memory stays bounded."""
     seg, base = op.target, op.base
     if base is not None and seg.kind is Kind.HEADER and base.length:
-        yield from _code_header(seg, base, src, dst)
+        yield from code_header(seg, base, src, dst)
         return
     step = PIECE - PIECE % seg.width
     for rel in range(0, seg.length, step):
@@ -84,44 +83,49 @@ def _code(op: CodeOp, src: int, dst: int) -> Iterator[Data]:
         yield Data(coded.transform, coded.width, *ref_range, n, coded.payload)
 
 
-def _code_header(seg: Segment, base: Segment, src: int, dst: int) -> Iterator[Data]:
-    """A header segment a piece at a time, each coded against the old bytes around the same place.
+class _Writer:
+    """Writes blocks, gathering consecutive copies into COPY blocks of up to MAX_COPIES."""
 
-    The old window reaches HEADER_MARGIN bytes either side (scaled to where this piece falls
-    in the old segment), so an edit that shifts the rest by less than that still costs only
-    its own bytes, and coding memory depends on the piece size, never on the header's.
-    """
-    for rel in range(0, seg.length, HEADER_PIECE):
-        n = min(HEADER_PIECE, seg.length - rel)
-        centre = rel * base.length // seg.length
-        lo = max(0, centre - HEADER_MARGIN)
-        hi = min(base.length, centre + n + HEADER_MARGIN)
-        coded = code_with_prefix(pread(dst, seg.offset + rel, n), pread(src, base.offset + lo, hi - lo))
-        yield Data(coded.transform, 1, base.offset + lo, hi - lo, n, coded.payload)
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.copies: list[Copy] = []
+
+    def copy(self, op: Copy) -> None:
+        self.copies.append(op)
+        if len(self.copies) == MAX_COPIES:
+            self.flush()
+
+    def data(self, block: Data) -> None:
+        self.flush()
+        self.f.write(encode_block(block))
+
+    def flush(self) -> None:
+        if self.copies:
+            self.f.write(encode_block(Copies(tuple(self.copies))))
+            self.copies = []
 
 
 def _write_ops(ops: list[Op], src: int, dst: int, f: BinaryIO) -> Trailer:
     trailer = Trailer()
-    copies: list[Copy] = []
+    out = _Writer(f)
     for op in ops:
         if isinstance(op, CopyOp):
-            copies.append(Copy(op.src_offset, op.length))
+            out.copy(Copy(op.src_offset, op.length))
             trailer.segments_copied += op.segments
-            if len(copies) < MAX_COPIES:
-                continue
-        if copies:
-            f.write(encode_block(Copies(tuple(copies))))
-            copies = []
-        if isinstance(op, CodeOp):
-            blocks = 0
-            for block in _code(op, src, dst):
-                f.write(encode_block(block))
+            continue
+        blocks = 0
+        for block in _code(op, src, dst):
+            if isinstance(block, Copy):
+                out.copy(block)
+            else:
+                out.data(block)
                 blocks += 1
-            seg = op.target
-            label = seg.name or ("header" if seg.kind is Kind.HEADER else "data")
-            trailer.sent.append((label, seg.kind.value, blocks))
-    if copies:
-        f.write(encode_block(Copies(tuple(copies))))
+        seg = op.target
+        if blocks:
+            trailer.sent.append((seg.name or ("header" if seg.kind is Kind.HEADER else "data"), seg.kind.value, blocks))
+        else:  # a header segment whose bytes all came from its common ends
+            trailer.segments_copied += 1
+    out.flush()
     return trailer
 
 
