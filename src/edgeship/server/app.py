@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,8 +24,9 @@ from edgeship.errors import EdgeshipError
 from edgeship.server import logs, rollout_job
 from edgeship.server.context import ServerContext
 from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
-from edgeship.server.problems import error_body, status_of
+from edgeship.server.problems import HTTP_ERRORS, error_body, error_responses, status_of
 from edgeship.server.routes import admin, devices, ops, repo, rollouts
+from edgeship.server.routes.deps import text_url
 from edgeship.server.settings import ServerSettings
 from edgeship.server.ui import mount as mount_dashboard
 
@@ -51,7 +52,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 ctx.push.close()
             ctx.db.dispose()
 
-    app = FastAPI(title="edgeship update server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="edgeship update server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        responses=error_responses(),
+        dependencies=[Depends(text_url)],
+    )
     app.state.ctx = ctx
     for router in (devices.router, admin.router, rollouts.router, repo.router, ops.router):
         app.include_router(router)
@@ -126,5 +135,5 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    messages = {404: "no such endpoint; see docs/protocol.md", 405: "method not allowed on this endpoint"}
-    return _error(exc.status_code, "http_error", messages.get(exc.status_code, str(exc.detail)))
+    status, code, message = HTTP_ERRORS.get(exc.status_code, (exc.status_code, "http_error", str(exc.detail)))
+    return _error(status, code, message)

@@ -6,6 +6,10 @@ stable slug clients may branch on, ``message`` says what to do next.
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
 from edgeship.errors import (
     ConflictError,
     EdgeshipError,
@@ -50,6 +54,15 @@ _STATUS: tuple[tuple[type[EdgeshipError], int, str], ...] = (
 )
 
 
+# What Starlette and FastAPI answer themselves, before a route runs: (status, code, our words).
+# A body they cannot even decode (not UTF-8) is bad input like any other: 422, not their 400.
+HTTP_ERRORS = {
+    400: (422, "invalid", "the request body cannot be parsed; send UTF-8 JSON (docs/protocol.md)"),
+    404: (404, "http_error", "no such endpoint; see docs/protocol.md"),
+    405: (405, "http_error", "method not allowed on this endpoint"),
+}
+
+
 def status_of(exc: EdgeshipError) -> tuple[int, str]:
     for cls, status, code in _STATUS:
         if isinstance(exc, cls):
@@ -59,3 +72,22 @@ def status_of(exc: EdgeshipError) -> tuple[int, str]:
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+def error_responses() -> dict[int | str, dict[str, Any]]:
+    """Every error status the server answers with, and its codes, for the OpenAPI document."""
+    codes: dict[int, list[str]] = {404: ["http_error"]}
+    for _cls, status, code in _STATUS:
+        codes.setdefault(status, []).append(code)
+    return {status: {"model": ErrorOut, "description": ", ".join(c)} for status, c in sorted(codes.items())}

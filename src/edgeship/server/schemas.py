@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from edgeship.errors import UsageError
@@ -56,8 +57,33 @@ def parse_tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+def reject_nul(value: Any) -> Any:
+    """``value`` unchanged, or ValueError if a string in it (or a key) holds a NUL character.
+
+    PostgreSQL text and JSON cannot store NUL: refused here, a client hears which request was
+    wrong instead of getting a database error. Iterative, so deep nesting cannot overflow.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("text must not contain NUL (\\u0000) characters")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return reject_nul(data)
 
 
 class Facts(BaseModel):
@@ -154,8 +180,9 @@ class EventsResponse(BaseModel):
 
 class EnrollTokenCreate(Body):
     tags: Tags
-    uses: int | None = Field(None, ge=1, description="how many devices may enroll with it (none: unlimited)")
-    expires_s: int | None = Field(None, gt=0, description="lifetime in seconds (none: until revoked)")
+    # Bounded so that a count fits the database's integer and an expiry a date.
+    uses: int | None = Field(None, ge=1, le=2**31 - 1, description="how many devices may enroll with it (none: unlimited)")
+    expires_s: int | None = Field(None, gt=0, le=100 * 365 * 86400, description="lifetime in seconds (none: until revoked)")
 
 
 class EnrollTokenOut(BaseModel):

@@ -88,7 +88,7 @@ def mqtt_accounts(
 @router.get("/events")
 def list_events(
     device_id: str | None = Query(None, max_length=32),
-    after: int = Query(0, ge=0, description="only events with a sequence number above this"),
+    after: int = Query(0, ge=0, le=2**63 - 1, description="only events with a sequence number above this"),
     limit: int = Query(100, ge=1, le=1000),
     ctx: ServerContext = Depends(context),
 ) -> schemas.EventPage:
@@ -116,10 +116,10 @@ async def upload_append(
 
 
 @router.put("/uploads/sha256/{hexdigest}")
-async def upload_whole(
-    hexdigest: str, request: Request, content_length: str | None = Header(None), ctx: ServerContext = Depends(context)
-) -> schemas.UploadStatus:
-    return await uploads.receive(ctx.storage, _digest(hexdigest), "0", content_length, request.stream(), ctx.settings.max_blob_bytes)
+async def upload_whole(hexdigest: str, request: Request, ctx: ServerContext = Depends(context)) -> schemas.UploadStatus:
+    # Content-Length is read, not declared: it frames the request, it is no parameter of it.
+    length = request.headers.get("content-length")
+    return await uploads.receive(ctx.storage, _digest(hexdigest), "0", length, request.stream(), ctx.settings.max_blob_bytes)
 
 
 @router.post("/metadata")

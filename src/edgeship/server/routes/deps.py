@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 
 from edgeship.server.auth import require_admin
 from edgeship.server.context import ServerContext, context
 from edgeship.server.credentials import Credential, bearer, parse_token
+from edgeship.errors import UsageError
 from edgeship.server.problems import Unauthorized
 
 # Dependencies that do no I/O are async: FastAPI runs sync ones in the thread pool, a hop
@@ -35,3 +36,10 @@ async def repo_credential(authorization: str | None = Header(None)) -> Credentia
 def admin(cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)) -> None:
     with ctx.db.read() as session:
         require_admin(session, cred)
+
+
+async def text_url(request: Request) -> None:
+    """Refuse a NUL character in the path or query (every route): PostgreSQL text cannot hold
+    one, so an ID carrying it would fail in the database instead of being not found."""
+    if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
+        raise UsageError("the URL contains a NUL (%00) character", hint="IDs, tags and paths are plain text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from edgeship.errors import ServerError
@@ -28,6 +29,6 @@ def readyz(ctx: ServerContext = Depends(context)) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(ctx: ServerContext = Depends(context)) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

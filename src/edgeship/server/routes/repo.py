@@ -19,7 +19,13 @@ router = APIRouter(tags=["repository"])
 _MUTABLE = {"metadata/timestamp.json", "metadata/root.json"}
 
 
-@router.api_route("/repo/{path:path}", methods=["GET", "HEAD"])
+_FILE = {"content": {"application/json": {}, "application/octet-stream": {}}}
+_CONTENT = {200: {**_FILE, "description": "the file"}, 206: {**_FILE, "description": "the requested byte range"}}
+
+
+# Two routes, not one api_route with two methods: each OpenAPI operation needs its own ID.
+@router.head("/repo/{path:path}", response_class=Response, responses=_CONTENT, operation_id="repo_file_head")
+@router.get("/repo/{path:path}", response_class=Response, responses=_CONTENT, operation_id="repo_file")
 def repo_file(path: str, request: Request, cred: Credential = Depends(repo_credential), ctx: ServerContext = Depends(context)) -> Response:
     key = repo_key(path)
     with ctx.db.read() as session:
