@@ -140,6 +140,7 @@ class Device:
     tag: str
     token: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    via: str | None = None  # a proxy's URL in front of the server
 
     @property
     def store(self) -> DeviceStore:
@@ -150,7 +151,7 @@ class Device:
         return json.loads((self.data / "identity.json").read_text())["device_id"]
 
     def command(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(self.data), "--server", self.server.url,
+        return [sys.executable, "-m", "edgeship.agent", "run", "--data-dir", str(self.data), "--server", self.via or self.server.url,
                 "--root", str(self.root), "--enroll-token", self.token, "--tag", self.tag, "-v", *extra]
 
     def run(self, *extra: str, crash_at: str | None = None, fsize_limit: int | None = None,

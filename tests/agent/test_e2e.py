@@ -32,6 +32,7 @@ from edgeship.store.digest import Digest, hash_file
 from edgeship.workspace import Workspace
 from edgeship.loopback import free_port
 from tests.agent.harness import Device, Releases, Server, assert_consistent, no_duplicate_steps
+from tests.agent.throttle import DripProxy
 
 WEIGHTS = 3 * 1024 * 1024  # the 2.0.0 release carries this many bytes of weights
 
@@ -343,7 +344,7 @@ def test_fetcher_stops_at_the_signed_length_and_restarts_a_partial_that_is_not_o
 def test_fetcher_gives_up_after_attempts_without_progress_and_backs_off(tmp_path: Path) -> None:
     waits: list[float] = []
     fetcher = ResumableFetcher(attempts=4, backoff=Backoff(base_s=1.0, cap_s=8.0), sleep=waits.append, rand=lambda: 0.5)
-    with pytest.raises(ServerError, match="no progress after 4 attempts"):
+    with pytest.raises(ServerError, match="4 attempts in a row failed"):
         fetcher.download_to(f"http://127.0.0.1:{free_port()}/repo/blobs/sha256/{'0' * 64}", tmp_path / "p", 10)
     assert waits == [0.5, 1.0, 2.0]  # half of 1, 2, 4 s: full jitter with rand 0.5
     fetcher.close()
@@ -487,3 +488,31 @@ def test_a_resumed_download_reports_the_bytes_it_fetched_and_the_bytes_it_resume
                             "--token", fleet.server.admin_token, "--device", d.device_id], capture_output=True, text=True)
     [line] = [ln for ln in shown.stdout.splitlines() if " download " in ln and "llm@2.0.0" in ln]
     assert f"resumed {had / 2**20:.1f} MiB" in line and "fetched " in line, shown.stdout
+
+
+def test_metadata_trickling_from_a_mirror_fails_the_check_in_at_its_deadline_then_succeeds(fleet: Fleet) -> None:
+    d = fleet.installed("slow-metadata", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    # The first metadata file the mirror serves comes at 2 bytes a second, as in the field.
+    with DripProxy(fleet.server.settings.port, prefix="/repo/metadata/", step=1, every_s=0.5, times=1) as proxy:
+        d.via = proxy.url
+        r = d.run("--metadata-timeout", "2", timeout=90)
+        assert r.returncode == 1 and "too slow" in r.stderr and "took longer than 2 s" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and d.version() == "1.0.0" and proxy.slowed == 1
+        assert "too slow" in read_status(d.data)["last_error"]
+        r = d.run("--metadata-timeout", "2", timeout=90)  # the mirror recovered: the next check-in goes through
+    assert r.returncode == 0, r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+def test_a_blob_trickling_below_the_rate_floor_is_cut_and_resumed_after_a_backoff(fleet: Fleet) -> None:
+    d = fleet.installed("slow-blob", "1.0.0")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    prefix = f"/repo/blobs/sha256/{fleet.weights_blob().hex}"
+    with DripProxy(fleet.server.settings.port, prefix=prefix, step=1024, every_s=0.5, times=1) as proxy:
+        d.via = proxy.url
+        r = d.run("--min-rate", "8KiB/s", "--rate-window", "2", timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert "is too slow" in r.stderr and "below the floor of 8192 B/s" in r.stderr and proxy.slowed == 1
+    assert re.search(r"resuming \w+ at byte [1-9]", r.stderr), r.stderr
+    assert_consistent(d, {"2.0.0"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeship.agent.backoff import Backoff, RateBudget
+from edgeship.agent.backoff import Backoff, RateBudget, RateFloor
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.errors import TrustError
 
@@ -99,3 +99,12 @@ def test_rate_budget_allows_a_burst_then_paces_to_the_rate() -> None:
     for _ in range(10):
         t += r.spend(1000, t)
     assert t == pytest.approx(9.0)
+
+
+def test_rate_floor_judges_each_window_by_its_average() -> None:
+    floor = RateFloor(1000, window_s=10.0, now=0.0)
+    assert floor.too_slow(5000, 5.0) is None  # the window is not over yet
+    assert floor.too_slow(6000, 10.0) is None  # 11,000 B in 10 s: above 1000 B/s
+    assert floor.too_slow(1, 12.0) is None
+    assert floor.too_slow(1, 21.0) == pytest.approx(2 / 11)  # a trickle: one read every few seconds
+    assert floor.too_slow(20_000, 31.0) is None  # a new window starts after each verdict

@@ -41,3 +41,30 @@ class RateBudget:
         self._last = now
         self._tokens -= nbytes
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class RateFloor:
+    """Whether a transfer falls below ``rate`` bytes per second on average over a window.
+
+    Windows of ``window_s`` follow each other; a window whose average is below the floor
+    means the transfer is too slow (a mirror trickling bytes keeps every single read under
+    the read timeout, yet would take hours). Feed it the clock; it never sleeps itself.
+    """
+
+    def __init__(self, rate: int, window_s: float, now: float) -> None:
+        if rate <= 0 or window_s <= 0:
+            raise ValueError("rate and window must be positive")
+        self.rate = rate
+        self.window_s = window_s
+        self._start = now
+        self._bytes = 0
+
+    def too_slow(self, nbytes: int, now: float) -> float | None:
+        """Account for ``nbytes`` arrived at ``now``; the window's average (bytes/s) if it ended below the floor."""
+        self._bytes += nbytes
+        elapsed = now - self._start
+        if elapsed < self.window_s:
+            return None
+        average = self._bytes / elapsed
+        self._start, self._bytes = now, 0
+        return average if average < self.rate else None

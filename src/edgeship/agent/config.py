@@ -25,6 +25,10 @@ from pathlib import Path
 DEFAULT_POLL_S = 30.0
 DEFAULT_PUSH_POLL_S = 600.0  # between check-ins while MQTT push is up: notices say when to come sooner
 DEFAULT_RECONNECT_SPREAD_S = 30.0  # seconds, see AgentConfig.push_reconnect_spread_s
+# Slow retrieval: a link that works delivers far more than this; a mirror trickling bytes does not.
+DEFAULT_MIN_RATE = 1024  # bytes per second, averaged over each window
+DEFAULT_RATE_WINDOW_S = 60.0
+DEFAULT_METADATA_TIMEOUT_S = 120.0  # a targets.json of a few MB at a slow cellular link's rate
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,13 @@ class AgentConfig:
     poll_interval_s: float = DEFAULT_POLL_S  # until the server names its own interval
     max_rate: int | None = None  # bytes per second for downloads; None = as fast as the link goes
     http_timeout_s: float = 30.0  # per read: a stalled server is abandoned after this
+    # A blob download averaging less than this (bytes/s) over a window of rate_window_s is
+    # cut, and resumed after a backoff; 0 = no floor. Keep it under max_rate.
+    min_rate: int = DEFAULT_MIN_RATE
+    rate_window_s: float = DEFAULT_RATE_WINDOW_S
+    # Each TUF metadata file (and manifest) must arrive within this many seconds of its
+    # response; else the refresh fails and the agent retries on its backoff.
+    metadata_timeout_s: float = DEFAULT_METADATA_TIMEOUT_S
     download_attempts: int = 8  # per file, each resuming where the last stopped
     backoff_base_s: float = 1.0  # first retry waits up to this (full jitter, doubling)
     backoff_cap_s: float = 300.0  # no single wait is longer than this

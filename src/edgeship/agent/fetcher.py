@@ -1,12 +1,16 @@
-"""Downloads for the agent: HTTP Range resume, a bandwidth cap, jittered retries.
+"""Downloads for the agent: HTTP Range resume, a bandwidth cap, jittered retries, slow-retrieval limits.
 
 One fetcher serves both paths into the device:
 * TUF metadata goes through python-tuf's ngclient, which calls ``_fetch`` (retried with
-  backoff until the first byte arrives, then capped like everything else);
+  backoff until the first byte arrives, then capped like everything else); each file must
+  arrive within ``metadata_timeout_s`` of its response, or the refresh fails as too slow
+  and the agent retries on its backoff;
 * component blobs go through `download_to`, which appends to a partial file that
   survives restarts and resumes it with ``Range: bytes=<have>-``. The caller checks the
   result against the signed length and hash before it is used; the fetcher itself never
-  writes more than the signed length (endless-data attack).
+  writes more than the signed length (endless-data attack). A body averaging less than
+  ``min_rate`` over a ``rate_window_s`` window is cut and resumed after a backoff
+  (slow-retrieval attack, or a dying mirror).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from tuf.api.exceptions import DownloadHTTPError
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
 
-from edgeship.agent.backoff import Backoff, RateBudget
+from edgeship.agent.backoff import Backoff, RateBudget, RateFloor
 from edgeship.agent.journal import CRASH_ENV
 from edgeship.errors import ServerError, StoreError
 from edgeship.trust.fetcher import HttpFetcher
@@ -46,6 +50,10 @@ class _Retryable(Exception):
     """A response worth trying again (5xx, 429, a Range answer that does not fit)."""
 
 
+class _TooSlow(Exception):
+    """The body arrives below the rate floor: tried again after a backoff, like a failure."""
+
+
 def _crash_after_bytes() -> int | None:
     """Test hook: ``EDGESHIP_AGENT_CRASH_AT=download:<N>`` kills the agent once a partial holds N bytes."""
     for item in os.environ.get(CRASH_ENV, "").split(","):
@@ -62,6 +70,9 @@ class ResumableFetcher(HttpFetcher):
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
         max_rate: int | None = None,
+        min_rate: int | None = None,
+        rate_window_s: float = 60.0,
+        metadata_timeout_s: float | None = None,
         attempts: int = 8,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -69,6 +80,9 @@ class ResumableFetcher(HttpFetcher):
     ) -> None:
         super().__init__(verify=verify, timeout=timeout, headers=headers)
         self.max_rate = max_rate
+        self.min_rate = min_rate
+        self.rate_window_s = rate_window_s
+        self.metadata_timeout_s = metadata_timeout_s
         self.attempts = attempts
         self.backoff = backoff or Backoff()
         self._sleep = sleep
@@ -90,6 +104,20 @@ class ResumableFetcher(HttpFetcher):
         # Under a cap, pace in pieces of ~1/20 s so the link is not used in bursts.
         return max(4096, min(CHUNK, self.max_rate // 20)) if self.max_rate else CHUNK
 
+    def _blocks(self, response: httpx.Response, watch: Callable[[int], None]) -> Iterator[bytes]:
+        """The body as it arrives, in blocks of at most `_chunk`; ``watch`` sees every read first.
+
+        Not ``iter_bytes(chunk)``: that waits for a whole chunk, so a trickle of bytes
+        would never reach a check.
+        """
+        try:
+            for piece in response.iter_bytes():
+                watch(len(piece))
+                for i in range(0, len(piece), self._chunk):
+                    yield piece[i : i + self._chunk]
+        finally:
+            response.close()
+
     # -- metadata, through ngclient --------------------------------------------------------
 
     def _fetch(self, url: str) -> Iterator[bytes]:
@@ -109,16 +137,25 @@ class ResumableFetcher(HttpFetcher):
             if response.status_code >= 400:
                 response.close()
                 raise DownloadHTTPError(f"GET {url} answered {response.status_code}", response.status_code)
-            return self._paced(response)
+            return self._paced(response, url)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _paced(self, response: httpx.Response) -> Iterator[bytes]:
+    def _paced(self, response: httpx.Response, url: str) -> Iterator[bytes]:
+        # From the response's head to its last byte: each read may come just inside the read
+        # timeout and the file still take hours.
+        deadline = time.monotonic() + self.metadata_timeout_s if self.metadata_timeout_s else None
+
+        def watch(_: int) -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise SlowRetrievalError(f"{url.rsplit('/', 1)[-1]} took longer than {self.metadata_timeout_s:g} s")
+
         try:
-            for block in response.iter_bytes(self._chunk):
+            for block in self._blocks(response, watch):
                 self._pace(len(block))
                 yield block
-        finally:
-            response.close()
+        except httpx.TransportError as exc:
+            # Raised while ngclient iterates, outside its own wrapping of fetch errors.
+            raise DownloadError(f"{url.rsplit('/', 1)[-1]}: {type(exc).__name__}") from exc
 
     # -- blobs, resumable ------------------------------------------------------------------
 
@@ -145,15 +182,19 @@ class ResumableFetcher(HttpFetcher):
             try:
                 self._get_range(url, dest, have, length, progress, tally)
                 continue
+            except _TooSlow as exc:
+                # It delivers, but too little: back off as after a failure, then resume.
+                last_error = str(exc)
+                log.warning("%s is too slow (%s); trying again after a backoff", url.rsplit("/", 1)[-1][:12], exc)
             except (httpx.TransportError, _Retryable) as exc:
                 last_error = str(exc) or type(exc).__name__
-            if tally.fetched > before:
-                failures = 0  # the link works, it just broke: resume right away
-                continue
+                if tally.fetched > before:
+                    failures = 0  # the link works, it just broke: resume right away
+                    continue
             failures += 1
             if failures >= self.attempts:
                 raise ServerError(
-                    f"cannot download {url}: no progress after {self.attempts} attempts ({last_error})",
+                    f"cannot download {url}: {self.attempts} attempts in a row failed or were too slow ({last_error})",
                     hint="the partial file is kept; the agent resumes it at its next check-in",
                 )
             self._wait_before_retry(failures - 1)
@@ -184,12 +225,19 @@ class ResumableFetcher(HttpFetcher):
                tally: Fetched) -> None:
         tally.resumed = min(tally.resumed, offset)  # a 200 rewrites the partial from the start
         written = 0
+        floor = RateFloor(self.min_rate, self.rate_window_s, time.monotonic()) if self.min_rate else None
+
+        def watch(nbytes: int) -> None:
+            average = floor.too_slow(nbytes, time.monotonic()) if floor is not None else None
+            if average is not None:
+                raise _TooSlow(f"{average:.0f} B/s over {self.rate_window_s:g} s, below the floor of {self.min_rate} B/s")
+
         try:
             with open(dest, "r+b" if dest.exists() else "wb") as f:
                 f.seek(offset)
                 f.truncate()
                 unsynced = 0
-                for block in r.iter_bytes(self._chunk):
+                for block in self._blocks(r, watch):
                     block = block[: length - offset - written]
                     f.write(block)
                     written += len(block)

@@ -408,6 +408,9 @@ class Agent:
                 headers=self.identity.headers if self.identity else None,
                 timeout=self.config.http_timeout_s,
                 max_rate=self.config.max_rate,
+                min_rate=self.config.min_rate or None,
+                rate_window_s=self.config.rate_window_s,
+                metadata_timeout_s=self.config.metadata_timeout_s,
                 attempts=self.config.download_attempts,
                 backoff=Backoff(self.config.backoff_base_s, self.config.backoff_cap_s),
             )

@@ -9,8 +9,11 @@ import typer
 
 from edgeship.agent.api import parse_facts
 from edgeship.agent.config import (
+    DEFAULT_METADATA_TIMEOUT_S,
+    DEFAULT_MIN_RATE,
     DEFAULT_POLL_S,
     DEFAULT_PUSH_POLL_S,
+    DEFAULT_RATE_WINDOW_S,
     DEFAULT_RECONNECT_SPREAD_S,
     AgentConfig,
 )
@@ -51,6 +54,15 @@ def run(
         "(repeatable; arch, ram, accelerator, os, hostname), e.g. --fact arch=aarch64 --fact ram=8GiB.",
     ),
     max_rate: str | None = typer.Option(None, "--max-rate", envvar="EDGESHIP_AGENT_MAX_RATE", help="Download bandwidth cap, e.g. 2MB/s."),
+    min_rate: str = typer.Option(
+        f"{DEFAULT_MIN_RATE}B/s", "--min-rate",
+        help="A component download averaging less than this over a --rate-window is cut and resumed after a backoff (0: no floor).",
+    ),
+    rate_window: float = typer.Option(DEFAULT_RATE_WINDOW_S, "--rate-window", min=1, help="Seconds over which --min-rate is averaged."),
+    metadata_timeout: float = typer.Option(
+        DEFAULT_METADATA_TIMEOUT_S, "--metadata-timeout", min=1,
+        help="Seconds each signed metadata file may take once its response began; then the check-in fails and is retried on the backoff.",
+    ),
     poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
     timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
     status_port: int | None = typer.Option(
@@ -81,6 +93,10 @@ def run(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if root is not None and not root.is_file():
         raise UsageError(f"trusted root {root} does not exist", hint="pass the operator's repository/metadata/1.root.json")
+    floor, cap = parse_rate(min_rate), parse_rate(max_rate) if max_rate else None
+    if cap is not None and floor > cap:
+        raise UsageError(f"--min-rate {min_rate} is above --max-rate {max_rate}: every download would be cut as too slow",
+                         hint="lower --min-rate (or pass --min-rate 0)")
     config = AgentConfig(
         data_dir=data_dir,
         server_url=server,
@@ -90,7 +106,10 @@ def run(
         tags=_tags(tag),
         facts=parse_facts(fact),
         poll_interval_s=poll,
-        max_rate=parse_rate(max_rate) if max_rate else None,
+        max_rate=cap,
+        min_rate=floor,
+        rate_window_s=rate_window,
+        metadata_timeout_s=metadata_timeout,
         timezone=timezone,
         runtime_url=runtime,
         mqtt_url=mqtt,

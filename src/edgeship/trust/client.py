@@ -79,6 +79,9 @@ def tuf_failures(what: str) -> Iterator[None]:
         if exc.status_code == 404:
             raise NotFoundError(f"{what}: not found in the repository ({exc})") from exc
         raise ServerError(f"{what}: the repository answered HTTP {exc.status_code}") from exc
+    except tuf_errors.SlowRetrievalError as exc:
+        raise ServerError(f"{what}: the repository is too slow ({exc})",
+                          hint="the agent backs off and retries; check the mirror, or raise --metadata-timeout") from exc
     except (tuf_errors.RepositoryError, tuf_errors.DownloadLengthMismatchError) as exc:
         meaning, hint = next((m, h) for kind, m, h in _TRUST_FAILURES if isinstance(exc, kind))
         raise TrustError(f"{what}: {meaning} ({exc})", hint=hint) from exc
