@@ -515,4 +515,16 @@ def test_a_blob_trickling_below_the_rate_floor_is_cut_and_resumed_after_a_backof
     assert r.returncode == 0, r.stderr
     assert "is too slow" in r.stderr and "below the floor of 8192 B/s" in r.stderr and proxy.slowed == 1
     assert re.search(r"resuming \w+ at byte [1-9]", r.stderr), r.stderr
+
+
+def test_a_relative_data_dir_installs_and_commits(fleet: Fleet) -> None:
+    """`agent run --data-dir NAME` from the dir above: the trial's checks run in the release's own
+    directory, so a data dir left relative made every install fail its trial and roll back."""
+    d = fleet.device("relative")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)  # has a health suite, run in the release's directory
+    argv = d.command("--once")
+    argv[argv.index("--data-dir") + 1] = d.data.name
+    r = subprocess.run(argv, cwd=d.data.parent, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [s for s, rel in states(fleet.server, d) if rel == "llm@2.0.0"][-2:] == ["trial", "committed"], r.stderr
     assert_consistent(d, {"2.0.0"})

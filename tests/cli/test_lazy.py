@@ -15,7 +15,8 @@ from tests.cli.entry import edgeship
 # libraries, TUF and crypto, the HTTP client, and every command module.
 HEAVY = {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "pydantic", "pydantic_core", "numpy", "gguf", "onnx",
          "onnxruntime", "llama_cpp", "tuf", "securesystemslib", "cryptography", "httpx", "yaml", "jinja2", "zstandard", "paho"}
-ROOT_MODULES = {"edgeship", "edgeship.cli", "edgeship.cli.main", "edgeship.cli.lazy", "edgeship.cli.output", "edgeship.errors"}
+ROOT_MODULES = {"edgeship", "edgeship.cli", "edgeship.cli.main", "edgeship.cli.lazy", "edgeship.cli.paths", "edgeship.cli.output",
+                "edgeship.errors"}
 
 
 def imported(importtime: str) -> set[str]:

@@ -4,15 +4,12 @@ through the real `edgeship` script on the newest typer installed and on the olde
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from packaging.version import Version
 
 from edgeship.cli.main import report
-from tests.cli.entry import SRC, edgeship
-from tests.cli.oldest import lower_bound, oldest_typer
+from tests.cli.entry import edgeship
 
 BAD = [
     (["--bogus"], "no such option", "--bogus", "edgeship"),
@@ -23,18 +20,6 @@ BAD = [
     (["delta", "make"], "missing argument", "old", "edgeship delta make"),
     (["agent", "run", "--data-dir", "d", "--poll", "soon"], "invalid value", "--poll", "edgeship agent run"),
 ]
-
-
-@pytest.fixture(scope="module", params=["newest", "oldest"])
-def typer_path(request: pytest.FixtureRequest) -> list[Path]:
-    """Nothing for the typer installed (the newest pip gives), or where the oldest allowed one is."""
-    if request.param == "newest":
-        return []
-    path = [oldest_typer()]
-    version = subprocess.run([sys.executable, "-c", "import typer; print(typer.__version__)"], capture_output=True,
-                             text=True, env={"PYTHONPATH": f"{SRC}:{path[0]}"}, check=True).stdout.strip()
-    assert Version(version) == Version(lower_bound("typer")), "the test runs on the oldest allowed typer"
-    return path
 
 
 def assert_usage_error(r: subprocess.CompletedProcess[str], kind: str, names: str, command: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from edgeship.cli.paths import make_paths_absolute
+
 
 @dataclass(frozen=True)
 class Lazy:
@@ -29,7 +31,8 @@ class Lazy:
 
 
 def load(name: str, entry: Lazy) -> Any:
-    """The real click command ``name``, exactly as registering its module on the root app makes it."""
+    """The real click command ``name``, as registering its module on the root app makes it, with
+    every path it takes made absolute as it is parsed."""
     # __import__ rather than importlib.import_module, which `python -X importtime` cannot see.
     __import__(entry.module)
     module = sys.modules[entry.module]
@@ -40,7 +43,9 @@ def load(name: str, entry: Lazy) -> Any:
         scratch.add_typer(module.app, name=name)
     # A callback makes typer build a group even when the module added a single command.
     scratch.callback()(lambda: None)
-    return typer.main.get_group(scratch).commands[name]
+    command = typer.main.get_group(scratch).commands[name]
+    make_paths_absolute(command)
+    return command
 
 
 class LazyGroup(TyperGroup):

@@ -43,7 +43,7 @@ class ComponentSpec:
         except ValueError as exc:
             kinds = ", ".join(k.value for k in ComponentKind)
             raise UsageError(f"unknown component kind {kind_text!r}", hint=f"use one of {kinds}") from exc
-        p = Path(path)
+        p = Path(path).absolute()  # like every path on the command line (edgeship.cli.paths)
         return cls(kind, p, name or _default_name(p))
 
 
