@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -527,4 +528,94 @@ def test_a_relative_data_dir_installs_and_commits(fleet: Fleet) -> None:
     r = subprocess.run(argv, cwd=d.data.parent, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert [s for s, rel in states(fleet.server, d) if rel == "llm@2.0.0"][-2:] == ["trial", "committed"], r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 16 MiB file system (tmpfs) for a device's data dir."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs (root is needed): {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all of ``disk``'s free space but ``leave`` bytes (``leave=0``: to the last block,
+    while another process may be writing too)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        if leave:
+            os.posix_fallocate(f.fileno(), 0, os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize - leave)
+            return filler
+        for step in (256 * 1024, 4096):
+            with contextlib.suppress(OSError):  # grow until ENOSPC, in big steps and then small ones
+                while True:
+                    os.posix_fallocate(f.fileno(), os.fstat(f.fileno()).st_size, step)
+    return filler
+
+
+def device_on(fleet: Fleet, disk: Path, name: str) -> Device:
+    d = fleet.device(name)
+    d.data = disk / "data"
+    fleet.server.assign("llm@1.0.0", tag=d.tag)
+    r = d.run("--keep-free", "1MiB")
+    assert r.returncode == 0 and d.version() == "1.0.0", r.stderr
+    return d
+
+
+def test_a_download_that_cannot_fit_is_refused_up_front_and_starts_once_there_is_room(fleet: Fleet, small_disk: Path) -> None:
+    d = device_on(fleet, small_disk, "full-up-front")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    filler = fill(small_disk, leave=2 * MiB)  # 3 MiB of weights and 1 MiB kept free do not fit
+    r = d.run("--keep-free", "1MiB")
+    assert r.returncode == 1 and "not enough disk space for llm@2.0.0" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert d.version() == "1.0.0" and not d.store.partial(fleet.weights_blob()).exists()
+    assert "not enough disk space" in read_status(d.data)["last_error"]
+    failed = [e for e in fleet.server.events(d.device_id) if e["state"] == "failed"]
+    assert failed and "not enough disk space" in failed[-1]["data"]["reason"]
+    filler.unlink()
+    r = d.run("--keep-free", "1MiB")
+    assert r.returncode == 0, r.stderr
+    assert_consistent(d, {"2.0.0"})
+
+
+def test_a_disk_filling_up_mid_download_fails_the_job_in_one_line_and_it_resumes_once_space_is_freed(
+        fleet: Fleet, small_disk: Path) -> None:
+    d = device_on(fleet, small_disk, "full-mid-file")
+    fleet.server.assign("llm@2.0.0", tag=d.tag)
+    partial = d.store.partial(fleet.weights_blob())
+    prefix = f"/repo/blobs/sha256/{fleet.weights_blob().hex}"
+    with DripProxy(fleet.server.settings.port, prefix=prefix, step=64 * 1024, every_s=0.05) as proxy:
+        d.via = proxy.url
+        proc = subprocess.Popen(d.command("--once", "--keep-free", "1MiB"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size >= MiB // 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        filler = fill(small_disk, leave=0)  # something else on the device takes every free block
+        _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ran out of space" in errors[0], err
+    assert d.version() == "1.0.0" and d.store.is_complete(d.store.link(CURRENT))
+    assert "ran out of space" in read_status(d.data)["last_error"]
+    had = partial.stat().st_size
+    assert 0 < had < WEIGHTS
+    filler.unlink()
+    d.via = None
+    r = d.run("--keep-free", "1MiB")
+    assert r.returncode == 0, r.stderr
+    assert f"at byte {had} of {WEIGHTS}" in r.stderr
+    failed = [e for e in fleet.server.events(d.device_id) if e["state"] == "failed"]
+    assert len(failed) == 1 and "ran out of space" in failed[0]["data"]["reason"]
     assert_consistent(d, {"2.0.0"})

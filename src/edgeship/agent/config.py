@@ -3,6 +3,7 @@
     <data>/
       identity.json              device id + secret from enrollment (0600)
       agent.lock                 held while an agent runs: one agent per data dir
+      reserve                    preallocated room for the journal, status and events on a full disk
       journal.json               the job in progress (atomically replaced, fsynced)
       status.json                local status for the device's own software
       events/                    reports not yet accepted by the server, one file per event ID
@@ -29,6 +30,7 @@ DEFAULT_RECONNECT_SPREAD_S = 30.0  # seconds, see AgentConfig.push_reconnect_spr
 DEFAULT_MIN_RATE = 1024  # bytes per second, averaged over each window
 DEFAULT_RATE_WINDOW_S = 60.0
 DEFAULT_METADATA_TIMEOUT_S = 120.0  # a targets.json of a few MB at a slow cellular link's rate
+DEFAULT_KEEP_FREE = 64 * 1024 * 1024  # bytes; logs and the device's own software need room too
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class DataDir:
     @property
     def lock(self) -> Path:
         return self.root / "agent.lock"
+
+    @property
+    def reserve(self) -> Path:
+        return self.root / "reserve"
 
     @property
     def journal(self) -> Path:
@@ -88,6 +94,9 @@ class AgentConfig:
     # Each TUF metadata file (and manifest) must arrive within this many seconds of its
     # response; else the refresh fails and the agent retries on its backoff.
     metadata_timeout_s: float = DEFAULT_METADATA_TIMEOUT_S
+    # A download starts only if the data dir's file system has room for what the job still
+    # needs plus this many bytes.
+    keep_free: int = DEFAULT_KEEP_FREE
     download_attempts: int = 8  # per file, each resuming where the last stopped
     backoff_base_s: float = 1.0  # first retry waits up to this (full jitter, doubling)
     backoff_cap_s: float = 300.0  # no single wait is longer than this

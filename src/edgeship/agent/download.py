@@ -14,6 +14,7 @@ Everything lands in ``store/partial/<hex>``; the verifying step adopts it.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 
 from edgeship.agent.fetcher import Fetched, ResumableFetcher
 from edgeship.agent.store import DeviceStore
-from edgeship.errors import DeltaError, ValidationError
+from edgeship.errors import DeltaError, StoreError, ValidationError
 from edgeship.release.deltas import predecessors
 from edgeship.release.manifest import Component, Manifest
 from edgeship.store.digest import Digest
@@ -60,8 +61,10 @@ class Downloader:
     fetcher: ResumableFetcher
     store: DeviceStore
     progress: Callable[[int, int], None]  # (bytes done, bytes in total) for the status file
+    keep_free: int = 0  # bytes the file system must keep free after the download
 
     def fetch_missing(self, manifest: Manifest, running: Manifest | None) -> DownloadReport:
+        self.check_room(manifest)
         old_by_name = predecessors(manifest, running) if running else {}
         total = sum(c.size for c in manifest.components)
         report = DownloadReport()
@@ -85,6 +88,29 @@ class Downloader:
             done += c.size
             self.progress(done, total)
         return report
+
+    def check_room(self, manifest: Manifest) -> None:
+        """Refuse to start unless the disk holds what the job still needs plus ``keep_free``.
+
+        A full disk found mid-file costs a failed write and a partial the agent must keep;
+        found up front it costs one line. (A delta needs less than its whole file: the
+        whole file is the bound.)
+        """
+        need = 0
+        for c in manifest.components:
+            digest = Digest(c.hexdigest)
+            if not self.store.blobs.has(digest):
+                partial = self.store.partial(digest)
+                need += c.size - min(c.size, partial.stat().st_size if partial.exists() else 0)
+        self.store.partial_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.store.partial_dir).free
+        if need and free < need + self.keep_free:
+            raise StoreError(
+                f"not enough disk space for {manifest.ref}: it needs {_mib(need)} more and {_mib(self.keep_free)} "
+                f"must stay free, but {_mib(free)} is free",
+                hint="free disk space (old files, logs) or lower --keep-free; the running release is untouched "
+                "and the download resumes when there is room",
+            )
 
     def _by_delta(self, new: Component, old: Component, progress: Callable[[int], None]) -> Fetched | None:
         """Rebuild ``new`` from ``old`` with a signed delta; what its patch cost, or None if there is none or it is unusable."""
@@ -111,3 +137,7 @@ class Downloader:
         patch.unlink()
         log.info("%s rebuilt from a %d-byte delta instead of %d bytes", new.name, info.length, new.size)
         return got
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeship.store.fsutil import write_atomic
+from edgeship.store.fsutil import Writer, write_atomic
 
 # Namespace of the deterministic IDs of step events (uuid5 of "<job>/<step>/<round>").
 STEP_NAMESPACE = uuid.UUID("4d1b7c2e-9a57-4cde-8f0e-2f6a1c3b5e90")
@@ -46,8 +46,9 @@ Sender = Callable[[list[dict[str, Any]]], None]
 
 
 class EventQueue:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, write: Writer = write_atomic) -> None:
         self.dir = directory
+        self._write = write
 
     def _files(self) -> list[Path]:
         return sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []
@@ -59,7 +60,7 @@ class EventQueue:
             return False
         files = self._files()
         seq = int(files[-1].name.split("-", 1)[0]) + 1 if files else 1
-        write_atomic(self.dir / f"{seq:012d}-{event.id}.json", json.dumps(event.to_json()).encode())
+        self._write(self.dir / f"{seq:012d}-{event.id}.json", json.dumps(event.to_json()).encode(), 0o644)
         return True
 
     def pending(self) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeship.agent.machine import Phase, State, StepOutcome
 from edgeship.errors import AgentError
-from edgeship.store.fsutil import fsync_dir, write_atomic
+from edgeship.store.fsutil import Writer, fsync_dir, write_atomic
 
 FORMAT = "edgeship-agent-journal/1"
 CRASH_ENV = "EDGESHIP_AGENT_CRASH_AT"
@@ -114,8 +114,9 @@ class JournalEntry:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, write: Writer = write_atomic) -> None:
         self.path = path
+        self._write = write
 
     def read(self) -> JournalEntry | None:
         try:
@@ -142,7 +143,7 @@ class Journal:
     def write(self, entry: JournalEntry) -> JournalEntry:
         """Make ``entry`` durable (temp file, fsync, rename, fsync dir), then run any crash hook."""
         entry = replace(entry, seq=entry.seq + 1)
-        write_atomic(self.path, json.dumps(entry.to_json(), sort_keys=True).encode(), mode=0o600)
+        self._write(self.path, json.dumps(entry.to_json(), sort_keys=True).encode(), 0o600)
         crashpoint(f"{entry.step.value}:{'before' if entry.phase is Phase.BEGIN else 'after'}")
         return entry
 

@@ -31,6 +31,7 @@ from edgeship.agent.events import Event, EventQueue, step_event_id
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.push import PushListener
+from edgeship.agent.reserve import SpaceReserve
 from edgeship.agent.wakeup import Wakeup
 from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, next_state, recover
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
@@ -65,8 +66,9 @@ class Agent:
         self.config = config
         self.paths = config.paths
         self.store = DeviceStore(self.paths.root)
-        self.journal = Journal(self.paths.journal)
-        self.events = EventQueue(self.paths.events)
+        self.reserve = SpaceReserve(self.paths.reserve)
+        self.journal = Journal(self.paths.journal, self.reserve.write_atomic)
+        self.events = EventQueue(self.paths.events, self.reserve.write_atomic)
         self.clock = clock
         self.zone = config.zone_name()
         self.identity = load_identity(self.paths.identity)
@@ -123,6 +125,7 @@ class Agent:
                              hint="start the agent once with --root (the operator's repository/metadata/1.root.json)")
         with self._locked():
             self._sweep_temps()
+            self._fill_reserve()  # before recovery: finishing a switch writes the journal
             if self.config.root_file is not None and keep_root(self.paths.trust, self.config.root_file.read_bytes()):
                 log.info("trusting the root in %s from now on", self.config.root_file)
             self._recover_local()
@@ -145,6 +148,7 @@ class Agent:
         """One check-in and whatever work it leads to; returns the seconds until the next."""
         poll = self.config.poll_interval_s
         try:
+            self._fill_reserve()
             self._connect()
             self._flush()
             reply = self._checkin()
@@ -171,6 +175,10 @@ class Agent:
         if self._wait_until is not None:
             poll = min(poll, max(1.0, self._wait_until - self.clock()))
         return poll
+
+    def _fill_reserve(self) -> None:
+        if not self.reserve.fill():
+            log.warning("the disk is full: no room to reserve %d bytes for the agent's records yet", self.reserve.size)
 
     def _follow_push(self, tags: dict[str, str]) -> None:
         """Listen to this device's notify topics; push is an extra, so its failure never stops the work."""
@@ -435,7 +443,8 @@ class Agent:
         self.store.save_manifest(a.release_id, manifest.canonical_bytes())
         assert self._fetcher is not None
         running = self.store.manifest(entry.from_release) if entry.from_release else None
-        report = Downloader(verifier, self._fetcher, self.store, self._on_progress).fetch_missing(manifest, running)
+        report = Downloader(verifier, self._fetcher, self.store, self._on_progress,
+                            keep_free=self.config.keep_free).fetch_missing(manifest, running)
         if report.full_size:
             self.events.put(Event(type="download", release=a.ref, data=report.to_dict(),
                                   id=step_event_id(entry.job, "download-report", entry.verify_round)))
@@ -494,7 +503,13 @@ class Agent:
         if not force and now - self._status_written < 0.5:
             return
         self._status_written = now
-        write_atomic(self.paths.status, json.dumps(status_document(self), indent=2, sort_keys=True).encode())
+        data = json.dumps(status_document(self), indent=2, sort_keys=True).encode()
+        try:
+            # Progress is not worth the reserve: a download filling the disk would spend it
+            # before the journal could record the failure.
+            (self.reserve.write_atomic if force else write_atomic)(self.paths.status, data, 0o644)
+        except (StoreError, OSError) as exc:
+            log.warning("cannot update %s: %s", self.paths.status.name, exc)  # a view of the journal, which holds the truth
 
 
 def status_document(agent: Agent) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import typer
 
 from edgeship.agent.api import parse_facts
 from edgeship.agent.config import (
+    DEFAULT_KEEP_FREE,
     DEFAULT_METADATA_TIMEOUT_S,
     DEFAULT_MIN_RATE,
     DEFAULT_POLL_S,
@@ -22,7 +23,7 @@ from edgeship.agent.status_api import StatusServer
 from edgeship.cli.common import JsonOpt
 from edgeship.cli.output import console, print_json
 from edgeship.errors import AgentError, StoreError, UsageError
-from edgeship.units import parse_rate
+from edgeship.units import parse_rate, parse_size
 
 app = typer.Typer(help="Run the device agent and inspect its data dir.", no_args_is_help=True)
 
@@ -62,6 +63,10 @@ def run(
     metadata_timeout: float = typer.Option(
         DEFAULT_METADATA_TIMEOUT_S, "--metadata-timeout", min=1,
         help="Seconds each signed metadata file may take once its response began; then the check-in fails and is retried on the backoff.",
+    ),
+    keep_free: str = typer.Option(
+        f"{DEFAULT_KEEP_FREE // 2**20}MiB", "--keep-free",
+        help="Start a download only if the disk keeps this much free after it; else fail the job with a one-line error and retry later.",
     ),
     poll: float = typer.Option(DEFAULT_POLL_S, "--poll", help="Seconds between check-ins until the server sets its own."),
     timezone: str | None = typer.Option(None, "--timezone", help="IANA zone for maintenance windows (default: the system's)."),
@@ -110,6 +115,7 @@ def run(
         min_rate=floor,
         rate_window_s=rate_window,
         metadata_timeout_s=metadata_timeout,
+        keep_free=parse_size(keep_free),
         timezone=timezone,
         runtime_url=runtime,
         mqtt_url=mqtt,

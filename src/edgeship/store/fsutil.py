@@ -7,9 +7,12 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+Writer = Callable[[Path, bytes, int], None]  # (dest, data, mode), as `write_atomic`
 
 
 def fsync_dir(path: Path) -> None:
