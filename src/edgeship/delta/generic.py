@@ -13,8 +13,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from edgeship.delta.listing import READ_SIZE, Listing, Segment, segment_digest
+from edgeship.delta.listing import Listing, Segment, segment_digest
 
+CHUNK_READ = 1024 * 1024  # bytes hashed at a time: the gear hash needs ~12 bytes of arrays per byte
 MIN_CHUNK = 8 * 1024  # bytes
 MAX_CHUNK = 128 * 1024  # bytes
 _CUT_MASK = np.uint32(((1 << 14) - 1) << 18)  # 14 high bits zero: a cut every ~16 KiB past MIN
@@ -36,10 +37,10 @@ def gear_hashes(data: np.ndarray) -> np.ndarray:
 
 
 def chunks(stream: BinaryIO) -> Iterator[bytes]:
-    """Content-defined chunks of a stream, reading READ_SIZE bytes at a time."""
+    """Content-defined chunks of a stream, reading CHUNK_READ bytes at a time."""
     carry = b""  # bytes after the last cut, always shorter than MAX_CHUNK
     history = np.zeros(_WINDOW - 1, np.uint8)  # the bytes before this read, for the hash
-    while block := stream.read(READ_SIZE):
+    while block := stream.read(CHUNK_READ):
         arr = np.frombuffer(block, np.uint8)
         hashes = gear_hashes(np.concatenate([history, arr]))[_WINDOW - 1 :]
         history = np.concatenate([history, arr])[-(_WINDOW - 1) :]
