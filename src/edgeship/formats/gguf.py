@@ -134,7 +134,9 @@ class _Parser:
         """Refuse a length that runs past the end of the file before anything is read or allocated."""
         if n > self.remaining():
             at = self.offset if at is None else at
-            raise self.bad(f"{what} at byte {at} needs {n} bytes, but the file ends {self.remaining()} bytes later (truncated or corrupt)")
+            if n > self.size:
+                raise self.bad(f"{what} at byte {at} claims {n} bytes, more than the whole {self.size}-byte file (a corrupt length, or a truncated file)")
+            raise self.bad(f"{what} at byte {at} needs {n} bytes, but the file ends {self.remaining()} bytes later (truncated?)")
 
     def ensure(self, n: int, what: str) -> None:
         """Have at least ``n`` unread bytes in the buffer (reading a buffer's worth more)."""
