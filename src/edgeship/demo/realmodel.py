@@ -1,8 +1,9 @@
 """The demo on the user's own GGUF (`edgeship demo --model`): v2 is the same model with a chat
-template in its metadata, a change of a few kilobytes that travels as a tiny delta.
+template in its metadata, a change of about a kilobyte that travels as a tiny delta.
 
-A model without a template gets one (the turn format for Gemma, ChatML for others); a model
-with one gets the same template under a comment, so its answers do not change.
+A model without a template gets a question/answer one ("Q: …" / "A:"), which base models such
+as Gemma 3 270M answer (they continue text; they do not follow chat turns). A model with a
+template keeps it, under a comment, so its answers do not change.
 """
 
 from __future__ import annotations
@@ -17,33 +18,25 @@ from edgeship.optimize.profiles import Profile
 from edgeship.optimize.select import release_requirements
 
 TEMPLATE_KEY = "tokenizer.chat_template"
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
-    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+QA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}A: {{ m['content'] }}\n"
+    "{% else %}Q: {{ m['content'] }}\n{% endif %}{% endfor %}A:"
 )
 V2_MARK = "{#- edgeship demo v2 -#}"
-COMPLETION_PROMPT = "The Eiffel Tower is in the city of"
+COMPLETION_PROMPT = "The Eiffel Tower is in the city of"  # v1, before any template
+CHAT_PROMPT = "What is the capital of France?"  # v2, through its template
 
 
-def v2_template(architecture: str | None, existing: str | None) -> str:
+def v2_template(existing: str | None) -> str:
     """The chat template v2 carries (see the module doc)."""
-    if existing:
-        return V2_MARK + existing
-    return GEMMA_TEMPLATE if (architecture or "").startswith("gemma") else CHATML_TEMPLATE
+    return V2_MARK + existing if existing else QA_TEMPLATE
 
 
 def write_v2(model: Path, out: Path) -> str:
     """Write v2 of ``model`` to ``out``; returns what changed, for the narration."""
-    header = read_header(model)
-    existing = header.get(TEMPLATE_KEY)
-    with_string(model, out, TEMPLATE_KEY, v2_template(header.architecture, existing))
-    return "marks its chat template" if existing else "adds a chat template to its metadata"
+    existing = read_header(model).get(TEMPLATE_KEY)
+    with_string(model, out, TEMPLATE_KEY, v2_template(existing))
+    return "marks its chat template" if existing else "adds a question/answer chat template to its metadata"
 
 
 def requires(model: Path, profiles: Sequence[Profile], ctx: int) -> str:

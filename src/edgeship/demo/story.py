@@ -24,7 +24,7 @@ import httpx
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
 from edgeship.demo.fleet import Device, MqttBroker, agent_command, in_process_logs, start_runtime
-from edgeship.demo.realmodel import COMPLETION_PROMPT, requires, write_v2
+from edgeship.demo.realmodel import CHAT_PROMPT, COMPLETION_PROMPT, requires, write_v2
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
 from edgeship.loopback import CLI, Processes, free_port, server_ready, wait_for
@@ -269,7 +269,7 @@ class Story:
                          f"it requires arch {'|'.join(manifest.requirements.arch)} and "
                          f"{(manifest.requirements.min_ram or 0) / (1 << 20):.0f} MiB of RAM")
         self.rollout(V1, pilot="", stages="100", bake="0")
-        self.ask_runtimes(V1)
+        self.ask_runtimes(V1, self.load_request)
         wait_for("the results on MQTT", lambda: len(self._broker.messages) >= 2, 30)
         self.summary.mqtt_messages = len(self._broker.messages)
         self.say("infer", f"LLM and image model answered on {len(self.runtimes())} runtimes; "
@@ -314,14 +314,17 @@ class Story:
         return [d for d in self.devices if d.runtime is not None]
 
     @property
-    def llm_request(self) -> str:
-        # A user's model may be a base model that cannot chat; a completion shows what it knows.
+    def load_request(self) -> str:
+        """What v1 is asked, and the load during the swap sends: a user's model may have no chat
+        template before v2, and completions work on both."""
         return "chat" if self.user_model is None else "completion"
 
-    def ask_runtimes(self, version: str) -> None:
-        """Ask every runtime's LLM and image model; record the answers."""
-        request = self.llm_request
-        prompt, tokens = ("Hello", 8) if self.user_model is None else (COMPLETION_PROMPT, 12)
+    def ask_runtimes(self, version: str, request: str) -> None:
+        """Ask every runtime's LLM (a chat or a completion) and image model; record the answers."""
+        if self.user_model is None:
+            prompt, tokens = "Hello", 8
+        else:
+            prompt, tokens = CHAT_PROMPT if request == "chat" else COMPLETION_PROMPT, 12
         for d in self.runtimes():
             assert d.runtime is not None
             url = d.runtime.url
@@ -346,13 +349,13 @@ class Story:
         self.publish(V2, self.models["v2"], GOOD_HEALTH)
         now = datetime.now(UTC)
         window = f"{now - timedelta(minutes=1):%H:%M}-{now + timedelta(minutes=30):%H:%M}"
-        with RequestLoad([d.runtime.url for d in self.runtimes() if d.runtime], self.llm_request) as load:
+        with RequestLoad([d.runtime.url for d in self.runtimes() if d.runtime], self.load_request) as load:
             self.rollout(V2, pilot="ring=pilot", stages="50,100", bake="1s" if self.fast else "3s", window=window, notice="2s")
             # A few more requests on the new model before the count closes.
             time.sleep(1)
         self.summary.swap_requests = {"ok": load.ok, "failed": load.failed}
         if self.user_model is not None:
-            self.ask_runtimes(V2)  # the same answers: only the metadata changed
+            self.ask_runtimes(V2, "chat")  # through the template v2 brought
         if load.errors:
             self.say("swap", f"failed requests: {load.errors[:3]}")
         full = saved = 0
