@@ -64,3 +64,37 @@ def mutated(draw: st.DrawFn, valid: Any, max_mutations: int = 3) -> Any:
         else:
             parent.insert(path[-1], draw(JSON))
     return doc
+
+
+# Values that sit on the edges of the integer fields binary headers are made of.
+EDGE_INTS = [0, 1, 7, 8, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53, 2**63 - 1, 2**63, 2**64 - 1]
+
+
+@st.composite
+def mutated_bytes(draw: st.DrawFn, seed: bytes, hot: int, max_mutations: int = 4) -> bytes:
+    """``seed`` with a few mutations, most of them in its first ``hot`` bytes (where the
+    header a parser reads lives): bit flips, edge integers written over a field, random
+    bytes inserted or overwritten, bytes deleted, or the file cut short."""
+    buf = bytearray(seed)
+    for _ in range(draw(st.integers(1, max_mutations))):
+        if not buf:
+            break
+        end = len(buf) if draw(st.integers(0, 9)) == 0 else min(hot, len(buf))
+        pos = draw(st.integers(0, end - 1))
+        op = draw(st.sampled_from(["flip", "int", "overwrite", "insert", "delete", "truncate"]))
+        if op == "flip":
+            buf[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "int":
+            width = draw(st.sampled_from([1, 2, 4, 8]))
+            value = draw(st.sampled_from(EDGE_INTS)) % (1 << (8 * width))
+            buf[pos : pos + width] = value.to_bytes(width, "little")
+        elif op == "overwrite":
+            data = draw(st.binary(min_size=1, max_size=16))
+            buf[pos : pos + len(data)] = data
+        elif op == "insert":
+            buf[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "delete":
+            del buf[pos : pos + draw(st.integers(1, 16))]
+        else:
+            del buf[pos:]
+    return bytes(buf)
