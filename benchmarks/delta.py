@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeship.delta.codec import code_piece
-from edgeship.delta.encode import PIECE
-from edgeship.delta.gguf import regions
-from edgeship.delta.listing import file_sha256
-from edgeship.samples.tensorfiles import SCENARIOS, write_gguf_pair
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.procstat import finished  # noqa: E402
+from edgeship.delta.codec import code_piece  # noqa: E402
+from edgeship.delta.encode import PIECE  # noqa: E402
+from edgeship.delta.gguf import regions  # noqa: E402
+from edgeship.delta.listing import file_sha256  # noqa: E402
+from edgeship.samples.tensorfiles import SCENARIOS, write_gguf_pair  # noqa: E402
 
 MiB = 1024 * 1024
 LETTERS = dict(zip(SCENARIOS, "abcdef"))
@@ -108,34 +109,10 @@ TOOLS = [
 ]
 
 
-# Peak RSS survives fork and exec: a child forked from this (large) process would report
-# our size. So a small launcher forks the tool and reports the tool's own wait4 figure.
-_LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def measure(argv: list[str], work: Path) -> Measured:
-    """Run a tool to completion in a clean grandchild; wall time and the tool's peak RSS."""
-    log, rss = work / "stderr.log", work / "maxrss"
-    start = time.perf_counter()
-    with log.open("wb") as err:
-        code = subprocess.call(
-            [sys.executable, "-S", "-c", _LAUNCHER, str(rss), *argv],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    seconds = time.perf_counter() - start
-    if code:
-        raise RuntimeError(f"{argv[0]} failed ({code}): {log.read_text()[-500:]}")
-    return Measured(seconds, int(rss.read_text()) * 1024)
+def measure(argv: list[str]) -> Measured:
+    """Run a tool to completion in a clean grandchild (procstat.finished); wall time and its peak RSS."""
+    done = finished(argv)
+    return Measured(done.wall_s, done.max_rss)
 
 
 def changed_alone(new: Path, changed: list[str]) -> int:
@@ -156,8 +133,8 @@ def run_tool(tool: Tool, scenario: str, old: Path, new: Path, work: Path, skip: 
     if skip:
         return Row(scenario, tool.name, note=skip)
     patch, out = work / f"{tool.name}.patch", work / f"{tool.name}.out"
-    encode = measure(tool.encode(old, new, patch), work)
-    apply = measure(tool.apply(old, patch, out), work)
+    encode = measure(tool.encode(old, new, patch))
+    apply = measure(tool.apply(old, patch, out))
     if file_sha256(out) != file_sha256(new):
         raise RuntimeError(f"{tool.name} rebuilt the wrong file in scenario {scenario}")
     size = patch.stat().st_size
