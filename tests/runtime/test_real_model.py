@@ -121,3 +121,23 @@ def test_a_template_that_cannot_render_is_rolled_back_and_the_old_release_keeps_
     [rolled] = [e for e in fleet.server.events(fleet.device.device_id)
                 if e["state"] == "rolled_back" and e["release"] == "llm@3.0.0"]
     assert "this template is broken" in rolled["data"]["reason"]
+
+
+def test_swaps_give_the_old_model_s_memory_back(real_gguf: Path, tmp_path: Path) -> None:
+    from edgeship.release.manifest import ComponentKind
+    from edgeship.runtime import RuntimeClient
+    from edgeship.runtime.rss import rss_bytes
+
+    from .harness import Device as RuntimeDevice
+
+    device = RuntimeDevice(tmp_path / "device")
+    files = {"llm": (ComponentKind.GGUF, real_gguf)}
+    a = device.install("1.0.0", files)
+    b = device.install("2.0.0", files, meta={"llm": {"chat_template": QA_TEMPLATE}}, make_current=False)
+    with BackgroundServer(RuntimeConfig(data_dir=device.root, n_ctx=512, threads=1)) as runtime, \
+            RuntimeClient(device.root, runtime.url) as client:
+        loaded = rss_bytes()
+        for release in (b, a, b, a):
+            assert client.swap(release).old_freed
+        # glibc keeps a freed model's buffers unless asked to give them back: ~50 MiB more per swap.
+        assert rss_bytes() - loaded < 24 * 2**20

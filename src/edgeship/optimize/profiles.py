@@ -33,6 +33,8 @@ class Profile:
     accelerator: str | None  # None: CPU only
     tops: float | None  # int8 TOPS of the accelerator, when known
     usable: float  # share of ram a model may take
+    vram: int | None = None  # bytes of dedicated GPU memory, when the device has a discrete GPU
+    unified_memory: bool = False  # the GPU shares the RAM (Jetson, Apple silicon)
     notes: str = ""
     source: str = "builtin"  # "builtin" or the file that defined it
 
@@ -47,7 +49,7 @@ class Profile:
 def _profile(name: str, raw: Any, source: str) -> Profile:
     if not isinstance(raw, Mapping):
         raise OptimizeError(f"profile {name!r} in {source} is not a mapping", hint="see the packaged profiles.yaml for the shape")
-    unknown = set(raw) - {"title", "ram", "arch", "accelerator", "tops", "usable", "notes"}
+    unknown = set(raw) - {"title", "ram", "arch", "accelerator", "tops", "usable", "vram", "unified_memory", "notes"}
     if unknown:
         raise OptimizeError(f"profile {name!r} in {source} has unknown keys: {', '.join(sorted(unknown))}")
     try:
@@ -63,6 +65,8 @@ def _profile(name: str, raw: Any, source: str) -> Profile:
             accelerator=None if accelerator == "none" else accelerator,
             tops=None if tops is None else float(tops),
             usable=usable,
+            vram=parse_size(str(raw["vram"])) if raw.get("vram") is not None else None,
+            unified_memory=_flag(raw.get("unified_memory", False)),
             notes=str(raw.get("notes", "")),
             source=source,
         )
@@ -73,6 +77,12 @@ def _profile(name: str, raw: Any, source: str) -> Profile:
     if not 0 < usable <= 1:
         raise OptimizeError(f"profile {name!r} in {source}: usable must be in (0, 1], got {usable}")
     return profile
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"unified_memory must be true or false, got {value!r}")
+    return value
 
 
 def parse_catalog(text: str, source: str) -> dict[str, Profile]:

@@ -10,24 +10,27 @@ kind it needs.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from edgeship.errors import RuntimeBackendError
 from edgeship.release.manifest import Component, ComponentKind
+from edgeship.runtime.plan import BackendPlan, DeviceFacts, plan_onnx
 
 
 @dataclass(frozen=True)
 class BackendOptions:
     threads: int | None = None
     n_ctx: int = 2048
+    device: DeviceFacts = DeviceFacts()  # what the backend plan is made from
 
 
 @runtime_checkable
 class Backend(Protocol):
     component: Component
+    plan: BackendPlan  # as followed: after a fallback, the CPU plan and why
 
     def warmup(self) -> None:
         """Run one tiny inference so the first real request pays no first-call costs."""
@@ -49,7 +52,12 @@ class Prepared:
     component: Component
     path: Path
     memory: int  # estimated resident bytes once loaded
+    plan: BackendPlan  # where it runs: GPU layers, execution providers
     facts: Any = None  # what the backend read from the file's header (GGUF: ModelFacts)
+
+    def on_cpu(self, why: str) -> Prepared:
+        """The same component planned for the CPU alone (its accelerator failed it)."""
+        return replace(self, plan=self.plan.on_cpu(why))
 
 
 def prepare(component: Component, path: Path, options: BackendOptions) -> Prepared:
@@ -59,7 +67,7 @@ def prepare(component: Component, path: Path, options: BackendOptions) -> Prepar
 
         return prepare_gguf(component, path, options)
     # onnxruntime keeps the weights once, plus arenas for activations of about the same order.
-    return Prepared(component, path, 2 * component.size)
+    return Prepared(component, path, 2 * component.size, plan_onnx(options.device))
 
 
 def load_backend(prepared: Prepared, options: BackendOptions) -> Backend:

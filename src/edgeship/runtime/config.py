@@ -24,6 +24,10 @@ class RuntimeConfig:
     # Bytes the loaded models may use together (from the device profile). When the new
     # release plus the old one would exceed it, the swap drains the old one first.
     memory_budget: int | None = None
+    # The device's accelerator and GPU memory (from the profile): what the backend plan offloads to.
+    accelerator: str | None = None  # cuda, npu, ane, qnn, ... None: CPU only
+    vram: int | None = None  # bytes of dedicated GPU memory
+    unified_memory: bool = False  # the GPU shares RAM: it may use the memory budget
     max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get 413 before they are read whole
     ready_wait_s: float = 30.0  # a request arriving while no model is loaded waits this long, then gets 503
     drain_timeout_s: float = 120.0  # a swap waits this long for in-flight requests on the old release

@@ -17,6 +17,7 @@ from edgeship.release.manifest import Component
 from edgeship.runtime.backend import BackendOptions, Prepared, require
 from edgeship.release.bundle import CHAT_TEMPLATE_META
 from edgeship.runtime.chat import ChatTemplate, choose_template, missing_template_hint
+from edgeship.runtime.plan import plan_gguf
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -45,7 +46,8 @@ def prepare_gguf(component: Component, path: Path, options: BackendOptions) -> P
     except EdgeshipError as exc:
         raise RuntimeBackendError(f"cannot read the GGUF header of component {component.name}: {exc}",
                                   hint="the file is damaged or not GGUF; reinstall the release") from exc
-    return Prepared(component, path, estimate_memory(facts, options.n_ctx).model_bytes, facts)
+    estimate = estimate_memory(facts, options.n_ctx)
+    return Prepared(component, path, estimate.model_bytes, plan_gguf(facts, estimate, options.device), facts)
 
 
 class ChatTemplateError(UsageError):
@@ -84,6 +86,7 @@ class LlamaBackend:
         self.component = prepared.component
         self._llama = llama
         self._estimate = prepared.memory
+        self.plan = prepared.plan
         self._lock = threading.Lock()
         self.template = template
         # Read now: describe() answers from async handlers without the lock, maybe just as a swap frees the model.
@@ -99,7 +102,7 @@ class LlamaBackend:
         try:
             with _plain_cpu_buffers(llama_cpp.llama_cpp):
                 llama = llama_cpp.Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads,
-                                        verbose=False)
+                                        n_gpu_layers=prepared.plan.n_gpu_layers or 0, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeBackendError(
                 f"llama.cpp cannot load component {component.name}: {exc}",
@@ -128,7 +131,8 @@ class LlamaBackend:
 
     def describe(self) -> dict[str, Any]:
         """What /v1/models and /props show: context, chat template and its stop strings."""
-        return {**self._facts, "chat_template": self.template.describe() if self.template else None}
+        return {**self._facts, "chat_template": self.template.describe() if self.template else None,
+                "plan": self.plan.to_json()}
 
     def close(self) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from edgeship.errors import RuntimeBackendError, UsageError
 from edgeship.release.manifest import Component
 from edgeship.runtime import imaging
 from edgeship.runtime.backend import BackendOptions, Prepared, require
+from edgeship.runtime.plan import BackendPlan
 from edgeship.runtime.tensors import TensorSpec, check_inputs
 
 # onnxruntime's element type strings -> numpy dtypes (the ones image and tensor models use).
@@ -28,13 +30,23 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape), np.dtype(_DTYPES[arg.type]))
 
 
+def _followed(plan: BackendPlan, used: list[str]) -> BackendPlan:
+    """The plan as onnxruntime followed it: it drops a provider that cannot start (it only warns)."""
+    dropped = [p for p in plan.providers if p not in used]
+    if not dropped:
+        return plan
+    return replace(plan, providers=tuple(used),
+                   fallback=f"onnxruntime could not start {', '.join(dropped)}: running on {', '.join(used)}")
+
+
 class OnnxBackend:
     """One ONNX session. onnxruntime sessions are safe to ``run`` from many threads at once."""
 
     def __init__(self, component: Component, session: Any, image: imaging.ImageSpec | None,
-                 errors: tuple[type[Exception], ...], memory: int) -> None:
+                 errors: tuple[type[Exception], ...], memory: int, plan: BackendPlan) -> None:
         self.component = component
         self._memory = memory
+        self.plan = plan
         self._session = session
         self._errors = errors
         self.inputs = [_spec(a) for a in session.get_inputs()]
@@ -61,11 +73,13 @@ class OnnxBackend:
         errors = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
                   ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)
         try:
-            session = ort.InferenceSession(str(path), so, providers=ort.get_available_providers())
+            plan = prepared.plan
+            session = ort.InferenceSession(str(path), so, providers=[(p, dict(plan.provider_options.get(p, {})))
+                                                                     for p in plan.providers])
         except errors as exc:
             raise RuntimeBackendError(f"onnxruntime cannot load component {component.name}: {exc}",
                                       hint="check the file, its opset and that this onnxruntime supports its operators") from exc
-        return cls(component, session, image, errors, prepared.memory)
+        return cls(component, session, image, errors, prepared.memory, _followed(prepared.plan, session.get_providers()))
 
     def _named(self, specs: list[TensorSpec], name: str | None, what: str) -> TensorSpec:
         for s in specs:
@@ -106,4 +120,4 @@ class OnnxBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"inputs": [s.describe() for s in self.inputs], "outputs": [s.describe() for s in self.outputs],
-                "image": self.image is not None}
+                "image": self.image is not None, "plan": self.plan.to_json()}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeship.errors import NotFoundError, RuntimeBackendError
+from edgeship.agent.store import CURRENT, DeviceStore
+from edgeship.errors import EdgeshipError, NotFoundError, RuntimeBackendError
 from edgeship.release.manifest import ComponentKind, Manifest
 from edgeship.runtime.backend import Backend, BackendOptions, Prepared, load_backend, prepare
 
 MANIFEST = "manifest.json"
+_RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +43,17 @@ class LoadedRelease:
         for b in self.backends.values():
             b.close()
         self.backends.clear()
+
+
+def installed_release(store: DeviceStore, release_id: str | None) -> Path:
+    """The directory of ``release_id`` (None: the one `current` points at), complete on this device."""
+    target = release_id or store.link(CURRENT)
+    if target is None or not _RELEASE_ID.match(target):
+        raise NotFoundError("no release given and `current` is not set", hint="install a release with the agent first")
+    if not store.is_complete(target):
+        raise NotFoundError(f"release {target[:12]} is not completely installed on this device",
+                            hint="let the agent install and stage it first")
+    return store.release_dir(target)
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -81,8 +97,7 @@ def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRe
     backends: dict[str, Backend] = {}
     try:
         for p in prepared.components:
-            backends[p.component.name] = load_backend(p, options)
-            backends[p.component.name].warmup()
+            backends[p.component.name] = _load_and_warm(p, options)
     except BaseException:
         # All or nothing: a half-loaded release must not keep memory the old one needs.
         for b in backends.values():
@@ -90,3 +105,23 @@ def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRe
         raise
     return LoadedRelease(prepared.directory.name, prepared.manifest, prepared.directory, backends,
                          time.perf_counter() - started)
+
+
+def _load_and_warm(prepared: Prepared, options: BackendOptions) -> Backend:
+    """Load and warm up one model as planned; if its accelerator fails either, on the CPU instead."""
+    try:
+        return _warm(load_backend(prepared, options))
+    except EdgeshipError as exc:
+        if not prepared.plan.accelerated:
+            raise
+        log.warning("component %s: %s; loading it on the CPU", prepared.component.name, exc.message)
+        return _warm(load_backend(prepared.on_cpu(exc.message), options))
+
+
+def _warm(backend: Backend) -> Backend:
+    try:
+        backend.warmup()
+    except BaseException:
+        backend.close()
+        raise
+    return backend

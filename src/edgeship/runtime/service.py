@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -21,16 +20,16 @@ from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import NotFoundError, RuntimeBackendError
 from edgeship.runtime.backend import Backend, BackendOptions
 from edgeship.runtime.config import RuntimeConfig, ensure_token
+from edgeship.runtime.device import device_facts
 from edgeship.runtime.health import HealthReport, run_suite
 from edgeship.runtime.llama import LlamaBackend
 from edgeship.runtime.metrics import RuntimeMetrics
-from edgeship.runtime.release import LoadedRelease, load_release, prepare_release
+from edgeship.runtime.release import LoadedRelease, installed_release, load_release, prepare_release
 from edgeship.runtime.schemas import ChatRequest, CompletionRequest
 from edgeship.runtime.swap import Lease, ModelHost, NotReadyError, SwapOutcome
 from edgeship.runtime.tensors import from_json, summary, to_json
 
 log = logging.getLogger(__name__)
-_RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to "until the context is full"
 
 
@@ -93,7 +92,7 @@ class Runtime:
         self.config = config
         self.store = DeviceStore(Path(config.data_dir))
         self.metrics = RuntimeMetrics()
-        options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx)
+        options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx, device=device_facts(config))
         self.host = ModelHost(lambda d: prepare_release(d, options), lambda p: load_release(p, options),
                               memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
                               drain_timeout_s=config.drain_timeout_s)
@@ -122,14 +121,9 @@ class Runtime:
 
     def swap(self, release_id: str | None) -> SwapOutcome:
         """Serve ``release_id`` (None: whatever `current` points at now)."""
-        target = release_id or self.store.link(CURRENT)
-        if target is None or not _RELEASE_ID.match(target):
-            raise NotFoundError("no release to swap to: `current` is not set", hint="install a release with the agent first")
-        if not self.store.is_complete(target):
-            raise NotFoundError(f"release {target[:12]} is not completely installed on this device",
-                                hint="let the agent install and stage it, then swap")
+        directory = installed_release(self.store, release_id)
         try:
-            outcome = self.host.swap(self.store.release_dir(target))
+            outcome = self.host.swap(directory)
         except RuntimeBackendError:
             self.metrics.swaps.labels("failed").inc()
             self.metrics.ready.set(1 if self.host.current else 0)

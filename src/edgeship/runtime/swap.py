@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel
 
 from edgeship.errors import RuntimeBackendError
 from edgeship.runtime.release import LoadedRelease, PreparedRelease
+from edgeship.runtime.rss import return_free_memory
 
 
 class NotReadyError(RuntimeBackendError):
@@ -35,6 +36,7 @@ class SwapOutcome(BaseModel):
     drain_first: bool  # memory forced the old release out before the new one loaded
     not_ready_seconds: float  # how long no release answered (0 unless drain_first)
     old_freed: bool  # False: requests still ran on the old release at drain timeout; freed when they end
+    plans: dict[str, dict[str, Any]] = {}  # component -> the backend plan it runs with (GPU layers, providers)
 
 
 @dataclass(eq=False)
@@ -114,6 +116,7 @@ class ModelHost:
     def _free(self, slot: _Slot) -> None:
         try:
             slot.release.close()
+            return_free_memory()
         finally:
             slot.closed.set()
 
@@ -201,7 +204,8 @@ class ModelHost:
         return SwapOutcome(release_id=new.release.release_id,
                            previous_release_id=old.release.release_id if old else None, changed=True,
                            load_seconds=new.release.load_seconds, swap_seconds=time.perf_counter() - started,
-                           drain_first=drain_first, not_ready_seconds=not_ready, old_freed=freed)
+                           drain_first=drain_first, not_ready_seconds=not_ready, old_freed=freed,
+                           plans={name: b.plan.to_json() for name, b in new.release.backends.items()})
 
     def close(self) -> None:
         """Stop serving and free the loaded release once its requests end."""
