@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -19,6 +20,13 @@ from edgeship.runtime.release import prepare_release
 
 from .conftest import Models, config_for, standard_release
 from .harness import PROMPT, TENSOR, Device, Load
+
+
+def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.02)
 
 
 def two_releases(device: Device, models: Models) -> tuple[str, str]:
@@ -80,9 +88,9 @@ def test_drain_first_when_both_releases_do_not_fit(device: Device, models: Model
     config = config_for(device, memory_budget=int(one * 1.5))
     with BackgroundServer(config) as server, RuntimeClient(device.root, server.url) as client:
         with Load(server.url) as load:
-            time.sleep(0.3)
+            until(lambda: any(x[3] == a for x in load.answers))  # requests on the old release, then the swap
             outcome = client.swap(b)
-            time.sleep(0.3)
+            until(lambda: any(x[3] == b for x in load.answers))
         assert outcome.drain_first and outcome.old_freed
         assert 0 < outcome.not_ready_seconds < 5
         assert [x for x in load.answers if x[2] != 200] == []  # requests in the gap waited, none failed
