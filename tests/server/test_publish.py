@@ -76,7 +76,8 @@ def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Call
     code, out, _ = push("2.1.0", "--no-upload", "--json")
     assert code == 0 and json.loads(out)["server"] is None and json.loads(out)["not_uploaded"] == "--no-upload"
     assert "app@2.1.0" not in on_server()
-    assert push("2.1.1", "--no-upload", "--server", f.url)[0] == 2
+    assert push("2.1.1", "--no-upload", "--server", f.url)[0] == 0  # --no-upload wins, e.g. over $EDGESHIP_SERVER
+    assert "app@2.1.1" not in on_server()
 
     # The server does not answer: the push fails, says the release is signed but not uploaded, and sync finishes it.
     ws = Workspace.open(f.workspace)
@@ -86,7 +87,7 @@ def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Call
     assert code == 1 and "app@2.2.0 is signed in the workspace but was not uploaded" in err and "server sync" in err
     assert "app@2.2.0" not in on_server()
     assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
-    assert {"app@2.1.0", "app@2.2.0"} <= set(on_server())
+    assert {"app@2.1.0", "app@2.1.1", "app@2.2.0"} <= set(on_server())
 
     ws.config.server_url = ""
     ws.save_config()

@@ -66,7 +66,7 @@ def push(
         help="Upload to this update server (default: the server url in edgeship.toml; resumable, `edgeship server sync` finishes a cut-off push).",
         show_default=False,
     ),
-    no_upload: bool = typer.Option(False, "--no-upload", help="Only sign into the workspace; `edgeship server sync` uploads later."),
+    no_upload: bool = typer.Option(False, "--no-upload", help="Only sign into the workspace (even with --server or $EDGESHIP_SERVER); `edgeship server sync` uploads later."),
     token: str | None = TokenOpt,
     ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
@@ -132,10 +132,9 @@ def push(
 
 
 def upload_target(server: str | None, configured: str, no_upload: bool) -> str | None:
-    """The server a push uploads to: --server, else the workspace's; None with --no-upload or none named."""
+    """The server a push uploads to: --server, else the workspace's; None with --no-upload (which
+    wins, so a shell that exports EDGESHIP_SERVER can still sign only) or when none is named."""
     if no_upload:
-        if server:
-            raise UsageError("--server and --no-upload contradict each other", hint="drop one of them")
         return None
     return server or configured or None
 
