@@ -8,6 +8,7 @@ from edgeship.rollout.health import (
     CohortHealth,
     HealthMargins,
     HealthMetrics,
+    HealthPool,
     compare,
     matched,
 )
@@ -65,9 +66,13 @@ def test_health_is_compared_like_for_like_hardware() -> None:
     baseline = {"orin": [fast] * 50, "pi4": [slow] * 50}
     # A pilot of mostly slow boards is not a latency regression...
     pilot = {"orin": [fast] * 2, "pi4": [slow] * 18}
-    assert not compare(*matched(pilot, baseline), HealthMargins()).regressed
+    assert not compare(*matched(pools(pilot), pools(baseline)), HealthMargins()).regressed
     # ...but slow boards getting slower is, and a class the baseline lacks is left out.
     worse = {"orin": [fast] * 2, "pi4": [HealthMetrics(0.01, 1500.0)] * 18, "new-board": [slow] * 30}
-    cand, base = matched(worse, baseline)
+    cand, base = matched(pools(worse), pools(baseline))
     assert (cand.devices, base.devices) == (20, 100)
     assert compare(cand, base, HealthMargins()).regressed
+
+
+def pools(groups: dict[str, list[HealthMetrics]]) -> dict[str, HealthPool]:
+    return {k: HealthPool.of(v) for k, v in groups.items()}

@@ -7,14 +7,14 @@ the same assignments and the same next rollout state. It never reads a clock.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from edgeship.errors import RolloutError
 from edgeship.rollout.cohort import cohort_value
-from edgeship.rollout.health import HealthMetrics, HealthVerdict, compare, matched
+from edgeship.rollout.health import HealthMetrics, HealthPool, HealthVerdict, compare, matched
 from edgeship.rollout.model import (
     FAILURE_STATES,
     DeviceView,
@@ -84,7 +84,7 @@ class RolloutEvent:
 @dataclass(frozen=True)
 class Decision:
     rollout: Rollout  # with its new state: store it
-    assignments: dict[str, Assignment]
+    assignments: Mapping[str, Assignment]
     stages: tuple[StageCount, ...]
     skipped: int
     not_targeted: int
@@ -146,61 +146,165 @@ def _classify(d: DeviceView, release: str) -> int:
     return _WAITING
 
 
+# What the engine keeps of one device: where it entered, its class, its last check-in, and
+# the health pool its report sits in (with the report).
+_Entry = tuple["int | Assignment", int, "float | None", "HealthPool | None", "HealthMetrics | None"]
+
+
+class Tally:
+    """The engine's inputs in aggregate, kept up to date one device report at a time.
+
+    Per phase, devices per class; skipped and untargeted devices; health pools per hardware
+    class. ``update`` costs the same for any fleet size, so a caller that feeds it only the
+    devices whose report changed decides in time proportional to the changes. It belongs
+    to one rollout's release, target and plan (its state may move on).
+    """
+
+    def __init__(self, rollout: Rollout, devices: Iterable[DeviceView] = (), placement: Mapping[str, int | Assignment] | None = None) -> None:
+        self._rollout = rollout
+        self._placement = placement if placement is not None else {}
+        # One more row than phases: devices beyond the last stage (a plan that stops short
+        # of 100 %) are targeted but belong to no stage.
+        self.counts = [[0, 0, 0, 0] for _ in range(len(rollout.policy.phases) + 1)]
+        self.skipped = self.not_targeted = 0
+        # Health reports grouped by hardware class, so cohorts are compared like for like.
+        self.candidate: dict[tuple[object, ...], HealthPool] = {}
+        self.baseline: dict[tuple[object, ...], HealthPool] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._watch: tuple[int, float | None, float] | None = None
+        self._lingering: set[str] = set()
+        for d in devices:
+            self.update(d)
+
+    def update(self, d: DeviceView) -> None:
+        """Take ``d`` as the device's latest report (a new device or a changed one)."""
+        entry = self._entry(d)
+        old = self._entries.get(d.id)
+        self._entries[d.id] = entry
+        if old is None:
+            self._count(entry, 1)
+        elif isinstance(entry[0], Assignment) or isinstance(old[0], Assignment):
+            self._count(old, -1)
+            self._count(entry, 1)
+        else:
+            # Most reports move a device between classes and leave its health alone.
+            self.counts[old[0]][old[1]] -= 1
+            self.counts[entry[0]][entry[1]] += 1
+            if old[3] is not entry[3] or old[4] is not entry[4]:
+                if old[3] is not None and old[4] is not None:
+                    old[3].remove(old[4])
+                if entry[3] is not None and entry[4] is not None:
+                    entry[3].add(entry[4])
+        if self._watch is not None:
+            if self._lingers(entry, *self._watch):
+                self._lingering.add(d.id)
+            else:
+                self._lingering.discard(d.id)
+
+    def discard(self, device_id: str) -> None:
+        """Forget a device (decommissioned)."""
+        old = self._entries.pop(device_id, None)
+        if old is not None:
+            self._count(old, -1)
+            self._lingering.discard(device_id)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _entry(self, d: DeviceView) -> _Entry:
+        rollout = self._rollout
+        where = self._placement.get(d.id)
+        if where is None:
+            where = _place_one(rollout, rollout.policy.phases, d)
+        if isinstance(where, Assignment):
+            return where, _WAITING, d.seen, None, None
+        release, previous, current = rollout.release, rollout.previous_release, d.current
+        pool = None
+        if d.health is not None and (current == release or (current == previous and previous is not None)):
+            f = d.facts
+            pools = self.candidate if current == release else self.baseline
+            key = (f.arch, f.accelerator, f.ram)
+            pool = pools.get(key)
+            if pool is None:
+                pool = pools[key] = HealthPool()
+        return where, _classify(d, release), d.seen, pool, d.health
+
+    def _count(self, entry: _Entry, sign: int) -> None:
+        where, cls, _, pool, health = entry
+        if isinstance(where, Assignment):
+            if where.reason is AssignmentReason.SKIPPED:
+                self.skipped += sign
+            else:
+                self.not_targeted += sign
+            return
+        self.counts[where][cls] += sign
+        if pool is not None and health is not None:
+            if sign > 0:
+                pool.add(health)
+            else:
+                pool.remove(health)
+
+    def rollback_remaining(self, state: RolloutState) -> int:
+        """Devices an abort with rollback still waits for (see ``_assign``).
+
+        The devices still unheard of since the abort are listed once per abort and then
+        kept up to date by ``update``.
+        """
+        watch = (state.phase, state.ordered_since, state.since)
+        if watch != self._watch:
+            self._watch = watch
+            self._lingering = {d for d, e in self._entries.items() if self._lingers(e, *watch)}
+        back = sum(c[_DONE] + c[_STARTED] for c in self.counts)
+        return back + len(self._lingering)
+
+    @staticmethod
+    def _lingers(entry: _Entry, reached: int, ordered: float | None, since: float) -> bool:
+        # An agent runs a job without a window from order to commit in one round and
+        # reports it only then: a device that took its order (checked in after the orders
+        # went out) and has not checked in since the abort may be committing the release
+        # unreported. It counts until it is heard from; its next report says whether to
+        # order it back. One offline since before the orders never got one, and must not
+        # keep the rollback open.
+        where, cls, seen, _, _ = entry
+        return (not isinstance(where, Assignment) and cls == _WAITING and where <= reached and seen is not None
+                and seen < since and (ordered is None or seen >= ordered))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+
 def decide(
     rollout: Rollout, devices: Iterable[DeviceView], now: float, placement: Mapping[str, int | Assignment] | None = None
 ) -> Decision:
     """Assign each device and move the rollout on, as of Unix time ``now``.
 
     ``placement`` (from ``place``) saves rehashing a large fleet on every call; devices it
-    does not know are placed on the fly.
+    does not know are placed on the fly. Callers that decide again and again keep a
+    ``Tally`` up to date instead and call ``decide_tally``.
+    """
+    return decide_tally(rollout, Tally(rollout, devices, placement), now)
+
+
+def decide_tally(rollout: Rollout, tally: Tally, now: float) -> Decision:
+    """``decide`` from a tally of the fleet's reports: the work does not grow with the fleet.
+
+    The decision's ``assignments`` read the tally when asked, so they answer for each
+    device's latest report: read them before updating the tally again.
     """
     phases = rollout.policy.phases
-    release, previous = rollout.release, rollout.previous_release
-    counts = [[0, 0, 0, 0] for _ in phases]  # per phase: done, failed, started, waiting
-    rows: list[tuple[str, int, int, float | None]] = []  # (device, phase, class, last check-in) of targeted devices
-    fixed: dict[str, Assignment] = {}
-    # Health reports grouped by hardware class, so cohorts are compared like for like.
-    candidate: dict[tuple[object, ...], list[HealthMetrics]] = {}
-    baseline: dict[tuple[object, ...], list[HealthMetrics]] = {}
-    skipped = not_targeted = 0
-    known = placement if placement is not None else {}
-    n_phases = len(phases)
-    # This loop runs once per device per engine tick: keep it flat.
-    for d in devices:
-        where = known.get(d.id)
-        if where is None:
-            where = _place_one(rollout, phases, d)
-        if isinstance(where, Assignment):
-            fixed[d.id] = where
-            if where.reason is AssignmentReason.SKIPPED:
-                skipped += 1
-            else:
-                not_targeted += 1
-            continue
-        current = d.current
-        cls = _classify(d, release)
-        if where < n_phases:
-            counts[where][cls] += 1
-        rows.append((d.id, where, cls, d.seen))
-        if d.health is not None and (current == release or (current == previous and previous is not None)):
-            f = d.facts
-            pool = candidate if current == release else baseline
-            pool.setdefault((f.arch, f.accelerator, f.ram), []).append(d.health)
-
-    health = compare(*matched(candidate, baseline), rollout.policy.health)
-    state, events = _advance(rollout, counts, health, now)
+    health = compare(*matched(tally.candidate, tally.baseline), rollout.policy.health)
+    state, events = _advance(rollout, tally.counts, health, now)
     rollout = dataclasses.replace(rollout, state=state)
-    assignments, remaining = _assign(rollout, rows)
-    assignments.update(fixed)
+    remaining = tally.rollback_remaining(state) if state.status is RolloutStatus.ABORTED and state.rollback else 0
     next_check = None
     if state.status is RolloutStatus.BAKING and state.bake_started is not None:
         next_check = state.bake_started + phases[state.phase].bake
     return Decision(
         rollout=rollout,
-        assignments=assignments,
-        stages=_stage_counts(rollout, counts, now),
-        skipped=skipped,
-        not_targeted=not_targeted,
+        assignments=Orders(rollout, tally),
+        stages=_stage_counts(rollout, tally.counts, now),
+        skipped=tally.skipped,
+        not_targeted=tally.not_targeted,
         rollback_remaining=remaining,
         health=health,
         events=tuple(events),
@@ -259,50 +363,56 @@ def _breach(phase: Phase, members: int, failed: int, health: HealthVerdict) -> s
     return ""
 
 
-def _assign(rollout: Rollout, rows: list[tuple[str, int, int, float | None]]) -> tuple[dict[str, Assignment], int]:
-    """Each targeted device's order, and how many devices a rollback still has to bring back."""
-    state, policy = rollout.state, rollout.policy
-    status = state.status
-    # Devices share a handful of distinct answers; build each once.
-    go = [
-        Assignment(AssignmentReason.ASSIGNED, rollout.release, phase=i, window=policy.window, notice=policy.notice)
-        for i in range(len(policy.phases))
-    ]
-    not_yet = Assignment(AssignmentReason.NOT_YET, detail=f"waits for a later stage than {policy.phases[state.phase].name}")
-    held = Assignment(AssignmentReason.HELD, detail=f"rollout {status.value}: {state.reason}".rstrip(": "))
-    # A rollback goes out at once, outside any window: a bad model is worse than a reboot.
-    back = Assignment(AssignmentReason.ROLLBACK, rollout.previous_release, rollback=True, detail=state.reason)
-    out: dict[str, Assignment] = {}
-    remaining = 0
-    reached = state.phase
-    if status is RolloutStatus.ABORTED and state.rollback:
-        for device, where, cls, seen in rows:
-            if cls == _DONE or cls == _STARTED:
-                out[device] = back
-                remaining += 1
-                continue
-            out[device] = held
-            # An agent runs a job without a window from order to commit in one round and
-            # reports it only then: a device that took its order (checked in after the
-            # orders went out) and has not checked in since the abort may be committing
-            # the release unreported. It counts until it is heard from; its next report
-            # says whether to order it back. One offline since before the orders never
-            # got one, and must not keep the rollback open.
-            ordered = state.ordered_since
-            if (cls == _WAITING and where <= reached and seen is not None and seen < state.since
-                    and (ordered is None or seen >= ordered)):
-                remaining += 1
-        return out, remaining
-    # Paused or aborted: devices that have not started are held; the others carry on.
-    hold_waiting = not (status.is_active or status is RolloutStatus.COMPLETED)
-    for device, where, cls, _ in rows:
-        if where > reached:
-            out[device] = not_yet
-        elif hold_waiting and cls == _WAITING:
-            out[device] = held
-        else:
-            out[device] = go[where]
-    return out, remaining
+class Orders(Mapping[str, Assignment]):
+    """Each device's order under a decided rollout state, worked out when asked.
+
+    Devices share a handful of distinct answers, built once here; a device's answer
+    depends only on where it entered the rollout and its class.
+    """
+
+    def __init__(self, rollout: Rollout, tally: Tally) -> None:
+        state, policy = rollout.state, rollout.policy
+        status = state.status
+        self._tally = tally
+        self._reached = state.phase
+        self._rolling_back = status is RolloutStatus.ABORTED and state.rollback
+        # Paused or aborted: devices that have not started are held; the others carry on.
+        self._hold_waiting = not (status.is_active or status is RolloutStatus.COMPLETED)
+        self._go = [
+            Assignment(AssignmentReason.ASSIGNED, rollout.release, phase=i, window=policy.window, notice=policy.notice)
+            for i in range(len(policy.phases))
+        ]
+        self._not_yet = Assignment(AssignmentReason.NOT_YET, detail=f"waits for a later stage than {policy.phases[state.phase].name}")
+        self._held = Assignment(AssignmentReason.HELD, detail=f"rollout {status.value}: {state.reason}".rstrip(": "))
+        # A rollback goes out at once, outside any window: a bad model is worse than a reboot.
+        self._back = Assignment(AssignmentReason.ROLLBACK, rollout.previous_release, rollback=True, detail=state.reason)
+
+    def __getitem__(self, device_id: str) -> Assignment:
+        entry = self._tally._entries[device_id]
+        return self.answer(entry[0], entry[1])
+
+    def get(self, device_id: str, default: Assignment | None = None) -> Assignment | None:  # type: ignore[override]
+        # Mapping.get goes through __getitem__ and an exception; the simulator asks a million times.
+        entry = self._tally._entries.get(device_id)
+        return default if entry is None else self.answer(entry[0], entry[1])
+
+    def answer(self, where: int | Assignment, cls: int) -> Assignment:
+        """The order for a device that entered at ``where`` and is of class ``cls``."""
+        if isinstance(where, Assignment):
+            return where
+        if self._rolling_back:
+            return self._back if cls == _DONE or cls == _STARTED else self._held
+        if where > self._reached:
+            return self._not_yet
+        if self._hold_waiting and cls == _WAITING:
+            return self._held
+        return self._go[where]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tally)
+
+    def __len__(self) -> int:
+        return len(self._tally)
 
 
 def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tuple[StageCount, ...]:

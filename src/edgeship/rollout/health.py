@@ -8,9 +8,10 @@ the previous release, not with fixed limits, keeps the check meaningful on any h
 from __future__ import annotations
 
 import dataclasses
-import statistics
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+
+from sortedcontainers import SortedList
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,32 +45,81 @@ class CohortHealth:
 
     @classmethod
     def of(cls, samples: Iterable[HealthMetrics]) -> CohortHealth:
-        items = list(samples)
-        if not items:
-            return cls(0, 0.0, 0.0, None)
-        outputs = [s.output_stat for s in items if s.output_stat is not None]
-        return cls(
-            devices=len(items),
-            error_rate=sum([s.error_rate for s in items]) / len(items),
-            latency_p95_ms=statistics.median([s.latency_p95_ms for s in items]),
-            output_stat=sum(outputs) / len(outputs) if outputs else None,
-        )
+        return HealthPool.of(samples).cohort()
 
 
-def matched(
-    candidate: Mapping[Hashable, Sequence[HealthMetrics]], baseline: Mapping[Hashable, Sequence[HealthMetrics]]
-) -> tuple[CohortHealth, CohortHealth]:
+# Sums are kept exactly, as integers in units of the smallest float (2**-1074): a pool
+# that devices join and leave one by one then gives the same float, bit for bit, as one
+# summed afresh, so an incremental engine decides exactly like a full recompute.
+_UNIT = 1 << 1074
+
+
+def _exact(x: float) -> int:
+    num, den = x.as_integer_ratio()  # den is a power of two
+    return num << (1075 - den.bit_length())
+
+
+class HealthPool:
+    """A multiset of health reports that devices join and leave; ``cohort()`` pools it.
+
+    Values must be finite (the server drops reports that are not).
+    """
+
+    __slots__ = ("_errors", "_latencies", "_outputs", "_with_output", "devices")
+
+    def __init__(self) -> None:
+        self.devices = 0
+        self._errors = 0  # exact sum, see _UNIT
+        self._outputs = 0
+        self._with_output = 0
+        self._latencies: SortedList = SortedList()
+
+    @classmethod
+    def of(cls, samples: Iterable[HealthMetrics]) -> HealthPool:
+        pool = cls()
+        for s in samples:
+            pool.add(s)
+        return pool
+
+    def add(self, m: HealthMetrics) -> None:
+        self.devices += 1
+        self._errors += _exact(m.error_rate)
+        self._latencies.add(m.latency_p95_ms)
+        if m.output_stat is not None:
+            self._with_output += 1
+            self._outputs += _exact(m.output_stat)
+
+    def remove(self, m: HealthMetrics) -> None:
+        self.devices -= 1
+        self._errors -= _exact(m.error_rate)
+        self._latencies.remove(m.latency_p95_ms)
+        if m.output_stat is not None:
+            self._with_output -= 1
+            self._outputs -= _exact(m.output_stat)
+
+    def cohort(self) -> CohortHealth:
+        n = self.devices
+        if not n:
+            return CohortHealth(0, 0.0, 0.0, None)
+        lat, mid = self._latencies, n // 2
+        # statistics.median's arithmetic, on a list kept sorted.
+        median = lat[mid] if n % 2 else (lat[mid - 1] + lat[mid]) / 2
+        outputs = (self._outputs / _UNIT) / self._with_output if self._with_output else None
+        return CohortHealth(n, (self._errors / _UNIT) / n, median, outputs)
+
+
+def matched(candidate: Mapping[Hashable, HealthPool], baseline: Mapping[Hashable, HealthPool]) -> tuple[CohortHealth, CohortHealth]:
     """Pool both cohorts over the hardware classes they share, weighted by the candidate's mix.
 
     A pilot of five fast boards would otherwise look "faster" than a fleet of slow ones, and
     vice versa: only like-for-like hardware says anything about the release.
     """
-    shared = [k for k in candidate if candidate[k] and baseline.get(k)]
-    cand = {k: CohortHealth.of(candidate[k]) for k in shared}
-    base = {k: CohortHealth.of(baseline[k]) for k in shared}
-    weights = {k: len(candidate[k]) for k in shared}
+    shared = [k for k in candidate if candidate[k].devices and k in baseline and baseline[k].devices]
+    cand = {k: candidate[k].cohort() for k in shared}
+    base = {k: baseline[k].cohort() for k in shared}
+    weights = {k: candidate[k].devices for k in shared}
     return _weighted(cand, weights), dataclasses.replace(
-        _weighted(base, weights), devices=sum(len(baseline[k]) for k in shared)
+        _weighted(base, weights), devices=sum(baseline[k].devices for k in shared)
     )
 
 

@@ -21,6 +21,9 @@ class FleetBackend(Protocol):
     def views(self) -> Sequence[DeviceView]:
         """Every device as last reported (what a server's device registry holds)."""
 
+    def changed(self) -> Sequence[DeviceView]:
+        """The devices whose report changed since the last call (the engine's tally reads only these)."""
+
     def apply(self, decision: Decision, now: float) -> None:
         """Publish the engine's assignments; devices pick them up at their next check-in."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import accumulate
 
 from edgeship.rollout import DeviceFacts
 
@@ -62,22 +63,32 @@ class VirtualDevice:
 def make_fleet(n: int, rng: random.Random, pilot_share: float = 0.005, slow_link: float = 0.0) -> list[VirtualDevice]:
     """``n`` devices; a ``pilot_share`` of them (at least three) tagged ``ring=pilot``."""
     pilots = max(3, round(n * pilot_share)) if n >= 20 else 1
-    hw_weights = [h.share for h in HARDWARE]
-    zone_weights = [z[2] for z in ZONES]
+    # Cumulative weights computed once: the same draws as ``weights=``, without re-adding per device.
+    hw_cum = list(accumulate(h.share for h in HARDWARE))
+    zone_cum = list(accumulate(z[2] for z in ZONES))
+    # Devices of one board, place and ring share their (read-only) tags and facts.
+    tags: dict[tuple[bool, str, str], dict[str, str]] = {}
+    facts: dict[tuple[str, str], DeviceFacts] = {}
     out = []
     for i in range(n):
-        hw = rng.choices(HARDWARE, hw_weights)[0]
-        tz, site, _ = rng.choices(ZONES, zone_weights)[0]
+        hw = rng.choices(HARDWARE, cum_weights=hw_cum)[0]
+        tz, site, _ = rng.choices(ZONES, cum_weights=zone_cum)[0]
         # Median ~2.5 MB/s (20 Mbit/s) with a long tail; a slow link is a 2G/satellite modem.
         link = rng.lognormvariate(14.7, 0.8)
         if rng.random() < slow_link:
             link /= 40
         pilot = i < pilots
+        tag = tags.get((pilot, site, hw.name))
+        if tag is None:
+            tag = tags[pilot, site, hw.name] = {"ring": "pilot" if pilot else "main", "site": site, "hw": hw.name}
+        fact = facts.get((hw.name, tz))
+        if fact is None:
+            fact = facts[hw.name, tz] = DeviceFacts(ram=hw.ram, arch=hw.arch, accelerator=hw.accelerator, timezone=tz)
         out.append(
             VirtualDevice(
                 id=f"sim-{i:06d}",
-                tags={"ring": "pilot" if pilot else "main", "site": site, "hw": hw.name},
-                facts=DeviceFacts(ram=hw.ram, arch=hw.arch, accelerator=hw.accelerator, timezone=tz),
+                tags=tag,
+                facts=fact,
                 hardware=hw,
                 link_bps=link,
                 checkin_s=rng.uniform(300.0, 900.0),

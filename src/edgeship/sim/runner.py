@@ -14,7 +14,8 @@ from edgeship.rollout import (
     Rollout,
     RolloutEvent,
     RolloutStatus,
-    decide,
+    Tally,
+    decide_tally,
     place,
 )
 from edgeship.sim.backend import FleetBackend
@@ -86,7 +87,10 @@ def run(
     placement = place(rollout, fleet.views())
     first = 1 if rollout.policy.pilot is not None else 0
     t = config.start
-    decision = decide(rollout, fleet.views(), t, placement)
+    # The engine reads the fleet in aggregate; each tick feeds it only the reports that changed.
+    fleet.changed()
+    tally = Tally(rollout, fleet.views(), placement)
+    decision = decide_tally(rollout, tally, t)
     result = SimResult(
         config,
         devices,
@@ -112,7 +116,9 @@ def run(
         # Between reports nothing changes for the engine, so skip quiet stretches (windows).
         t = max(t + (config.settle_tick if status.is_final else config.tick), wake)
         fleet.run_until(t)
-        decision = decide(decision.rollout, fleet.views(), t, placement)
+        for view in fleet.changed():
+            tally.update(view)
+        decision = decide_tally(decision.rollout, tally, t)
     result.decision = decision
     return result
 

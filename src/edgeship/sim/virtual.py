@@ -80,9 +80,10 @@ class VirtualFleet:
         self._queue: list[tuple[float, int, int, int, _Step]] = []  # (time, seq, device, epoch, step)
         self._seq = 0
         self._assignments: Mapping[str, Assignment] = {}
-        self._counts: Counter[str] = Counter({DeviceState.IDLE.value: len(devices)})
+        self._counts: Counter[DeviceState] = Counter({DeviceState.IDLE: len(devices)})
         self._on_release = 0
         self._applied_state: RolloutState | None = None
+        self._changed: set[int] = set()  # devices that reported since ``changed()`` was last called
         self.started: set[str] = set()  # picked up the new release
         self.ran: set[str] = set()  # switched to it (ran it, at least for a trial)
         self.rollback_orders = 0
@@ -92,6 +93,12 @@ class VirtualFleet:
 
     def views(self) -> Sequence[DeviceView]:
         return self._views
+
+    def changed(self) -> Sequence[DeviceView]:
+        views = self._views
+        out = [views[i] for i in sorted(self._changed)]
+        self._changed.clear()
+        return out
 
     def apply(self, decision: Decision, now: float) -> None:
         self._assignments = decision.assignments
@@ -117,7 +124,7 @@ class VirtualFleet:
         return self._queue[0][0] if self._queue else None
 
     def state_counts(self) -> Mapping[str, int]:
-        return {**self._counts, "on_release": self._on_release}
+        return {**{s.value: n for s, n in self._counts.items()}, "on_release": self._on_release}
 
     # Device behaviour
 
@@ -141,13 +148,21 @@ class VirtualFleet:
         self._seq += 1
         heapq.heappush(self._queue, (t, self._seq, i, self._agents[i].epoch, step))
 
-    def _report(self, i: int, state: DeviceState, t: float, **changes: object) -> None:
+    def _report(
+        self, i: int, state: DeviceState, t: float, target: str | None = None, current: str | None = None,
+        health: HealthMetrics | None = None,
+    ) -> None:
+        """The device reports ``state`` (and a new target, or a new release it runs with its health)."""
         view = self._views[i]
-        self._counts[view.state.value] -= 1
-        self._counts[state.value] += 1
-        new = dataclasses.replace(view, state=state, **changes)  # type: ignore[arg-type]
-        self._on_release += (new.current == self._release) - (view.current == self._release)
-        self._views[i] = new
+        self._counts[view.state] -= 1
+        self._counts[state] += 1
+        if current is not None:
+            self._on_release += (current == self._release) - (view.current == self._release)
+        else:
+            current, health = view.current, view.health
+        # Built directly: dataclasses.replace costs several times more, millions of times a run.
+        self._views[i] = DeviceView(view.id, view.tags, view.facts, current, state, target or view.target, health, view.seen)
+        self._changed.add(i)
 
     def _pickup(self, i: int, t: float) -> None:
         agent, view = self._agents[i], self._views[i]
