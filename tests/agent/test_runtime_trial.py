@@ -36,6 +36,9 @@ def test_inference_checks_decide_the_trial_and_the_runtime_follows_the_rollback(
             r = device.run("--runtime", runtime.url)
             assert r.returncode == 0, r.stderr
             assert device.version() == "1.0.0" and serving(runtime) == {good.release_id}
+            # The trial's event says where the runtime runs the model: this machine has no accelerator.
+            [plan] = [e["data"]["plan"] for e in server.events(device.device_id) if e["type"] == "health"]
+            assert plan["model"]["n_gpu_layers"] == 0 and plan["model"]["reason"]
 
             server.assign("llm@2.0.0", tag=device.tag)
             r = device.run("--runtime", runtime.url)

@@ -371,6 +371,9 @@ class Agent:
                 if result.ok and self.config.runtime_url:
                     result = runtime_trial(self.config.runtime_url, self.paths.root, self.store.manifest(entry.assignment.release_id),
                                            entry.assignment.release_id)
+                    if result.plans is not None:  # where the runtime runs each model (GPU layers, providers)
+                        self.events.put(Event(type="health", release=entry.assignment.ref, data={"plan": result.plans},
+                                              id=step_event_id(entry.job, "runtime-plan", entry.trial_round)))
                 return StepOutcome(ok=result.ok, reason=result.reason)
             return self._finish(entry)
         except _REFUSALS as exc:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeship.errors import RuntimeBackendError, ValidationError
 from edgeship.release.inspect import inspect_component
@@ -30,6 +31,7 @@ _TAIL = 400  # characters of a failing command's output kept in the reason
 class TrialResult:
     ok: bool
     reason: str | None = None
+    plans: dict[str, Any] | None = None  # the runtime's backend plan per model, when it loaded the release
 
 
 def check_models(release_dir: Path) -> list[str]:
@@ -85,13 +87,13 @@ def runtime_trial(url: str, data_dir: Path, manifest: Manifest, release_id: str)
 
     try:
         with RuntimeClient(data_dir, url) as runtime:
-            runtime.swap(release_id)
+            plans = runtime.swap(release_id).plans
             if not manifest.health.inference_checks():
-                return TrialResult(True)
+                return TrialResult(True, plans=plans)
             verdict = runtime.trial(manifest, release_id)
     except RuntimeBackendError as exc:
         return TrialResult(False, f"runtime: {exc.message}")
-    return TrialResult(verdict.ok, None if verdict.ok else f"inference checks failed: {verdict.reason}")
+    return TrialResult(verdict.ok, None if verdict.ok else f"inference checks failed: {verdict.reason}", plans)
 
 
 def runtime_restore(url: str, data_dir: Path, release_id: str | None) -> None:
