@@ -5,6 +5,7 @@
       keys/{root,targets,snapshot,timestamp}.pem   private, 0600; keys/retired/
       repository/                      what a server or a directory serves to devices
         metadata/                      TUF: N.root.json, N.targets.json, N.snapshot.json, timestamp.json
+                                       (and N.bins-XX.json once the catalog is binned, see trust.bins)
         releases/<name>/<version>.json canonical manifests
         blobs/sha256/<hex>             content-addressed component files
 """
@@ -26,6 +27,7 @@ from edgeship.release.manifest import Manifest, parse_version
 from edgeship.store.fsutil import write_atomic
 from edgeship.store.local import LocalBlobStore
 from edgeship.store.undo import undo_on_failure
+from edgeship.trust import bins
 from edgeship.trust import keys as keyfiles
 from edgeship.trust.repository import ROLES, Expiry, KeyRing, Repository
 from edgeship.trust.targets import deltas_to, manifest_path, release_entries, release_targets
@@ -45,6 +47,7 @@ class WorkspaceConfig:
     server_url: str = ""
     server_admin_token: str = ""  # a secret: the config is written owner-only once it holds one
     server_ca: str = ""  # CA certificate pinned for the server, relative to the workspace
+    bin_at: int = bins.BIN_AT  # signed files at which a push moves the flat targets role into hashed bins
 
     def to_toml(self) -> str:
         server = {"url": self.server_url, "admin_token": self.server_admin_token, "ca": self.server_ca}
@@ -53,6 +56,7 @@ class WorkspaceConfig:
             "keys": {"encrypted": self.encrypted_keys},
             "expiry_days": asdict(self.expiry),
             "server": {k: v for k, v in server.items() if v or k == "url"},
+            "targets": {"bin_at": self.bin_at},
         }
         header = "# edgeship operator workspace. Keep keys/ private and backed up offline.\n"
         return header + tomli_w.dumps(doc)
@@ -66,6 +70,7 @@ class WorkspaceConfig:
             server_url=str(doc.get("server", {}).get("url", "")),
             server_admin_token=str(doc.get("server", {}).get("admin_token", "")),
             server_ca=str(doc.get("server", {}).get("ca", "")),
+            bin_at=int(doc.get("targets", {}).get("bin_at", bins.BIN_AT)),
         )
 
 
@@ -136,11 +141,11 @@ class Workspace:
     # -- releases -------------------------------------------------------------------------
 
     def repository(self) -> Repository:
-        return Repository(self.repo_dir, self.keyring, self.config.expiry)
+        return Repository(self.repo_dir, self.keyring, self.config.expiry, self.config.bin_at)
 
     def releases(self, name: str | None = None) -> list[ReleaseRecord]:
         """Signed releases, oldest version first per name."""
-        entries = release_entries(self.repository().targets().signed.targets)
+        entries = release_entries(self.repository().all_targets())
         records = [
             ReleaseRecord(e["name"], e["version"], e["release_id"], e["path"], e["length"])
             for e in entries
@@ -168,7 +173,7 @@ class Workspace:
 
     def deltas_to(self, manifest: Manifest) -> list[dict]:
         """Signed deltas that rebuild this release's components, with the download each saves."""
-        return deltas_to(self.repository().targets().signed.targets, manifest)
+        return deltas_to(self.repository().all_targets(), manifest)
 
     def not_newer(self, name: str, version: str) -> str | None:
         """The latest version of ``name`` when ``version`` is not newer than it (releases only move forward)."""

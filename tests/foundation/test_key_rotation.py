@@ -70,3 +70,21 @@ def test_rotated_key_stays_encrypted(cli, tmp_path: Path, monkeypatch, models) -
     monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE")
     r = cli("keys", "rotate", "--role", "targets")
     assert r.code == 2 and "encrypted" in r.err
+
+
+def test_binned_catalog_follows_targets_rotation(cli, workspace: Workspace, models) -> None:
+    """Bins are signed by the targets key: rotating it re-points the delegation and re-signs every bin."""
+    workspace.config.bin_at = 1  # the first push moves the catalog into bins
+    workspace.save_config()
+    assert push(cli, "1.0.0", models["gguf"]).code == 0
+    assert cli("verify", "llm@1.0.0", "--repo", workspace.repo_dir).code == 0
+    before = workspace.repository().latest_versions()
+    assert before["bins-00"] == 1
+    assert cli("keys", "rotate", "--role", "targets").code == 0
+    repo = workspace.repository()
+    new_key = repo.root().signed.roles["targets"].keyids
+    assert repo.targets().signed.delegations.succinct_roles.keyids == new_key
+    assert all(v == 2 for name, v in repo.latest_versions().items() if name.startswith("bins-"))
+    assert push(cli, "2.0.0", models["gguf"]).code == 0
+    r = cli("verify", "llm@2.0.0", "--repo", workspace.repo_dir)
+    assert r.code == 0, r.err

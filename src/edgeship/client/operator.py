@@ -173,8 +173,8 @@ class OperatorClient:
                 if not chunk:
                     raise ServerError(f"server did not accept the end of {digest}", hint="retry the push")
 
-    def publish(self, targets: dict, roots: list[dict]) -> dict:
-        return self._json("POST", "/v1/admin/metadata", json={"targets": targets, "roots": roots})
+    def publish(self, targets: dict, roots: list[dict], bins: dict[str, dict] | None = None) -> dict:
+        return self._json("POST", "/v1/admin/metadata", json={"targets": targets, "roots": roots, "bins": bins or {}})
 
 
 def _error(response: httpx.Response) -> EdgeshipError:

@@ -19,11 +19,12 @@ class PushReport:
 
 
 def push_repository(client: OperatorClient, repo: Repository, progress: Callable[[str, int, int], None] | None = None) -> PushReport:
-    """Upload every file the current targets name that the server lacks, then the targets (and
-    any root versions the server does not have yet); the server signs snapshot and timestamp."""
+    """Upload every file the current targets (and their bins) name that the server lacks, then
+    the targets, the bins newer than the server's and any root versions it does not have yet;
+    the server signs snapshot and timestamp."""
     report = PushReport()
     targets = repo.targets()
-    for path, tf in sorted(targets.signed.targets.items()):
+    for path, tf in sorted(repo.all_targets().items()):
         digest = Digest(tf.hashes["sha256"])
         local = repo.path / path
         hook = (lambda done, p=path, n=tf.length: progress(p, done, n)) if progress else None
@@ -39,5 +40,9 @@ def push_repository(client: OperatorClient, repo: Repository, progress: Callable
     latest_root = repo.root().signed.version
     roots = [json.loads(repo.root_bytes(v)) for v in range(server_root + 1, latest_root + 1)]
     targets_doc = json.loads((repo.metadata_dir / f"{targets.signed.version}.targets.json").read_bytes())
-    report.server = client.publish(targets_doc, roots)
+    published = server.get("bins", {})
+    latest = repo.latest_versions()
+    bins = {name: json.loads((repo.metadata_dir / f"{latest[name]}.{name}.json").read_bytes())
+            for name in repo.bins() if latest[name] > published.get(name, 0)}
+    report.server = client.publish(targets_doc, roots, bins)
     return report

@@ -105,6 +105,7 @@ def _copy_metadata(ws: Workspace, metadata: Path) -> None:
     wanted = [p.name for p in src.glob("*.root.json")] + [
         "root.json",
         f"{repo.targets().signed.version}.targets.json",
+        *(f"{md.signed.version}.{name}.json" for name, md in repo.bins().items()),
         f"{repo.load('snapshot').signed.version}.snapshot.json",
         "timestamp.json",  # last: its presence is what makes the repository ready
     ]
@@ -114,7 +115,7 @@ def _copy_metadata(ws: Workspace, metadata: Path) -> None:
 
 def copy_targets(settings: ServerSettings, storage: BlobStorage, ws: Workspace, say: Report) -> tuple[int, int]:
     """Put every file the workspace's targets name into the blob store; (copied, already there)."""
-    paths = sorted(ws.repository().targets().signed.targets)
+    paths = sorted(ws.repository().all_targets())
     copied = skipped = 0
     for i, path in enumerate(paths, 1):
         if storage.locate(path) is not None:

@@ -134,7 +134,7 @@ class ServerRepository:
     def releases(self) -> list[dict]:
         """Signed releases as ``{name, version, release_id, rollback_to, path, length}``."""
         self.refresh()
-        return release_entries(self.repo.targets().signed.targets)
+        return release_entries(self.repo.all_targets())
 
     def find_release(self, name: str, version: str) -> dict:
         for entry in self.releases():
@@ -146,9 +146,10 @@ class ServerRepository:
         versions = [e["version"] for e in self.releases() if e["name"] == name]
         return max(versions, key=parse_version) if versions else None
 
-    def publish(self, storage: BlobStorage, targets_bytes: bytes, roots: list[bytes]) -> dict:
-        """Verify and publish operator-signed targets; every file they name must be uploaded first."""
-        incoming = _targets_files(targets_bytes)
+    def publish(self, storage: BlobStorage, targets_bytes: bytes, roots: list[bytes], bins: dict[str, bytes] | None = None) -> dict:
+        """Verify and publish operator-signed targets (and the bins that changed); every file
+        they name must be uploaded first."""
+        incoming = [f for raw in [targets_bytes, *(bins or {}).values()] for f in _targets_files(raw)]
         missing = [f"sha256:{h}" for _path, h in incoming if not storage.has_blob(Digest(h))]
         if missing:
             raise ValidationError(
@@ -158,22 +159,23 @@ class ServerRepository:
         with self._signing():
             # Verify everything before writing anything: targets that do not verify must leave
             # the served manifests and deltas of the published release exactly as they were.
-            verified = self.repo.verify_targets(targets_bytes, roots)
+            verified = self.repo.verify_targets(targets_bytes, roots, bins)
             # Then the files, before the metadata: once the timestamp names the new targets,
             # devices may fetch them.
-            for path, hexdigest in _to_install(incoming, self.repo.targets().signed.targets, storage):
+            for path, hexdigest in _to_install(incoming, self.repo.all_targets(), storage):
                 storage.install(path, Digest(hexdigest))
             targets_version = self.repo.write_targets(verified)
         log.info("published targets", extra={"targets_version": targets_version})
         return self.versions() | {"releases": sorted(f"{e['name']}@{e['version']}" for e in self.releases())}
 
-    def versions(self) -> dict[str, int]:
+    def versions(self) -> dict:
         self.refresh()
         return {
             "targets_version": self.repo.targets().signed.version,
             "snapshot_version": self.repo.load("snapshot").signed.version,
             "timestamp_version": self.repo.load("timestamp").signed.version,
             "root_version": self.repo.root().signed.version,
+            "bins": {name: md.signed.version for name, md in self.repo.bins().items()},
         }
 
     def timestamp_expires(self) -> datetime:

@@ -259,6 +259,7 @@ class PublishResult(BaseModel):
     timestamp_version: int
     root_version: int
     releases: list[str]
+    bins: dict[str, int] = Field(default_factory=dict)  # published version of each hashed bin (none when flat)
 
 
 class UploadStatus(BaseModel):
@@ -272,9 +273,13 @@ class MetadataUpload(Body):
 
     targets: dict[str, Any]
     roots: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    bins: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=16384)  # the hashed bins that changed, by name
 
     def targets_bytes(self) -> bytes:
         return json.dumps(self.targets, indent=1, sort_keys=True).encode()
+
+    def bins_bytes(self) -> dict[str, bytes]:
+        return {name: json.dumps(doc, indent=1, sort_keys=True).encode() for name, doc in self.bins.items()}
 
     def roots_bytes(self) -> list[bytes]:
         return [json.dumps(r, indent=1, sort_keys=True).encode() for r in self.roots]

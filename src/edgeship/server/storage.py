@@ -32,7 +32,7 @@ from edgeship.store.digest import CHUNK, Digest, iter_file
 from edgeship.store.fsutil import atomic_writer, fsync_dir
 
 _REPO_KEYS = re.compile(
-    r"^(?:metadata/(?:\d{1,10}\.(?:root|targets|snapshot)|timestamp|root)\.json"
+    r"^(?:metadata/(?:\d{1,10}\.(?:root|targets|snapshot|bins-[0-9a-f]{1,4})|timestamp|root)\.json"
     r"|releases/[a-z0-9][a-z0-9._-]{0,63}/[0-9A-Za-z][0-9A-Za-z.+-]{0,127}\.json"
     r"|blobs/sha256/[0-9a-f]{64}"
     r"|deltas/sha256/[0-9a-f]{64}/[0-9a-f]{64})$"

@@ -1,9 +1,10 @@
 """The operator's TUF repository: signs and writes root, targets, snapshot and timestamp.
 
 Files live under ``<repo>/metadata/`` with consistent snapshots (``N.root.json``,
-``N.targets.json``, ``N.snapshot.json``, ``timestamp.json``); targets live under
-``<repo>/`` at their target path. New versioned files are written first and
-``timestamp.json`` last, so a client never sees a half-published repository.
+``N.targets.json``, ``N.snapshot.json``, ``timestamp.json``, and for a binned catalog
+``N.bins-XX.json``, see ``trust.bins``); targets live under ``<repo>/`` at their target path.
+New versioned files are written first and ``timestamp.json`` last, so a client never sees a
+half-published repository.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tuf.api.metadata import (
     Metadata,
     Root,
     Snapshot,
+    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -31,11 +33,12 @@ from tuf.api.serialization.json import JSONSerializer
 
 from edgeship.errors import TrustError, UsageError
 from edgeship.store.fsutil import write_atomic
+from edgeship.trust import bins
 from edgeship.trust import keys as keyfiles
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 ONLINE_ROLES = ("snapshot", "timestamp")  # the only keys an update server may hold
-_VERSIONED = re.compile(r"^(\d+)\.(root|targets|snapshot)\.json$")
+_VERSIONED = re.compile(r"^(\d+)\.([a-z]+(?:-[0-9a-f]+)?)\.json$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class VerifiedTargets:
     roots: tuple[Metadata[Root], ...]
     targets: Metadata[Targets]
     raw: bytes  # the targets exactly as signed
+    bins: tuple[tuple[str, int, bytes], ...] = ()  # (bin, version, bytes as signed) of the bins that changed
 
 
 def _now() -> datetime:
@@ -111,11 +115,12 @@ class KeyRing:
 class Repository:
     """Reads and signs the metadata of one TUF repository directory."""
 
-    def __init__(self, path: Path, keyring: KeyRing, expiry: Expiry | None = None) -> None:
+    def __init__(self, path: Path, keyring: KeyRing, expiry: Expiry | None = None, bin_at: int = bins.BIN_AT) -> None:
         self.path = Path(path)
         self.metadata_dir = self.path / "metadata"
         self.keyring = keyring
         self.expiry = expiry or Expiry()
+        self.bin_at = bin_at  # files in a flat targets role that make the next push move them into bins
 
     # -- creation -------------------------------------------------------------------------
 
@@ -142,8 +147,18 @@ class Repository:
             raise TrustError(f"no {role} metadata in {self.metadata_dir}", hint="is this an edgeship repository? run `edgeship init`")
         return max(versions)
 
-    def load(self, role: str) -> Metadata:
-        name = "timestamp.json" if role == "timestamp" else f"{self._latest(role)}.{role}.json"
+    def latest_versions(self) -> dict[str, int]:
+        """Newest version of every versioned role, from one directory listing (a catalog has hundreds of bins)."""
+        out: dict[str, int] = {}
+        for p in self.metadata_dir.glob("*.json"):
+            if m := _VERSIONED.match(p.name):
+                out[m.group(2)] = max(out.get(m.group(2), 0), int(m.group(1)))
+        return out
+
+    def load(self, role: str, version: int | None = None) -> Metadata:
+        if version is None and role != "timestamp":
+            version = self._latest(role)
+        name = "timestamp.json" if role == "timestamp" else f"{version}.{role}.json"
         if not (self.metadata_dir / name).is_file():
             raise TrustError(f"no {role} metadata in {self.metadata_dir}", hint="is this an edgeship repository? run `edgeship init`")
         try:
@@ -156,6 +171,21 @@ class Repository:
 
     def targets(self) -> Metadata[Targets]:
         return self.load("targets")
+
+    def bins(self) -> dict[str, Metadata[Targets]]:
+        """The newest signed version of every bin the targets delegate to (none when flat)."""
+        roles = bins.succinct(self.targets().signed)
+        if roles is None:
+            return {}
+        latest = self.latest_versions()
+        return {name: self.load(name, latest[name]) for name in roles.get_roles()}
+
+    def all_targets(self) -> dict[str, TargetFile]:
+        """Every signed file, from the top-level targets and every bin."""
+        files = dict(self.targets().signed.targets)
+        for md in self.bins().values():
+            files.update(md.signed.targets)
+        return files
 
     def root_bytes(self, version: int = 1) -> bytes:
         return (self.metadata_dir / f"{version}.root.json").read_bytes()
@@ -176,27 +206,67 @@ class Repository:
     # -- publishing -----------------------------------------------------------------------
 
     def add_targets(self, files: Iterable[TargetFile]) -> int:
-        """Sign a new targets version naming ``files`` (on top of the existing ones); returns it."""
+        """Sign a new targets version naming ``files`` (on top of the existing ones); returns it.
+
+        A flat targets role that would reach ``bin_at`` files is moved into bins first; in a
+        binned repository only the bins that gain files are re-signed, unless the targets key
+        changed, when every bin is (their delegation names the new key).
+        """
         targets = self.targets()
-        for f in files:
-            targets.signed.targets[f.path] = f
+        files = list(files)
+        roles = bins.succinct(targets.signed)
+        every = False  # sign every bin, not only those gaining files
+        if roles is None and len(targets.signed.targets) + len(files) >= self.bin_at:
+            files = [*targets.signed.targets.values(), *files]
+            targets.signed.targets.clear()
+            roles, every = self._delegate(targets), True
+        elif roles is not None and self._targets_key().keyid not in roles.keyids:
+            roles, every = self._delegate(targets), True  # the targets key was rotated
+        if roles is None:
+            for f in files:
+                targets.signed.targets[f.path] = f
+        else:
+            self._sign_bins(roles, files, every)
         targets.signed.version += 1
         self._sign_and_write(targets, "targets")
         self._publish_snapshot()
         return targets.signed.version
 
-    def accept_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = ()) -> int:
+    def _targets_key(self) -> keyfiles.SSlibKey:
+        root = self.root().signed
+        return root.get_key(root.roles["targets"].keyids[0])  # type: ignore[return-value]
+
+    def _delegate(self, targets: Metadata[Targets]) -> SuccinctRoles:
+        """Point ``targets`` at bins signed by the current targets key."""
+        targets.signed.delegations = bins.delegation(self._targets_key())
+        return targets.signed.delegations.succinct_roles  # type: ignore[union-attr,return-value]
+
+    def _sign_bins(self, roles: SuccinctRoles, files: list[TargetFile], every: bool) -> None:
+        latest = self.latest_versions()
+        groups = bins.sort_into(roles, files)
+        for name in roles.get_roles() if every else groups:
+            if name in latest:
+                md = self.load(name, latest[name])
+                md.signed.version += 1
+            else:
+                md = Metadata(Targets(version=1))
+            for f in groups.get(name, ()):
+                md.signed.targets[f.path] = f
+            self._sign_and_write(md, name, key_role="targets")
+
+    def accept_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = (), new_bins: dict[str, bytes] | None = None) -> int:
         """Publish targets signed elsewhere (the server's side of ``release push --server``).
 
         ``verify_targets`` then ``write_targets``; returns the new targets version.
         """
-        return self.write_targets(self.verify_targets(targets_bytes, new_roots))
+        return self.write_targets(self.verify_targets(targets_bytes, new_roots, new_bins))
 
-    def verify_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = ()) -> VerifiedTargets:
-        """Check targets signed elsewhere, writing nothing.
+    def verify_targets(self, targets_bytes: bytes, new_roots: Iterable[bytes] = (), new_bins: dict[str, bytes] | None = None) -> VerifiedTargets:
+        """Check targets (and the bins they delegate to) signed elsewhere, writing nothing.
 
         New root versions are checked like a client would (each signed by the previous root's
-        keys and by its own), then the targets against the newest root and the current version.
+        keys and by its own), then the targets against the newest root and the current version,
+        then each bin against the targets' delegation.
         """
         trusted = self.root()
         roots: list[Metadata[Root]] = []
@@ -231,13 +301,44 @@ class Repository:
             )
         if targets.signed.is_expired(_now()):
             raise TrustError(f"targets version {targets.signed.version} has expired", hint="re-sign it in the operator workspace")
-        return VerifiedTargets(tuple(roots), targets, targets_bytes)
+        return VerifiedTargets(tuple(roots), targets, targets_bytes, self._verify_bins(targets, new_bins or {}))
+
+    def _verify_bins(self, targets: Metadata[Targets], new_bins: dict[str, bytes]) -> tuple[tuple[str, int, bytes], ...]:
+        roles = bins.succinct(targets.signed)
+        if roles is None:
+            if new_bins:
+                raise TrustError("bins were sent with targets that delegate to none", hint="push the bins with the targets that name them")
+            return ()
+        latest = self.latest_versions()
+        out = []
+        for name, raw in sorted(new_bins.items()):
+            if not roles.is_delegated_role(name):
+                raise TrustError(f"{name} is not a bin the targets delegate to", hint="push the metadata exactly as the workspace signed it")
+            md = self._parse(raw, Targets, name)
+            try:
+                targets.verify_delegate(name, md)
+            except UnsignedMetadataError as exc:
+                raise TrustError(f"bin {name} version {md.signed.version} is not signed by the key the targets delegate to: {exc}",
+                                 hint="sign bins in the operator workspace; the server never can") from exc
+            if md.signed.version <= latest.get(name, 0):
+                raise TrustError(f"bin {name} version {md.signed.version} is not newer than the published version {latest[name]}",
+                                 hint="push from the workspace that signed the published metadata")
+            if md.signed.is_expired(_now()):
+                raise TrustError(f"bin {name} version {md.signed.version} has expired", hint="re-sign it in the operator workspace")
+            out.append((name, md.signed.version, raw))
+        missing = [n for n in roles.get_roles() if n not in new_bins and n not in latest]
+        if missing:
+            raise TrustError(f"the targets delegate to {len(missing)} bin(s) never sent, e.g. {missing[0]}",
+                             hint="push every bin the workspace signed (`edgeship release push --server` does)")
+        return tuple(out)
 
     def write_targets(self, verified: VerifiedTargets) -> int:
         """Write what ``verify_targets`` accepted, then sign snapshot and timestamp with this
         keyring's (online) keys. Returns the new targets version."""
         for md in verified.roots:
             self._write_root(md, [])
+        for name, bin_version, raw in verified.bins:
+            self._store(f"{bin_version}.{name}.json", raw)
         version = verified.targets.signed.version
         self._store(f"{version}.targets.json", verified.raw)
         self._publish_snapshot()
@@ -264,9 +365,15 @@ class Repository:
             snapshot.signed.version += 1
         except TrustError:  # first publication
             snapshot = Metadata(Snapshot())
-        targets_version = self._latest("targets")
+        latest = self.latest_versions()
+        targets_version = latest["targets"]
         data = (self.metadata_dir / f"{targets_version}.targets.json").read_bytes()
         snapshot.signed.meta["targets.json"] = MetaFile.from_data(targets_version, data, ["sha256"])
+        roles = bins.succinct(Metadata[Targets].from_bytes(data).signed)
+        for name in roles.get_roles() if roles else ():
+            # Version only, no hash: it keeps the snapshot small, and consistent snapshots
+            # name each bin version's file, which the delegation's signature then checks.
+            snapshot.signed.meta[f"{name}.json"] = MetaFile(latest[name])
         raw = self._sign_and_write(snapshot, "snapshot")
         self._publish_timestamp(snapshot.signed.version, raw)
 
@@ -279,10 +386,12 @@ class Repository:
         timestamp.signed.snapshot_meta = MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"])
         self._sign_and_write(timestamp, "timestamp")
 
-    def _sign_and_write(self, md: Metadata, role: str, *, expires: datetime | None = None) -> bytes:
-        md.signed.expires = expires or (_now() + self.expiry.of(role))
+    def _sign_and_write(self, md: Metadata, role: str, *, expires: datetime | None = None, key_role: str | None = None) -> bytes:
+        """Sign ``md`` as ``role`` with ``key_role``'s key (a bin is signed by the targets key)."""
+        key_role = key_role or role
+        md.signed.expires = expires or (_now() + self.expiry.of(key_role))
         md.signatures.clear()
-        md.sign(self.keyring.signer(role))
+        md.sign(self.keyring.signer(key_role))
         raw = md.to_bytes(JSONSerializer(compact=False))
         self._store("timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json", raw)
         return raw

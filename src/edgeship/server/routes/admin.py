@@ -124,7 +124,7 @@ async def upload_whole(hexdigest: str, request: Request, ctx: ServerContext = De
 
 @router.post("/metadata")
 def publish(body: schemas.MetadataUpload, ctx: ServerContext = Depends(context)) -> schemas.PublishResult:
-    result = ctx.repo.publish(ctx.storage, body.targets_bytes(), body.roots_bytes())
+    result = ctx.repo.publish(ctx.storage, body.targets_bytes(), body.roots_bytes(), body.bins_bytes())
     return schemas.PublishResult(**result)
 
 
