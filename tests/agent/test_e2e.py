@@ -531,6 +531,13 @@ def test_a_relative_data_dir_installs_and_commits(fleet: Fleet) -> None:
     assert_consistent(d, {"2.0.0"})
 
 
+def test_a_rate_floor_above_the_cap_is_refused_at_start(tmp_path: Path, releases: Releases) -> None:
+    d = Device(Server.create(releases.ws, tmp_path / "server"), tmp_path / "dev", releases.root(), "dev=x", "token")
+    r = d.run("--max-rate", "10KB/s", "--min-rate", "20KB/s")
+    assert r.returncode == 2 and "is above --max-rate" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (d.data / "identity.json").exists()
+
+
 MiB = 1024 * 1024
 
 
