@@ -5,6 +5,7 @@
     │   └── ValidationError       exit 2   a model or manifest file is not what it claims
     ├── NotFoundError             exit 3   a release, device, blob or workspace does not exist
     ├── ConflictError             exit 5   already exists / not newer than what exists
+    │   └── MissingBaseError      exit 5   a release's adapters need a base model the device lacks
     ├── WorkspaceError            exit 1   operator workspace missing or damaged
     ├── StoreError                exit 1   content-addressed blob store
     ├── TrustError                exit 4   signatures, TUF metadata, hashes: refuse to install
@@ -49,6 +50,10 @@ class NotFoundError(EdgeshipError):
 
 class ConflictError(EdgeshipError):
     exit_code = 5
+
+
+class MissingBaseError(ConflictError):
+    pass
 
 
 class WorkspaceError(EdgeshipError):

@@ -37,7 +37,7 @@ from edgeship.agent.machine import Phase, State, StepOutcome, check_downgrade, n
 from edgeship.agent.store import CURRENT, PREVIOUS, DeviceStore, FsckReport
 from edgeship.agent.trial import run_trial, runtime_restore, runtime_trial
 from edgeship.errors import AgentError, EdgeshipError, NotFoundError, ServerError, StoreError, TrustError, ValidationError
-from edgeship.release.manifest import Manifest
+from edgeship.release.manifest import Manifest, require_bases
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import sweep_temps, write_atomic
 from edgeship.trust.targets import rollback_versions
@@ -443,6 +443,7 @@ class Agent:
         unmet = manifest.requirements.unmet_by(facts["ram"], facts["arch"], facts["accelerator"])
         if unmet:
             raise ValidationError(f"{a.ref} cannot run on this device: {'; '.join(unmet)}", hint="assign a release built for it")
+        require_bases(manifest, self.store.has_blob)  # before any byte of it is downloaded
         self.store.save_manifest(a.release_id, manifest.canonical_bytes())
         assert self._fetcher is not None
         running = self.store.manifest(entry.from_release) if entry.from_release else None

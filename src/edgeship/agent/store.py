@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgeship.agent.journal import crashpoint
 from edgeship.errors import StoreError, ValidationError
-from edgeship.release.manifest import Manifest
+from edgeship.release.manifest import Manifest, base_file_name
 from edgeship.store.digest import Digest, hash_file
 from edgeship.store.fsutil import fsync_dir, write_atomic
 from edgeship.store.local import LocalBlobStore
@@ -78,6 +78,10 @@ class DeviceStore:
             return {"name": "?", "version": "0.0.0", "release_id": release_id}
         return {"name": m.name, "version": m.version, "release_id": release_id}
 
+    def has_blob(self, digest: str) -> bool:
+        """Whether the blob ``sha256:<hex>`` is in the store (an installed base model, say)."""
+        return self.blobs.path(Digest(digest.split(":", 1)[-1])).is_file()
+
     def is_complete(self, release_id: str) -> bool:
         """Cheap check (no hashing): manifest matches the ID, every component is its blob."""
         d = self.release_dir(release_id)
@@ -129,6 +133,9 @@ class DeviceStore:
                     raise StoreError(f"component {c.name} ({c.digest}) is missing from the device store",
                                      hint="the download step must finish first; the agent retries it")
                 os.link(blob, staging / c.path)
+            for base in manifest.adapter_bases() - {c.digest for c in manifest.components}:
+                # An adapters-only release runs on a base installed before: the runtime finds it here.
+                os.link(self.blobs.path(Digest(base.split(":", 1)[1])), staging / base_file_name(base))
             write_atomic(staging / MANIFEST, data, mode=0o444)
             fsync_dir(staging)
             os.replace(staging, final)
@@ -178,7 +185,9 @@ class DeviceStore:
         wanted_blobs: set[str] = set()
         for rid in keep:
             with contextlib.suppress(OSError, ValidationError):
-                wanted_blobs.update(c.hexdigest for c in self.manifest(rid).components)
+                m = self.manifest(rid)
+                wanted_blobs.update(c.hexdigest for c in m.components)
+                wanted_blobs.update(d.split(":", 1)[1] for d in m.adapter_bases())
         if self.releases_dir.is_dir():
             for d in self.releases_dir.iterdir():
                 rid = d.name.removeprefix(".").removesuffix(".staging")

@@ -41,7 +41,7 @@ def push(
         ...,
         "--component",
         "-c",
-        help="[NAME:]KIND=PATH, repeatable. KIND: model/gguf, model/onnx, model/safetensors, config, file.",
+        help="[NAME:]KIND=PATH, repeatable. KIND: model/gguf, model/onnx, model/safetensors, adapter/lora, config, file.",
     ),
     requires: str | None = typer.Option(None, "--requires", help="Device requirements, e.g. ram=2GiB,arch=aarch64|x86_64,accelerator=cuda."),
     health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching."),
@@ -56,6 +56,9 @@ def push(
     chat_template: list[str] = typer.Option(
         [], "--chat-template", help="[COMPONENT=]FILE: a Jinja chat template for a GGUF component, signed with the "
         "release; devices use it instead of the one inside the GGUF. Repeatable."),
+    adapter_base: str | None = typer.Option(
+        None, "--adapter-base", help="The base model adapter/lora components were trained on: sha256:HEX or its GGUF "
+        "file (default: the release's model/gguf). Devices without it installed refuse the release."),
     deltas: int = typer.Option(
         DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
     ),
@@ -91,6 +94,7 @@ def push(
             notes=notes,
             image_io=images,
             chat_templates=dict(read_chat_template(t, specs) for t in chat_template),
+            adapter_base=adapter_base,
             on_component=lambda n, size: status.update(f"stored {n} ({human_size(size)})"),
         )
         built: list[BuiltDelta] = []

@@ -9,7 +9,10 @@ from pathlib import Path
 from edgeship.errors import UsageError, ValidationError
 from edgeship.release.imageio import ImageIO, resolve
 from edgeship.release.inspect import inspect_component
+from edgeship.formats.files import require_file
 from edgeship.release.manifest import (
+    BASE_META,
+    DIGEST_RE,
     MEDIA_TYPES,
     Component,
     ComponentKind,
@@ -21,6 +24,7 @@ from edgeship.release.manifest import (
     first_error,
     parse_version,
 )
+from edgeship.store.digest import hash_file
 from edgeship.store.local import LocalBlobStore
 from edgeship.units import parse_size
 
@@ -116,6 +120,7 @@ def build_release(
     notes: str = "",
     image_io: Sequence[ImageIO] = (),
     chat_templates: Mapping[str, str] | None = None,
+    adapter_base: str | None = None,
     on_component: ProgressHook | None = None,
 ) -> Manifest:
     """Validate and store every component, then return the (not yet signed) manifest.
@@ -123,6 +128,8 @@ def build_release(
     ONNX components get their image I/O (``meta["image"]``): detected, or as ``image_io`` says.
     ``chat_templates`` (GGUF component name -> Jinja text) go into those components' meta, so
     they are signed with the release and win over the template inside the GGUF on devices.
+    Adapter components are signed with the digest of their base model: ``adapter_base``
+    (a digest or the base's file), else the release's only GGUF component.
     """
     if not specs:
         raise UsageError("a release needs at least one --component")
@@ -146,11 +153,17 @@ def build_release(
             meta["image"] = image
         if chat_templates and spec.name in chat_templates:
             meta[CHAT_TEMPLATE_META] = chat_templates[spec.name]
-    components = []
-    for spec, meta in zip(specs, metas, strict=True):
-        digest, size = store.put_file(spec.path)
+    base = _adapter_base(specs, adapter_base)
+    stored = []
+    for spec in specs:
+        stored.append(store.put_file(spec.path))
         if on_component:
-            on_component(spec.name, size)
+            on_component(spec.name, stored[-1][1])
+    gguf = [str(d) for s, (d, _) in zip(specs, stored, strict=True) if s.kind is ComponentKind.GGUF]
+    components = []
+    for spec, meta, (digest, size) in zip(specs, metas, stored, strict=True):
+        if spec.kind is ComponentKind.LORA:
+            meta[BASE_META] = base or gguf[0]
         components.append(
             Component(
                 name=spec.name,
@@ -175,6 +188,22 @@ def build_release(
     except ValueError as exc:
         raise ValidationError(f"release {name}@{version} is not valid: {first_error(exc)}") from exc
 
+
+
+def _adapter_base(specs: Sequence[ComponentSpec], given: str | None) -> str | None:
+    """The base digest adapters are signed with: ``given`` (a digest or a file), or None for the release's GGUF."""
+    if not any(s.kind is ComponentKind.LORA for s in specs):
+        return None
+    if given is not None:
+        if DIGEST_RE.match(given):
+            return given
+        path = Path(given).absolute()
+        require_file(path, "adapter base model")
+        return str(hash_file(path)[0])
+    if sum(s.kind is ComponentKind.GGUF for s in specs) != 1:
+        raise UsageError("the release's adapters need to name their base model",
+                         hint="pass --adapter-base sha256:HEX (or the base's GGUF file), or add exactly one model/gguf component")
+    return None
 
 
 def _image_io_by_component(specs: Sequence[ComponentSpec], image_io: Sequence[ImageIO]) -> dict[str, ImageIO]:

@@ -23,6 +23,8 @@ def inspect_component(kind: ComponentKind, path: Path) -> dict[str, Any]:
     require_file(path, "component file")
     if kind is ComponentKind.GGUF:
         return _gguf(path)
+    if kind is ComponentKind.LORA:
+        return _lora(path)
     if kind is ComponentKind.ONNX:
         return _onnx(path)
     if kind is ComponentKind.SAFETENSORS:
@@ -45,6 +47,17 @@ def _gguf(path: Path) -> dict[str, Any]:
         "parameters": sum(t.n_elements for t in header.tensors),
         "tensor_types": dict(types),
     }
+
+
+def _lora(path: Path) -> dict[str, Any]:
+    header = read_gguf(path)
+    # llama.cpp reads any GGUF given as an adapter, and fails late (or on a model) when it is not one.
+    if header.get("general.type") != "adapter" or header.get("adapter.type") != "lora":
+        raise _bad(path, "LoRA adapter", "its GGUF metadata does not say general.type=adapter, adapter.type=lora")
+    if not any(t.name.endswith(".lora_a") for t in header.tensors):
+        raise _bad(path, "LoRA adapter", "it has no .lora_a/.lora_b tensors")
+    return {"architecture": header.architecture, "tensors": len(header.tensors),
+            "alpha": header.get("adapter.lora.alpha")}
 
 
 def _onnx(path: Path) -> dict[str, Any]:

@@ -11,12 +11,13 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from edgeship.errors import UsageError, ValidationError
+from edgeship.errors import MissingBaseError, UsageError, ValidationError
 
 MANIFEST_FORMAT = "edgeship-manifest/1"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -28,6 +29,7 @@ class ComponentKind(str, Enum):
     GGUF = "model/gguf"
     ONNX = "model/onnx"
     SAFETENSORS = "model/safetensors"
+    LORA = "adapter/lora"  # llama.cpp's GGUF LoRA adapter, for the base named by meta["base"]
     CONFIG = "config"
     FILE = "file"
 
@@ -40,6 +42,7 @@ MEDIA_TYPES: dict[ComponentKind, str] = {
     ComponentKind.GGUF: "application/vnd.gguf",
     ComponentKind.ONNX: "application/vnd.onnx",
     ComponentKind.SAFETENSORS: "application/vnd.safetensors",
+    ComponentKind.LORA: "application/vnd.gguf",
     ComponentKind.CONFIG: "application/json",
     ComponentKind.FILE: "application/octet-stream",
 }
@@ -78,6 +81,9 @@ class Component(_Frozen):
     @property
     def hexdigest(self) -> str:
         return self.digest.split(":", 1)[1]
+
+
+BASE_META = "base"  # an adapter component's meta key: the digest of the GGUF it was trained on
 
 
 class Requirements(_Frozen):
@@ -220,7 +226,20 @@ class Manifest(_Frozen):
             dupes = sorted({s for s in seen if seen.count(s) > 1})
             if dupes:
                 raise ValueError(f"duplicate component {field}s: {', '.join(dupes)}")
+        for c in v:
+            base = c.meta.get(BASE_META) if c.kind is ComponentKind.LORA else None
+            if c.kind is ComponentKind.LORA and not (isinstance(base, str) and DIGEST_RE.match(base)):
+                raise ValueError(f"adapter component {c.name} needs meta.{BASE_META}: the sha256 digest of its base model")
         return v
+
+    def adapter_bases(self) -> set[str]:
+        """Digests of the base models this release's adapters were trained on."""
+        return {c.meta[BASE_META] for c in self.components if c.kind is ComponentKind.LORA}
+
+    def missing_bases(self, installed: Callable[[str], bool]) -> list[str]:
+        """Base digests neither carried by this release nor ``installed`` on the device (sorted)."""
+        carried = {c.digest for c in self.components}
+        return sorted(d for d in self.adapter_bases() - carried if not installed(d))
 
     def canonical_bytes(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
@@ -243,6 +262,21 @@ class Manifest(_Frozen):
     @staticmethod
     def now() -> str:
         return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def base_file_name(digest: str) -> str:
+    """Where an adapters-only release finds its installed base model, inside its release directory."""
+    return f"base-{digest.split(':', 1)[1][:16]}.gguf"
+
+
+def require_bases(manifest: Manifest, installed: Callable[[str], bool], device: str = "this device") -> None:
+    """Refuse a release whose adapters need a base model that ``device`` does not have installed."""
+    missing = manifest.missing_bases(installed)
+    if missing:
+        names = ", ".join(d[:19] for d in missing)
+        raise MissingBaseError(f"release {manifest.ref} carries adapters for base model {names}, "
+                               f"which is not installed on {device}",
+                               hint="install a release with that base first, or add the base to this release")
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -16,8 +16,10 @@ from edgeship.errors import NotFoundError, UsageError
 from edgeship.release.manifest import parse_ref
 from edgeship.server import push, schemas
 from edgeship.server.auth import DeviceIdentity
+from edgeship.server.bases import check_bases, release_manifest
 from edgeship.server.models import Assignment, Device, RolloutAssignment
 from edgeship.server.repository import ServerRepository
+from edgeship.server.storage import BlobStorage
 
 _R = RolloutAssignment.__table__.c
 _FROM_ROLLOUT = select(
@@ -58,7 +60,8 @@ def resolve_assignment(session: Session, device: DeviceIdentity) -> schemas.Assi
     )
 
 
-def assign(session: Session, repo: ServerRepository, req: schemas.AssignmentCreate) -> schemas.AssignmentRecord:
+def assign(session: Session, repo: ServerRepository, storage: BlobStorage,
+           req: schemas.AssignmentCreate) -> schemas.AssignmentRecord:
     """Record an operator's order; it replaces an earlier order for the same device or tag."""
     name, version = parse_ref(req.release)
     if version is None:
@@ -74,6 +77,9 @@ def assign(session: Session, repo: ServerRepository, req: schemas.AssignmentCrea
     else:
         tag = schemas.parse_tag(req.tag or "")
         target = and_(Assignment.tag_key == tag[0], Assignment.tag_value == tag[1])
+    manifest = release_manifest(storage, release)
+    if manifest.adapter_bases():
+        check_bases(storage, repo, manifest, _targets(session, req.device_id, tag))
     session.execute(delete(Assignment).where(target))
     row = Assignment(
         release_name=name,
@@ -93,6 +99,14 @@ def assign(session: Session, repo: ServerRepository, req: schemas.AssignmentCrea
     else:
         push.tag_changed(session, tag[0] or "", tag[1] or "", "assigned", release=ref)
     return record_out(row)
+
+
+def _targets(session: Session, device_id: str | None, tag: tuple[str | None, str | None]) -> list[Device]:
+    """The devices an order reaches now: the one named, or the enrolled ones with the tag."""
+    if device_id is not None:
+        return [d for d in (session.get(Device, device_id),) if d is not None]
+    devices = session.scalars(select(Device).where(Device.decommissioned_at.is_(None)))
+    return [d for d in devices if tag[0] in d.tags and str(d.tags[tag[0]]) == tag[1]]
 
 
 def list_assignments(session: Session) -> list[schemas.AssignmentRecord]:

@@ -40,6 +40,7 @@ from edgeship.rollout import (
 from edgeship.rollout.codec import rollout_from_dict, rollout_to_dict
 from edgeship.server import rollout_schemas as schemas
 from edgeship.server import push, webhooks
+from edgeship.server.bases import release_manifest
 from edgeship.server.credentials import new_id
 from edgeship.server.models import Device, RolloutAssignment, RolloutRecord
 from edgeship.server.reports import device_views
@@ -84,11 +85,7 @@ def target_selector(target: str | None, device_ids: list[str], session: Session)
 
 
 def _requirements(storage: BlobStorage, entry: Mapping[str, Any]) -> Requirements:
-    try:
-        raw = storage.read(entry["path"])
-    except NotFoundError as exc:
-        raise NotFoundError(f"the manifest of {ref_of(entry)} is missing from storage", hint="push the release again") from exc
-    return Manifest.from_bytes(raw).requirements
+    return release_manifest(storage, entry).requirements
 
 
 def _rollback_release(repo: ServerRepository, entry: Mapping[str, Any], version: str | None) -> dict | None:

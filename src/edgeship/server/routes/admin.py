@@ -64,7 +64,7 @@ def decommission_device(device_id: str, ctx: ServerContext = Depends(context)) -
 @router.post("/assignments", status_code=201)
 def assign(body: schemas.AssignmentCreate, ctx: ServerContext = Depends(context)) -> schemas.AssignmentRecord:
     with ctx.db.write() as session:
-        return assignments.assign(session, ctx.repo, body)
+        return assignments.assign(session, ctx.repo, ctx.storage, body)
 
 
 @router.get("/assignments")
