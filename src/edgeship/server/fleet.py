@@ -21,6 +21,7 @@ from edgeship.server.credentials import (
     secret_matches,
 )
 from edgeship.server.models import Device, EnrollToken
+from edgeship.server.push import account_added, account_removed
 from edgeship.server.problems import Forbidden, Unauthorized
 
 
@@ -106,11 +107,13 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
     cred = new_credential("dev")
     # The operator's tags on the token win over what the device claims about itself.
     tags = {**req.tags, **token.tags}
+    password = device_password(cred.secret)
+    account_added(session, cred.id, password, tags)  # the only moment the server knows the password
     session.add(
         Device(
             id=cred.id,
             secret_hash=cred.secret_hash,
-            mqtt_password_hash=mosquitto_hash(device_password(cred.secret)),
+            mqtt_password_hash=mosquitto_hash(password),
             tags=tags,
             facts=req.facts.model_dump(exclude_none=True),
             state="idle",
@@ -180,6 +183,7 @@ def decommission(session: Session, device_id: str) -> Device:
     device = get_device(session, device_id)
     if device.decommissioned_at is None:
         device.decommissioned_at = _now()
+        account_removed(session, device.id)
     return device
 
 

@@ -13,6 +13,10 @@ Every notice carries ``spread_s``: the window over which the devices that one co
 reaches should spread their check-ins (they wait a random part of it), so that a tag-wide
 order or a big rollout stage does not bring the whole fleet to the servers in the same
 second. It is the devices reached divided by ``--push-rate``; one device gets ~0.
+
+With ``--mqtt-dynsec`` the same connection keeps the devices' broker accounts: enrollment and
+decommissioning record the plugin's commands (``account_added``, ``account_removed``) and
+they are published after the commit like notices (``edgeship.dynsec``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edgeship import dynsec
 from edgeship.broker import DeviceAccount
 from edgeship.mqtt import Broker, device_topic, queue_full, start_client, tag_topic
 from edgeship.server.models import Device
@@ -38,6 +43,7 @@ from edgeship.server.settings import ServerSettings
 log = logging.getLogger("edgeship.server.push")
 
 _PENDING = "edgeship_push_notices"
+_ACCOUNTS = "edgeship_broker_accounts"  # dynamic-security commands, in order
 WARN_EVERY_S = 60.0  # at most one warning a minute about dropped notices: a long outage drops many
 
 
@@ -76,6 +82,16 @@ def device_changed(session: Session, device_id: str, reason: str, *, release: st
 
 def tag_changed(session: Session, key: str, value: str, reason: str, *, release: str | None = None) -> None:
     _record(session, Notice(tag_topic(key, value), reason, release, tag=(key, value)))
+
+
+def account_added(session: Session, device_id: str, password: str, tags: dict[str, Any]) -> None:
+    """A device enrolled: its broker account and ACL are created when the transaction commits."""
+    session.info.setdefault(_ACCOUNTS, []).extend(dynsec.add_device(device_id, password, {k: str(v) for k, v in tags.items()}))
+
+
+def account_removed(session: Session, device_id: str) -> None:
+    """A device was decommissioned: its broker account goes (and its connection) when the transaction commits."""
+    session.info.setdefault(_ACCOUNTS, []).extend(dynsec.remove_device(device_id))
 
 
 def count_reach(session: Session) -> None:
@@ -122,6 +138,7 @@ class Pusher:
         )
         self._counter = counter
         self._rate = settings.push_rate
+        self._dynsec = settings.mqtt_dynsec
         self._lock = threading.Lock()
         self._warned_at = -WARN_EVERY_S
         self.queued = 0
@@ -137,12 +154,28 @@ class Pusher:
 
     def committed(self, session: Session) -> None:
         """``after_commit`` hook: publish what the transaction recorded."""
+        commands = session.info.pop(_ACCOUNTS, None)
+        if commands and self._dynsec:
+            # Before the notices: a device told to check in must be able to log in.
+            self.command(commands)
         notices = session.info.pop(_PENDING, None)
         if notices:
             self.publish(list(notices.values()))
 
     def rolled_back(self, session: Session) -> None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_ACCOUNTS, None)
+
+    def command(self, commands: list[dict[str, Any]]) -> None:
+        """Queue dynamic-security commands at QoS 1 (paho resends them after a reconnection)."""
+        try:
+            info = self._client.publish(dynsec.CONTROL_TOPIC, dynsec.payload(commands), qos=1, retain=False)
+        except Exception as exc:  # noqa: BLE001 - like a notice: the commit is done, the request must not fail
+            log.error("cannot send broker account changes: %s", exc)
+            return
+        if queue_full(info.rc):
+            log.error("broker account changes dropped (the MQTT buffer is full): %s; run `edgeship mqtt config --dynsec` "
+                      "and restart the broker to resync", ", ".join(sorted({c.get("username") or c["rolename"] for c in commands})))
 
     def publish(self, notices: list[Notice]) -> None:
         """Queue one commit's notices; all of them share one spread, over every device they reach together."""

@@ -57,6 +57,7 @@ class ServerSettings(BaseModel):
     mqtt_ca: Path | None = Field(None, description="CA file that signed the broker's certificate (mqtts).")
     mqtt_username: str = Field("", description="The server's broker user (the one `edgeship mqtt config` writes; default: from the URL).")
     mqtt_password: str = Field("", description="Its password (better given as the environment variable than as a flag).")
+    mqtt_dynsec: bool = Field(False, description="Keep device broker accounts in Mosquitto's dynamic-security plugin: enrollment creates a device's account and ACL and decommissioning deletes them at once, through the plugin's control topic (`edgeship mqtt config --dynsec` writes the broker's first config).")
     mqtt_buffer: int = Field(60_000, ge=1, description=f"Notices kept while the broker is slow or away (about 200 bytes each, at most {MAX_BUFFER:,}); beyond it they are dropped and devices learn at their next poll.")
     push_rate: float = Field(500.0, gt=0, description="Check-ins per second the servers should absorb from one push: a notice reaching N devices tells them to spread their check-ins over N / this many seconds (docs/scaling.md, Check-in storms).")
     access_log: bool = Field(True, description="Write one JSON line per request.")
