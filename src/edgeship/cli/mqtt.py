@@ -26,7 +26,7 @@ PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_
                 "/usr/local/lib/mosquitto_dynamic_security.so")
 
 
-def _plugin(given: Path | None) -> Path:
+def plugin_path(given: Path | None) -> Path:
     if given is not None:
         if not given.is_file():
             raise UsageError(f"no dynamic-security plugin at {given}", hint="pass the path of mosquitto_dynamic_security.so")
@@ -89,7 +89,7 @@ def config(
     port = port or (8883 if tls else 1883)
     # Mosquitto reads the files from its own working directory: relative paths would point elsewhere.
     tls_cert, tls_key, tls_ca = (p.resolve() if p is not None else None for p in (tls_cert, tls_key, tls_ca))
-    plugin = _plugin(dynsec_plugin) if dynsec else None
+    plugin = plugin_path(dynsec_plugin) if dynsec else None
     accounts = [DeviceAccount(a["device_id"], a["password_hash"], a["tags"]) for a in client.mqtt_accounts()]
     out.mkdir(parents=True, exist_ok=True)
     password = _server_password(out, server_password)
