@@ -25,7 +25,7 @@ from edgeship.errors import EdgeshipError, NotFoundError, UsageError
 from edgeship.runtime.health import HealthReport
 from edgeship.runtime.imaging import is_image
 from edgeship.runtime.middleware import BodyLimit, RequestMetrics, error_body
-from edgeship.runtime.schemas import ChatRequest, CompletionRequest, PredictRequest, SwapRequest
+from edgeship.runtime.schemas import AdaptersRequest, ChatRequest, CompletionRequest, PredictRequest, SwapRequest
 from edgeship.runtime.service import Runtime, TokenStream, sse
 from edgeship.runtime.swap import NotReadyError, SwapOutcome
 from edgeship.runtime.tensors import NPY_MAGIC, from_npy
@@ -185,6 +185,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.post("/admin/swap", dependencies=[Depends(admin)])
     def swap(body: SwapRequest) -> SwapOutcome:
         return runtime.swap(body.release_id)
+
+    @app.post("/admin/adapters", dependencies=[Depends(admin)])
+    def adapters(body: AdaptersRequest) -> dict[str, Any]:
+        return runtime.set_adapters(body.default)
 
     @app.post("/admin/health", dependencies=[Depends(admin)])
     def health() -> HealthReport:

@@ -68,6 +68,10 @@ class RuntimeClient:
         """Load ``release_id`` (None: what `current` points at) and serve it; raises if that failed."""
         return SwapOutcome.model_validate(self._admin("/admin/swap", {"release_id": release_id}))
 
+    def adapters(self, default: str) -> dict[str, object]:
+        """Set the adapters requests naming none run with ("NAME[*SCALE]+...", "": none); the base stays loaded."""
+        return self._admin("/admin/adapters", {"default": default})
+
     def health(self) -> HealthReport:
         """Run the serving release's health suite and return what was measured."""
         return HealthReport.model_validate(self._admin("/admin/health", {}))

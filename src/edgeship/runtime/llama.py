@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 log = logging.getLogger(__name__)
+Lora = tuple[tuple[Any, float], ...]  # llama.cpp adapter handles and their scales
 _SAMPLE_CHAT = [{"role": "user", "content": "Hello"}]
 
 
@@ -88,6 +89,7 @@ class LlamaBackend:
         self._estimate = prepared.memory
         self.plan = prepared.plan
         self._lock = threading.Lock()
+        self._lora: Lora = ()  # the adapters attached to the context now
         self.template = template
         # Read now: describe() answers from async handlers without the lock, maybe just as a swap frees the model.
         self._facts = {"architecture": prepared.facts.arch, "n_ctx": llama.n_ctx(),
@@ -138,23 +140,57 @@ class LlamaBackend:
         with self._lock:
             self._llama.close()
 
-    def complete(self, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        with self._lock, _library_errors():
+    def complete(self, prompt: str, params: GenerationParams, lora: Lora = ()) -> dict[str, Any]:
+        with self._generating(lora):
             return self._llama.create_completion(prompt, **params.kwargs())  # type: ignore[return-value]
 
-    def stream_complete(self, prompt: str, params: GenerationParams) -> Generator[dict[str, Any], None, None]:
-        with self._lock, _library_errors():
+    def stream_complete(self, prompt: str, params: GenerationParams, lora: Lora = ()) -> Generator[dict[str, Any], None, None]:
+        with self._generating(lora):
             yield from self._llama.create_completion(prompt, stream=True, **params.kwargs())  # type: ignore[misc]
 
-    def chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+    def chat(self, messages: list[dict[str, Any]], params: GenerationParams, lora: Lora = ()) -> dict[str, Any]:
         stop = self._chat_stop()
-        with self._lock, _library_errors():
+        with self._generating(lora):
             return self._llama.create_chat_completion(messages, **params.kwargs(stop))  # type: ignore[arg-type,return-value]
 
-    def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams) -> Generator[dict[str, Any], None, None]:
+    def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams,
+                    lora: Lora = ()) -> Generator[dict[str, Any], None, None]:
         stop = self._chat_stop()
-        with self._lock, _library_errors():
+        with self._generating(lora):
             yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs(stop))  # type: ignore[arg-type,misc]
+
+    def init_adapter(self, path: Path) -> Any:
+        """Initialise the LoRA adapter at ``path`` on this model (not attached yet; freed with the model)."""
+        import llama_cpp
+
+        with self._lock:
+            handle = llama_cpp.llama_adapter_lora_init(self._llama._model.model, str(path).encode())
+        if not handle:
+            raise RuntimeBackendError(f"llama.cpp cannot load {path.name} as a LoRA adapter of {self.component.name}",
+                                      hint="check that it was exported for this base model's architecture and shapes")
+        return handle
+
+    @contextlib.contextmanager
+    def _generating(self, lora: Lora) -> Iterator[None]:
+        """One generation at a time, with ``lora`` attached to the context (changed only when it differs)."""
+        with self._lock, _library_errors():
+            if lora != self._lora:
+                self._attach(lora)
+            yield
+
+    def _attach(self, lora: Lora) -> None:
+        import ctypes
+
+        import llama_cpp
+
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * len(lora))(*(h for h, _ in lora))
+        scales = (ctypes.c_float * len(lora))(*(s for _, s in lora))
+        if llama_cpp.llama_set_adapters_lora(self._llama._ctx.ctx, handles, len(lora), scales):
+            raise RuntimeBackendError(f"llama.cpp refused to attach adapters to {self.component.name}",
+                                      hint="the adapters may not fit this model's context; restart the runtime")
+        self._lora = lora
+        # Llama() reuses the KV cache of a prompt's common prefix; cached under other adapters, it is stale.
+        self._llama.reset()
 
     def _chat_stop(self) -> tuple[str, ...]:
         if self.template is None:

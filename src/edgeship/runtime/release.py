@@ -11,6 +11,7 @@ from pathlib import Path
 from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import EdgeshipError, NotFoundError, RuntimeBackendError
 from edgeship.release.manifest import ComponentKind, Manifest
+from edgeship.runtime.adapters import AdapterChoice, LoraAdapter, adapter_components, base_of, installed_bases
 from edgeship.runtime.backend import Backend, BackendOptions, Prepared, load_backend, prepare
 
 MANIFEST = "manifest.json"
@@ -26,6 +27,8 @@ class LoadedRelease:
     backends: dict[str, Backend]
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
+    adapters: dict[str, LoraAdapter] = field(default_factory=dict)
+    default_adapters: tuple[AdapterChoice, ...] = ()  # what a request naming no adapters runs with
 
     def backend(self, model: str | None, kind: type, what: str) -> Backend:
         """The backend named ``model`` (None: the only one of its kind), or NotFoundError listing what exists."""
@@ -80,7 +83,8 @@ class PreparedRelease:
 def prepare_release(directory: Path, options: BackendOptions) -> PreparedRelease:
     """Read the release's manifest and size each model it serves, from its files alone."""
     manifest = read_manifest(directory)
-    served = tuple(prepare(c, directory / c.path, options) for c in manifest.components if _served(c.kind))
+    models = (*manifest.components, *installed_bases(manifest, directory))
+    served = tuple(prepare(c, directory / c.path, options) for c in models if _served(c.kind))
     if not served:
         raise RuntimeBackendError(f"release {manifest.ref} has no model the runtime can serve",
                                   hint="add a model/gguf or model/onnx component")
@@ -98,13 +102,27 @@ def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRe
     try:
         for p in prepared.components:
             backends[p.component.name] = _load_and_warm(p, options)
+        adapters = _init_adapters(prepared, backends)
     except BaseException:
         # All or nothing: a half-loaded release must not keep memory the old one needs.
         for b in backends.values():
             b.close()
         raise
     return LoadedRelease(prepared.directory.name, prepared.manifest, prepared.directory, backends,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, adapters=adapters)
+
+
+def _init_adapters(prepared: PreparedRelease, backends: dict[str, Backend]) -> dict[str, LoraAdapter]:
+    """Initialise every adapter of the release on the model it was trained for (attached per request)."""
+    from edgeship.runtime.llama import LlamaBackend
+
+    out = {}
+    for c in adapter_components(prepared.manifest):
+        base = base_of(c, (p.component for p in prepared.components))
+        backend = backends[base.name]
+        assert isinstance(backend, LlamaBackend)
+        out[c.name] = LoraAdapter(c, base.name, backend.init_adapter(prepared.directory / c.path))
+    return out
 
 
 def _load_and_warm(prepared: Prepared, options: BackendOptions) -> Backend:

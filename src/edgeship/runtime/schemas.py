@@ -79,3 +79,9 @@ class SwapRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     release_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
                                    description="None: the release `current` points at")
+
+
+class AdaptersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: str = Field(description='adapters a request naming none runs with: "NAME[*SCALE]+..."; "" detaches all',
+                         max_length=1000)

@@ -18,11 +18,12 @@ import numpy as np
 
 from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import NotFoundError, RuntimeBackendError
+from edgeship.runtime.adapters import check_defaults, choose, describe_adapters, parse_adapters, parse_model
 from edgeship.runtime.backend import Backend, BackendOptions
 from edgeship.runtime.config import RuntimeConfig, ensure_token
 from edgeship.runtime.device import device_facts
 from edgeship.runtime.health import HealthReport, run_suite
-from edgeship.runtime.llama import LlamaBackend
+from edgeship.runtime.llama import LlamaBackend, Lora
 from edgeship.runtime.metrics import RuntimeMetrics
 from edgeship.runtime.release import LoadedRelease, installed_release, load_release, prepare_release
 from edgeship.runtime.schemas import ChatRequest, CompletionRequest
@@ -134,6 +135,19 @@ class Runtime:
             self.metrics.load_seconds.set(outcome.load_seconds)
         return outcome
 
+    def set_adapters(self, text: str) -> dict[str, Any]:
+        """Attach, detach or rescale the default adapters of the loaded release ("" detaches them all).
+
+        They are checked now and attached to the base by the next request that names no
+        adapters: the base model stays loaded. A swap starts the new release with none.
+        """
+        with self.host.lease() as lease:
+            release = lease.release
+            choices = parse_adapters(text.split("+")) if text else ()
+            check_defaults(release.adapters, choices, release.manifest.ref)
+            release.default_adapters = choices
+            return describe_adapters(release.adapters, choices)
+
     def readiness(self) -> dict[str, Any]:
         current = self.host.current
         return {"ready": current is not None, "release_id": current.release_id if current else None,
@@ -150,26 +164,28 @@ class Runtime:
     def completion(self, req: CompletionRequest) -> dict[str, Any] | TokenStream:
         params = req.params(COMPLETION_MAX_TOKENS)
         return self._generate(req.model, "completions", req.stream,
-                              lambda b: b.stream_complete(req.prompt, params),
-                              lambda b: b.complete(req.prompt, params),
+                              lambda b, lora: b.stream_complete(req.prompt, params, lora),
+                              lambda b, lora: b.complete(req.prompt, params, lora),
                               lambda out: out["choices"][0]["text"])
 
     def chat(self, req: ChatRequest) -> dict[str, Any] | TokenStream:
         params = req.params(None)
         messages = [m.plain() for m in req.messages]
         return self._generate(req.model, "chat.completions", req.stream,
-                              lambda b: b.stream_chat(messages, params),
-                              lambda b: b.chat(messages, params),
+                              lambda b, lora: b.stream_chat(messages, params, lora),
+                              lambda b, lora: b.chat(messages, params, lora),
                               lambda out: out["choices"][0]["message"]["content"] or "")
 
     def _generate(self, model: str, endpoint: str, stream: bool,
-                  streamer: Callable[[LlamaBackend], Generator[dict[str, Any], None, None]],
-                  caller: Callable[[LlamaBackend], dict[str, Any]],
+                  streamer: Callable[[LlamaBackend, Lora], Generator[dict[str, Any], None, None]],
+                  caller: Callable[[LlamaBackend, Lora], dict[str, Any]],
                   text_of: Callable[[dict[str, Any]], str]) -> dict[str, Any] | TokenStream:
         lease = self.host.lease()
         handed_over = False  # a stream owns its lease until its last chunk
         try:
-            backend = self._text_backend(lease.release, model)
+            base, named = parse_model(model)
+            backend = self._text_backend(lease.release, base)
+            lora = choose(lease.release.adapters, backend.component.name, named, lease.release.default_adapters)
             release_id = lease.release.release_id
 
             def done(text: str, tokens: int, seconds: float) -> None:
@@ -177,11 +193,11 @@ class Runtime:
                 self._publish(model, endpoint, release_id, seconds, text)
 
             if stream:
-                result = TokenStream(lease, streamer(backend), lambda c: self._stamp(c, model, release_id), done)
+                result = TokenStream(lease, streamer(backend, lora), lambda c: self._stamp(c, model, release_id), done)
                 handed_over = True
                 return result
             started = time.perf_counter()
-            out = caller(backend)
+            out = caller(backend, lora)
             done(text_of(out), out["usage"]["completion_tokens"], time.perf_counter() - started)
             return self._stamp(out, model, release_id)
         finally:
@@ -262,7 +278,7 @@ class Runtime:
 def _describe(release: LoadedRelease, name: str, backend: Backend) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(release.loaded_at), "owned_by": "edgeship",
             "kind": backend.component.kind.value, "release_id": release.release_id, "release": release.manifest.ref,
-            **backend.describe()}
+            "adapters": sorted(n for n, a in release.adapters.items() if a.base == name), **backend.describe()}
 
 
 def sse(stream: TokenStream) -> Iterator[str]:
