@@ -142,3 +142,11 @@ def test_initial_config_carries_the_stored_hashes() -> None:
     server_role = next(r for r in config["roles"] if r["rolename"] == dynsec.SERVER_ROLE)
     assert {"acltype": "publishClientSend", "topic": dynsec.CONTROL_TOPIC, "priority": 0, "allow": True} in server_role["acls"]
     assert config["defaultACLAccess"]["subscribe"] is False
+
+
+def test_a_plugin_path_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    from edgeship.cli.mqtt import plugin_path
+    from edgeship.errors import UsageError
+
+    with pytest.raises(UsageError, match="no dynamic-security plugin at"):
+        plugin_path(tmp_path / "mosquitto_dynamic_security.so")

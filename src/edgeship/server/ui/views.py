@@ -92,13 +92,14 @@ class ReleasesPage:
 def releases_page(ctx: ServerContext) -> ReleasesPage:
     if not ctx.repo.ready:
         raise NotReady("the repository has no signed metadata yet", hint="run `edgeship server init --data-dir DIR --workspace WS`")
-    targets = ctx.repo.repo.all_targets()
+    targets = ctx.repo.repo.targets()
+    files = ctx.repo.repo.all_targets()
     rows = []
     for entry in ctx.repo.releases():
         manifest = Manifest.from_bytes(ctx.storage.read(entry["path"]))
         # Releases signed before rollback_allowed existed name only rollback_to.
         allowed = entry.get("rollback_allowed") or [v for v in [entry.get("rollback_to")] if v]
-        rows.append(ReleaseRow(rollouts.ref_of(entry), entry["release_id"], allowed, manifest, deltas_to(targets, manifest)))
+        rows.append(ReleaseRow(rollouts.ref_of(entry), entry["release_id"], allowed, manifest, deltas_to(files, manifest)))
     rows.sort(key=lambda r: (r.manifest.name, parse_version(r.manifest.version)), reverse=True)
     return ReleasesPage(targets.signed.version, targets.signed.expires, rows)
 
