@@ -1,28 +1,38 @@
-"""Runtime benchmark: API overhead on tokens/s, /v1/predict latency, swap time, failures during swaps.
+"""Runtime benchmark on the real model: load, swap, streaming tokens/s, time to first token and RSS,
+each against raw llama-cpp-python (or the memory estimate) measured in the same run.
 
-    .venv/bin/python benchmarks/runtime.py [--embd 384] [--layers 6] [--tokens 128] [--rounds 9]
-        [--threads 2] [--predict 500] [--swaps 100]
+    .venv/bin/python benchmarks/runtime.py [--model PATH] [--tokens 64] [--rounds 7] [--swaps 20]
+        [--threads CORES/2] [--ctx 1024]
 
-Generates a bigger tiny-llama (random weights, so the model's own cost dominates) and the
-tiny ONNX denoiser, installs two releases (different llama seeds) into a device data dir,
-serves them with a real uvicorn on a free loopback port, and measures:
+The model is Gemma 3 270M Q4_K_M (tests/helpers/real_model.py fetches it), or --model. Two
+releases of it (the second adds a chat template, as a release would) are installed into a
+device data dir and served by `edgeship runtime serve` in its own process on a free loopback
+port, so the client's work does not share the server's interpreter. Figures:
 
-1. tokens/s: the same greedy completion through llama-cpp-python directly and through
-   POST /v1/completions (plain and streamed), alternating rounds so machine noise hits both
-   alike; overhead = 1 - runtime / direct, from the medians;
-2. /v1/predict p50/p99 for JSON tensors and for a PNG image (sequential requests);
-3. swap time (load + warm-up + switch + free) between the two releases;
-4. failed requests during ``--swaps`` swaps under a continuous load of completions and predictions.
+1. load: the runtime's first load (header read, llama.cpp load, chat template check, one-token
+   warm-up; from POST /admin/swap's outcome) against raw ``Llama()`` in this process (median of
+   ``--rounds`` loads) and raw ``Llama()`` plus the same one-token warm-up;
+2. tokens/s: the same greedy completion streamed through POST /v1/completions (SSE) and through
+   ``create_completion(stream=True)``, non-streamed through both too; rounds interleave the four
+   so machine noise hits them alike; medians; ratio = runtime / raw;
+3. time to first token, streamed, both ways (medians);
+4. swap p50/p99 over ``--swaps`` swaps between the two releases under a continuous load of
+   completions, and how many of those requests failed;
+5. the server process's RSS right after the first load (against edgeship's memory estimate for
+   it) and again after everything above.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -30,129 +40,181 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgeship.formats import read_facts  # noqa: E402
+from edgeship.loopback import free_port  # noqa: E402
+from edgeship.optimize.memory import estimate_memory  # noqa: E402
+from edgeship.release.bundle import CHAT_TEMPLATE_META  # noqa: E402
 from edgeship.release.manifest import ComponentKind  # noqa: E402
-from edgeship.runtime import BackgroundServer, RuntimeClient, RuntimeConfig  # noqa: E402
-from edgeship.samples.imagemodel import write_tiny_denoiser  # noqa: E402
-from edgeship.samples.llama import TinyLlama, write_tiny_llama  # noqa: E402
-from tests.runtime.conftest import IMAGE_META, png_bytes  # noqa: E402
-from tests.runtime.harness import TENSOR, Device, Load  # noqa: E402
+from edgeship.runtime import RuntimeClient  # noqa: E402
+from tests.helpers.real_model import real_model_path  # noqa: E402
+from tests.runtime.harness import Device, Load  # noqa: E402
 
-PROMPT = "The device said"
+PROMPT = "Q: What is the capital of France?\nA:"
+TEMPLATE = "{{ bos_token }}{% for m in messages %}Q: {{ m['content'] }}\n{% endfor %}A:"
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def tokens_per_s(args: argparse.Namespace, model: Path, server: BackgroundServer) -> dict[str, float]:
+def serve(args: argparse.Namespace, device: Device, port: int) -> subprocess.Popen[bytes]:
+    code = "from edgeship.cli.main import main; main()"
+    cmd = [sys.executable, "-c", code, "runtime", "serve", "--data-dir", str(device.root), "--port", str(port),
+           "--threads", str(args.threads), "--ctx", str(args.ctx)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the runtime did not start")
+        time.sleep(0.1)
+
+
+def load_times(args: argparse.Namespace, model: Path) -> dict[str, float]:
     from llama_cpp import Llama
 
-    direct = Llama(model_path=str(model), n_ctx=args.ctx, n_threads=args.threads, verbose=False)
-    body = {"model": "llm", "prompt": PROMPT, "max_tokens": args.tokens, "temperature": 0}
-    http = httpx.Client(base_url=server.url, timeout=600)
-
-    def run_direct() -> tuple[float, int]:
+    bare, warmed = [], []
+    for _ in range(args.rounds):
         started = time.perf_counter()
-        out = direct.create_completion(PROMPT, max_tokens=args.tokens, temperature=0)
-        return time.perf_counter() - started, out["usage"]["completion_tokens"]
+        llama = Llama(model_path=str(model), n_ctx=args.ctx, n_threads=args.threads, verbose=False)
+        bare.append(time.perf_counter() - started)
+        llama.create_completion("Hi", max_tokens=1, temperature=0)
+        warmed.append(time.perf_counter() - started)
+        llama.close()
+    return {"raw_load_s": statistics.median(bare), "raw_load_warm_s": statistics.median(warmed)}
 
-    def run_direct_stream() -> tuple[float, int]:
+
+def generation(args: argparse.Namespace, model: Path, url: str) -> dict[str, float]:
+    """Tokens/s and time to first token, interleaved rounds, medians."""
+    from llama_cpp import Llama
+
+    raw = Llama(model_path=str(model), n_ctx=args.ctx, n_threads=args.threads, verbose=False)
+    http = httpx.Client(base_url=url, timeout=600)
+    body = {"model": "llm", "prompt": PROMPT, "max_tokens": args.tokens, "temperature": 0,
+            "stop": []}  # no stop: every round generates the same number of tokens
+
+    def timed(chunks: Iterator[object]) -> tuple[float, float, int]:
         started = time.perf_counter()
-        chunks = sum(1 for _ in direct.create_completion(PROMPT, max_tokens=args.tokens, temperature=0, stream=True))
-        return time.perf_counter() - started, chunks - 1  # as run_stream counts
+        first, n = 0.0, 0
+        for _ in chunks:
+            n += 1
+            if n == 1:
+                first = time.perf_counter() - started
+        return time.perf_counter() - started, first, n
 
-    def run_api() -> tuple[float, int]:
+    def raw_stream() -> tuple[float, float, int]:
+        return timed(iter(raw.create_completion(PROMPT, max_tokens=args.tokens, temperature=0, stream=True)))
+
+    def api_stream() -> tuple[float, float, int]:
+        def events() -> Iterator[str]:
+            with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as reply:
+                for line in reply.iter_lines():
+                    if line.startswith("data: {"):
+                        yield line
+        return timed(events())
+
+    def raw_plain() -> tuple[float, float, int]:
+        started = time.perf_counter()
+        out = raw.create_completion(PROMPT, max_tokens=args.tokens, temperature=0)
+        return time.perf_counter() - started, 0.0, out["usage"]["completion_tokens"]
+
+    def api_plain() -> tuple[float, float, int]:
         started = time.perf_counter()
         out = http.post("/v1/completions", json=body).json()
-        return time.perf_counter() - started, out["usage"]["completion_tokens"]
+        return time.perf_counter() - started, 0.0, out["usage"]["completion_tokens"]
 
-    def run_stream() -> tuple[float, int]:
-        started = time.perf_counter()
-        chunks = 0
-        with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as reply:
-            for line in reply.iter_lines():
-                chunks += line.startswith("data: {")
-        return time.perf_counter() - started, chunks - 1  # the last chunk only carries finish_reason
-
-    runs = {"direct": run_direct, "api": run_api, "direct_stream": run_direct_stream, "stream": run_stream}
+    runs: dict[str, Callable[[], tuple[float, float, int]]] = {
+        "raw_stream": raw_stream, "api_stream": api_stream, "raw": raw_plain, "api": api_plain}
     for run in runs.values():  # warm caches on both sides
         run()
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            seconds, tokens = run()
-            rates[name].append(tokens / seconds)
-    direct.close()
+    tps: dict[str, list[float]] = {k: [] for k in runs}
+    ttft: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(args.rounds):
+        # Alternate which side goes first, so neither always runs on a cooler machine.
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        for name in order:
+            seconds, first, n = runs[name]()
+            # A stream's last chunk only carries finish_reason: chunks - 1 tokens, after the first one.
+            tokens = n - 1 if "stream" in name else n
+            tps[name].append(tokens / seconds)
+            ttft[name].append(first)
+    raw.close()
     http.close()
-    # Other work on the machine only ever slows a round down: the best round is the cost of
-    # the code itself, the median what a busy device sees. Both are reported.
-    out: dict[str, float] = {}
-    for stat, pick in (("best", max), ("median", statistics.median)):
-        value = {k: pick(v) for k, v in rates.items()}
-        out |= {f"{name}_tps_{stat}": v for name, v in value.items()}
-        out |= {f"api_overhead_{stat}": 1 - value["api"] / value["direct"],
-                f"stream_overhead_{stat}": 1 - value["stream"] / value["direct_stream"]}
-    return out
+    med = {k: statistics.median(v) for k, v in tps.items()}
+    return {"raw_stream_tps": med["raw_stream"], "api_stream_tps": med["api_stream"],
+            "stream_ratio": med["api_stream"] / med["raw_stream"],
+            "raw_tps": med["raw"], "api_tps": med["api"], "plain_ratio": med["api"] / med["raw"],
+            "raw_ttft_ms": 1000 * statistics.median(ttft["raw_stream"]),
+            "api_ttft_ms": 1000 * statistics.median(ttft["api_stream"])}
 
 
-def predict_latency(args: argparse.Namespace, server: BackgroundServer) -> dict[str, float]:
-    picture = png_bytes(np.random.default_rng(0).integers(0, 256, (32, 32, 3)))
-    out: dict[str, float] = {}
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        for name, send in (("json", lambda: http.post("/v1/predict", json=TENSOR)),
-                           ("png", lambda: http.post("/v1/predict", files={"image": ("x.png", picture, "image/png")}))):
-            for _ in range(20):
-                send().raise_for_status()
-            times = []
-            for _ in range(args.predict):
-                started = time.perf_counter()
-                send().raise_for_status()
-                times.append((time.perf_counter() - started) * 1000)
-            out[f"predict_{name}_p50_ms"], out[f"predict_{name}_p99_ms"] = percentile(times, 50), percentile(times, 99)
-    return out
-
-
-def swaps_under_load(args: argparse.Namespace, server: BackgroundServer, releases: tuple[str, str]) -> dict[str, float]:
-    swap_times: list[float] = []
-    with RuntimeClient(server.data_dir, server.url) as client, Load(server.url) as load:
+def swaps(args: argparse.Namespace, url: str, device: Device, releases: tuple[str, str]) -> dict[str, float]:
+    times: list[float] = []
+    loads: list[float] = []
+    question = {"model": "llm", "prompt": PROMPT, "max_tokens": 3, "temperature": 0}
+    with RuntimeClient(device.root, url) as client, Load(url, prompt=question, predict=False) as load:
         for i in range(args.swaps):
-            outcome = client.swap(releases[(i + 1) % 2])  # releases[0] serves first
-            swap_times.append(outcome.swap_seconds * 1000)
+            outcome = client.swap(releases[(i + 1) % 2])
+            times.append(outcome.swap_seconds)
+            loads.append(outcome.load_seconds)
     failed = [a for a in load.answers if a[2] != 200]
-    return {"swaps": args.swaps, "swap_p50_ms": percentile(swap_times, 50), "swap_max_ms": max(swap_times),
-            "requests_during_swaps": len(load.answers), "failed_requests": len(failed)}
+    # swap: from the call until the old release is freed (its in-flight requests done); load: the new
+    # release's llama.cpp load and warm-up within it.
+    return {"swaps": args.swaps, "swap_p50_s": percentile(times, 50), "swap_p99_s": percentile(times, 99),
+            "swap_load_p50_s": percentile(loads, 50), "requests_during_swaps": len(load.answers),
+            "failed_requests": len(failed)}
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS for the runtime process")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embd", type=int, default=384)
-    parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--ctx", type=int, default=512)
-    parser.add_argument("--tokens", type=int, default=128, help="generated per completion")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--predict", type=int, default=500, help="requests per predict variant")
-    parser.add_argument("--swaps", type=int, default=100)
+    parser.add_argument("--model", type=Path, default=None, help="GGUF to serve (default: the real test model)")
+    parser.add_argument("--tokens", type=int, default=64, help="generated per completion")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--swaps", type=int, default=20)
+    # llama-cpp-python's default: half the cores, so the HTTP side has the rest (on a 2-core machine, 1).
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--ctx", type=int, default=1024)
     args = parser.parse_args()
+    model = (args.model or real_model_path()).resolve()
 
     with tempfile.TemporaryDirectory(prefix="edgeship-bench-runtime-") as tmp:
-        d = Path(tmp)
-        spec = TinyLlama(n_embd=args.embd, n_layer=args.layers, n_head=args.embd // 64, n_head_kv=2,
-                         n_ff=args.embd * 8 // 3 // 64 * 64, n_ctx=args.ctx)
-        llamas = [write_tiny_llama(d / f"llm-{s}.gguf", TinyLlama(**{**spec.__dict__, "seed": s})) for s in (1, 2)]
-        denoiser = write_tiny_denoiser(d / "denoiser.onnx")
-        device = Device(d / "device")
-        releases = tuple(device.install(f"{i + 1}.0.0", {"llm": (ComponentKind.GGUF, model),
-                                                          "denoiser": (ComponentKind.ONNX, denoiser)},
-                                        meta={"denoiser": {"image": IMAGE_META}}, make_current=i == 0)
-                         for i, model in enumerate(llamas))
-        config = RuntimeConfig(data_dir=device.root, threads=args.threads, n_ctx=args.ctx)
-        with BackgroundServer(config) as server:
-            figures: dict[str, object] = {"model_mib": round(llamas[0].stat().st_size / 2**20, 1),
-                                          "tokens": args.tokens, "threads": args.threads}
-            figures |= tokens_per_s(args, llamas[0], server)
-            figures |= predict_latency(args, server)
-            figures |= swaps_under_load(args, server, releases)  # type: ignore[arg-type]
+        device = Device(Path(tmp) / "device")
+        files = {"llm": (ComponentKind.GGUF, model)}
+        releases = (device.install("1.0.0", files, make_current=False),
+                    device.install("2.0.0", files, meta={"llm": {CHAT_TEMPLATE_META: TEMPLATE}}, make_current=False))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = serve(args, device, port)
+        try:
+            with RuntimeClient(device.root, url) as client:
+                first = client.swap(releases[0])
+            estimate = estimate_memory(read_facts(model), args.ctx)
+            figures: dict[str, object] = {"model": model.name, "model_mib": round(model.stat().st_size / 2**20, 1),
+                                          "threads": args.threads, "ctx": args.ctx, "tokens": args.tokens,
+                                          "runtime_first_load_s": first.swap_seconds,
+                                          "estimate_mib": estimate.total / 2**20,
+                                          "rss_loaded_mib": rss(proc.pid) / 2**20}
+            figures |= load_times(args, model)
+            figures |= generation(args, model, url)
+            figures |= swaps(args, url, device, releases)
+            figures |= {"rss_after_swaps_mib": rss(proc.pid) / 2**20,
+                        "rss_loaded_vs_estimate": figures["rss_loaded_mib"] / (estimate.total / 2**20) - 1}  # type: ignore[operator]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}, indent=2))
 
 

@@ -2,9 +2,10 @@
 installed by a real agent, served and hot-swapped by the runtime under a continuous load.
 
 One fleet for the whole module: the 253 MB model is stored, served and installed once. The
-GGUF has no chat template; release 1.0.0 chats through edgeship's Gemma default, 2.0.0 adds
-a question/answer template (signed into the manifest: the model's bytes do not change, so the
-device downloads none of them again), 3.0.0 a template that cannot render.
+GGUF has no chat template; release 1.0.0 chats through edgeship's Gemma default, 2.0.0 is the
+same model with a question/answer template added to its metadata (the device fetches a ~1 KB
+delta, not the model), 3.0.0 brings a template of its own (signed into the manifest) that
+cannot render.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeship.formats.gguf_edit import with_string
 from edgeship.release.manifest import HealthSuite, Manifest
 from edgeship.runtime import BackgroundServer, RuntimeConfig
 from edgeship.workspace import Workspace
@@ -55,10 +57,14 @@ def fleet(real_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         mp.delenv("EDGESHIP_KEY_PASSPHRASE", raising=False)
         ws = Workspace.init(tmp / "ws", passphrase=None)
     releases = Releases(ws, real_gguf, tmp / "src")
+    with_template = tmp / "gemma-qa" / real_gguf.name
+    with_template.parent.mkdir()
+    with_string(real_gguf, with_template, "tokenizer.chat_template", QA_TEMPLATE)
     published = {
         "1.0.0": releases.publish("1.0.0", health=HealthSuite(checks=(PARIS_BY_COMPLETION,))),
-        "2.0.0": releases.publish("2.0.0", chat_template=QA_TEMPLATE, health=HealthSuite(checks=(PARIS_BY_CHAT,))),
-        "3.0.0": releases.publish("3.0.0", chat_template="{{ raise_exception('this template is broken') }}"),
+        "2.0.0": releases.publish("2.0.0", model=with_template, deltas=True, health=HealthSuite(checks=(PARIS_BY_CHAT,))),
+        "3.0.0": releases.publish("3.0.0", model=with_template,
+                                  chat_template="{{ raise_exception('this template is broken') }}"),
     }
     server = Server.create(ws, tmp / "server")
     server.start()
@@ -99,7 +105,7 @@ def test_the_release_adding_a_template_swaps_in_under_load_without_a_failed_requ
         code, err = fleet.upgrade("2.0.0")
     assert code == 0 and fleet.device.version() == "2.0.0", err
     new = fleet.releases["2.0.0"].release_id
-    assert fleet.serving()["release_id"] == new and fleet.serving()["chat_template"]["source"] == "release"  # type: ignore[index]
+    assert fleet.serving()["release_id"] == new and fleet.serving()["chat_template"]["source"] == "gguf"  # type: ignore[index]
     assert load.answers and [a for a in load.answers if a[2] != 200] == []
     assert {a[3] for a in load.answers} == {before, new}  # requests ran on both sides of the swap
     # The template the release brought makes the chat answer: the agent's trial asked the same.
@@ -107,10 +113,11 @@ def test_the_release_adding_a_template_swaps_in_under_load_without_a_failed_requ
                        json={"model": "model", "messages": [{"role": "user", "content": "What is the capital of France?"}],
                              "max_tokens": 8, "temperature": 0})
     assert "Paris" in reply.json()["choices"][0]["message"]["content"]
-    # The release differs from 1.0.0 by its template and config: the model's bytes did not move.
-    models = {v: next(c for c in m.components if c.name == "model") for v, m in fleet.releases.items()}
-    assert models["1.0.0"].digest == models["2.0.0"].digest
-    assert len(models["2.0.0"].meta["chat_template"]) < 1024
+    # The model changed by its template only: the device fetched a signed delta of about a kilobyte.
+    [download] = [e for e in fleet.server.events(fleet.device.device_id)
+                  if e["type"] == "download" and e["release"] == "llm@2.0.0"]
+    assert download["data"]["by_delta"] == ["model"]
+    assert download["data"]["bytes_downloaded"] < 4096 < 250_000_000 < download["data"]["full_size"]
 
 
 def test_a_template_that_cannot_render_is_rolled_back_and_the_old_release_keeps_serving(fleet: Fleet) -> None:

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeship.runtime.metrics import RuntimeMetrics
 
-ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/predict", "/healthz",
+ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/predict", "/props", "/healthz",
                        "/readyz", "/metrics", "/admin/swap", "/admin/health"})
 
 
