@@ -12,7 +12,7 @@ every request sent without credentials, as an operator and as a device.
 A crash is any exception other than an EdgeshipError with a message, or a wrong result
 (a patch that rebuilds other bytes); crashing inputs are saved under --out.
 
-Run: python benchmarks/fuzz.py [--seconds 30] [--api-examples 40] [--targets gguf,onnx] [--out DIR]
+Run: python benchmarks/fuzz.py [--seconds 30] [--api-examples 40] [--targets gguf,onnx] [--parts parsers,api] [--out DIR]
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30, help="per parser target and engine")
     parser.add_argument("--api-examples", type=int, default=40, help="per API operation and generation mode")
     parser.add_argument("--targets", default="", help="comma-separated parser targets (default: all)")
+    parser.add_argument("--parts", default="parsers,api", help="what to fuzz: parsers, api or both")
     parser.add_argument("--out", type=Path, default=None, help="where crashing inputs are saved")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,7 +146,8 @@ def main() -> None:
         return
     from tests.fuzz.targets import NAMES  # not before the child instruments edgeship's imports
 
-    names = args.targets.split(",") if args.targets else list(NAMES)
+    parts = args.parts.split(",")
+    names = (args.targets.split(",") if args.targets else list(NAMES)) if "parsers" in parts else []
     print(f"{'target':<24} {'engine':<22} {'inputs':>9} {'inputs/s':>9} {'edges':>6} {'crashes':>8}")
     total_inputs = total_crashes = 0
     for name in names:
@@ -159,6 +161,8 @@ def main() -> None:
             for key, path in result["crashes"].items():
                 print(f"    crash: {key} (input: {path})")
     databases = ["sqlite"] + (["postgresql"] if os.environ.get("EDGESHIP_TEST_DATABASE_URL") else [])
+    if "api" not in parts:
+        databases = []
     for database in databases:
         api = run_api(args.api_examples, database)
         total_inputs += api["requests"]
