@@ -25,7 +25,7 @@ from edgeship.server import logs, rollout_job
 from edgeship.server.context import ServerContext
 from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
 from edgeship.server.problems import HTTP_ERRORS, error_body, error_responses, status_of
-from edgeship.server.routes import admin, devices, ops, repo, rollouts
+from edgeship.server.routes import admin, devices, federated, ops, repo, rollouts
 from edgeship.server.routes.deps import text_url
 from edgeship.server.settings import ServerSettings
 from edgeship.server.ui import mount as mount_dashboard
@@ -62,7 +62,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         dependencies=[Depends(text_url)],
     )
     app.state.ctx = ctx
-    for router in (devices.router, admin.router, rollouts.router, repo.router, ops.router):
+    for router in (devices.router, admin.router, rollouts.router, repo.router, ops.router, federated.operator, federated.devices):
         app.include_router(router)
     mount_dashboard(app)
     app.add_exception_handler(EdgeshipError, _edgeship_error)
@@ -83,6 +83,8 @@ def app_from_env() -> FastAPI:
 def _body_limit(settings: ServerSettings, path: str) -> int | None:
     if path.startswith("/v1/admin/uploads/"):
         return None  # checked against Upload-Length and --max-blob-bytes while streaming
+    if path.startswith("/v1/devices/") and "/federated/" in path:
+        return settings.max_update_bytes  # weight deltas; each round's own cap is checked while streaming
     if path == "/v1/admin/metadata":
         return settings.max_metadata_bytes
     return settings.max_body_bytes

@@ -242,3 +242,45 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str] = mapped_column(String(500))
+
+
+class FederatedRun(Base):
+    """A federated learning run: rounds of training on a cohort against one signed base release.
+
+    ``history`` holds one entry per closed round (participants, sizes, losses, whether it was
+    used); its candidate model lives in the data dir (``federated/<id>/round-<n>.gguf``).
+    """
+
+    __tablename__ = "federated_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    release_ref: Mapped[str] = mapped_column(String(200))
+    release_id: Mapped[str] = mapped_column(String(64))
+    base_digest: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(2000))
+    options: Mapped[dict[str, Any]]
+    cohort: Mapped[dict[str, Any]]  # {"devices": [...]}
+    round: Mapped[int] = mapped_column(Integer)
+    round_deadline: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))  # running | finished
+    history: Mapped[dict[str, Any]]  # {"rounds": [...]}
+    created_at: Mapped[datetime]
+
+
+class FederatedUpdate(Base):
+    """One device's upload for one round: accepted (its delta kept for the aggregate) or rejected."""
+
+    __tablename__ = "federated_updates"
+    __table_args__ = (UniqueConstraint("run_id", "round", "device_id", name="uq_federated_updates_round_device"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("federated_runs.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    status: Mapped[str] = mapped_column(String(16))  # accepted | rejected
+    reason: Mapped[str] = mapped_column(String(500))
+    size: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(Integer)
+    norm: Mapped[float | None]
+    metrics: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]

@@ -38,6 +38,7 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON request body; bigger ones get 413.")
     max_metadata_bytes: int = Field(16 << 20, ge=1024, description="Largest operator metadata upload (targets can name many blobs).")
     max_blob_bytes: int = Field(64 << 30, ge=1, description="Largest blob an operator may upload, in bytes.")
+    max_update_bytes: int = Field(256 << 20, ge=1024, description="Largest weight update (a delta) a device may upload for a federated round, in bytes.")
     max_events_per_batch: int = Field(500, ge=1, description="Most events one device request may carry.")
     timestamp_check_s: float = Field(300.0, gt=0, description="How often the timestamp job looks at the timestamp's expiry, in seconds.")
     timestamp_margin_s: float = Field(43200.0, gt=0, description="Re-sign the timestamp when it expires sooner than this, in seconds.")
