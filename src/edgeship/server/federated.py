@@ -186,7 +186,7 @@ def advance(session: Session, data_dir: Path, run: FederatedRun, now: datetime |
     """Close the current round when every cohort member answered or its deadline passed."""
     now = now or datetime.now(timezone.utc)
     while run.status == "running":
-        updates = session.scalars(select(FederatedUpdate).where(FederatedUpdate.run_id == run.id, FederatedUpdate.round == run.round)).all()
+        updates = session.scalars(select(FederatedUpdate).where(FederatedUpdate.run_id == run.id, FederatedUpdate.round == run.round).order_by(FederatedUpdate.id)).all()
         if len(updates) < len(run.cohort["devices"]) and now < run.round_deadline:
             return
         _close_round(data_dir, run, updates)

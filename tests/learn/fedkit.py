@@ -1,0 +1,52 @@
+"""Real weight updates for federated tests: tiny GGUF models with numpy-perturbed weights, as deltas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from edgeship.delta import make_patch
+from edgeship.samples.llama import TinyLlama, tensors, write_tiny_llama
+
+
+def perturbed(base_spec: TinyLlama, out: Path, *, seed: int, scale: float = 1e-3, override: dict[str, np.ndarray] | None = None) -> Path:
+    """The base model with every weight moved by N(0, scale²): what a few training steps look like."""
+    rng = np.random.default_rng(seed)
+    weights = {k: (v + rng.standard_normal(v.shape) * scale).astype(np.float32) for k, v in tensors(base_spec).items()}
+    weights.update(override or {})
+    return write_tiny_llama(out, base_spec, weights=weights)
+
+
+def update_file(base: Path, tuned: Path, out: Path) -> Path:
+    make_patch(base, tuned, out)
+    return out
+
+
+@dataclass
+class FedDevice:
+    url: str
+    id: str
+    secret: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.id}.{self.secret}"}
+
+    def task(self) -> dict | None:
+        r = httpx.get(f"{self.url}/v1/devices/{self.id}/federated", headers=self.auth, timeout=30)
+        r.raise_for_status()
+        return r.json()["task"]
+
+    def upload(self, task: dict, patch: Path, samples: int, metrics: str = "{}") -> httpx.Response:
+        headers = {**self.auth, "Edgeship-Samples": str(samples), "Edgeship-Metrics": metrics}
+        return httpx.put(self.url + task["upload"], content=patch.read_bytes(), headers=headers, timeout=60)
+
+
+def enroll(url: str, token: str) -> FedDevice:
+    r = httpx.post(f"{url}/v1/devices/enroll", json={"token": token, "facts": {"arch": "x86_64", "ram": 1 << 30}}, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    return FedDevice(url, body["device_id"], body["secret"])

@@ -1,0 +1,146 @@
+"""Federated rounds on a real server: real deltas of real tiny GGUF models, uploaded over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from edgeship.learn.weights import tensor_delta
+from edgeship.samples.llama import TinyLlama, write_tiny_llama
+from edgeship.workspace import Workspace
+from tests.agent.harness import Releases, Server
+from tests.learn.fedkit import FedDevice, enroll, perturbed, update_file
+
+SPEC = TinyLlama()
+
+
+@dataclass
+class Fed:
+    server: Server
+    base: Path
+    tmp: Path
+    devices: list[FedDevice]
+
+    def start(self, **body: object) -> dict:
+        return self.server.admin("POST", "/v1/admin/federated", {"release": "llm@1.0.0", "target": "group=fed", **body})
+
+    def status(self, run_id: str) -> dict:
+        return self.server.admin("GET", f"/v1/admin/federated/{run_id}")
+
+    def update(self, name: str, **kw: object) -> Path:
+        tuned = perturbed(SPEC, self.tmp / f"{name}.gguf", **kw)  # type: ignore[arg-type]
+        return update_file(self.base, tuned, self.tmp / f"{name}.patch")
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
+    tmp = tmp_path_factory.mktemp("fed")
+    ws = Workspace.init(tmp / "ws", passphrase=None)
+    base = write_tiny_llama(tmp / "base.gguf", SPEC)
+    Releases(ws, base, tmp / "src").publish("1.0.0")
+    server = Server.create(ws, tmp / "data")
+    server.start()
+    try:
+        devices = [enroll(server.url, server.enroll_token({"group": "fed"})) for _ in range(3)]
+        yield Fed(server, base, tmp, devices)
+    finally:
+        server.stop()
+
+
+def test_a_round_averages_updates_weighted_by_samples(fed: Fed) -> None:
+    run = fed.start(min_participants=3, rounds=1)
+    assert sorted(run["cohort"]) == sorted(d.id for d in fed.devices)
+    samples = [10, 20, 70]
+    patches = [fed.update(f"ok{i}", seed=i) for i in range(3)]
+    for d, patch, n in zip(fed.devices, patches, samples):
+        task = d.task()
+        assert task is not None and task["run"] == run["id"] and task["base_digest"] == run["base_digest"]
+        r = d.upload(task, patch, n, json.dumps({"loss_before": 3.0, "loss_after": 2.5}))
+        assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+        assert d.task() is None  # answered: nothing more to do this run
+    status = fed.status(run["id"])
+    assert status["status"] == "finished"
+    (entry,) = status["rounds"]
+    assert entry["used"] and entry["accepted"] == 3 and entry["samples"] == 100 and entry["loss_after"] == 2.5
+    assert entry["update_bytes"] == [p.stat().st_size for p in patches]
+
+    r = httpx.get(f"{fed.server.url}/v1/admin/federated/{run['id']}/candidate", headers={"authorization": f"Bearer {fed.server.admin_token}"})
+    assert r.status_code == 200
+    candidate = fed.tmp / "candidate.gguf"
+    candidate.write_bytes(r.content)
+    got = tensor_delta(fed.base, candidate)
+    deltas = [tensor_delta(fed.base, fed.tmp / f"ok{i}.gguf") for i in range(3)]
+    for name, value in got.items():  # the numpy reference: np.average weighted by samples
+        np.testing.assert_allclose(value, np.average([d[name] for d in deltas], axis=0, weights=samples), atol=1e-6)
+    events = [e for e in fed.server.events(fed.devices[0].id) if e["type"] == "federated"]
+    assert events[-1]["data"]["status"] == "accepted" and events[-1]["data"]["size"] == patches[0].stat().st_size
+
+
+def test_malicious_updates_are_rejected_with_an_event_and_never_aggregated(fed: Fed) -> None:
+    run = fed.start(min_participants=1, rounds=1, max_norm=1.0)
+    nan = fed.update("nan", seed=5, override={"output_norm.weight": np.full(SPEC.n_embd, np.nan, np.float32)})
+    huge = fed.update("huge", seed=6, scale=1.0)  # an L2 norm in the hundreds
+    other = write_tiny_llama(fed.tmp / "other-base.gguf", TinyLlama(seed=9))
+    wrong_base = update_file(other, perturbed(TinyLlama(seed=9), fed.tmp / "other-tuned.gguf", seed=1), fed.tmp / "wrong-base.patch")
+    wider = update_file(fed.base, write_tiny_llama(fed.tmp / "wider.gguf", TinyLlama(n_ff=256)), fed.tmp / "wider.patch")
+    garbage = fed.tmp / "garbage.patch"
+    garbage.write_bytes(b"not a delta at all" * 10)
+    a, b, c = fed.devices
+    reasons = {}
+    for d, patch, key in ((a, nan, "nan"), (b, huge, "huge"), (c, wrong_base, "wrong_base")):
+        r = d.upload(d.task(), patch, 10)
+        assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
+        reasons[key] = r.json()["reason"]
+    assert "NaN or Inf" in reasons["nan"]
+    assert "L2 norm" in reasons["huge"]
+    assert "not this round's base" in reasons["wrong_base"]
+    status = fed.status(run["id"])
+    (entry,) = status["rounds"]
+    assert entry == {**entry, "used": False, "accepted": 0, "rejected": 3, "candidate": None}
+    events = [e for e in fed.server.events(b.id) if e["type"] == "federated"]
+    assert events[-1]["data"]["status"] == "rejected" and "L2 norm" in events[-1]["data"]["reason"]
+
+    run = fed.start(min_participants=1, rounds=1, max_update_bytes=1 << 20)
+    for d, patch, why in ((a, wider, "would be"), (b, garbage, "")):
+        r = d.upload(d.task(), patch, 10)
+        assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
+        assert why in r.json()["reason"]
+    big = fed.tmp / "big.patch"
+    big.write_bytes(b"\0" * ((1 << 20) + 1))
+    r = c.upload(c.task(), big, 10)
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+
+
+def test_uploads_need_the_device_credential_and_cohort(fed: Fed) -> None:
+    run = fed.start(min_participants=1, rounds=1, target="group=fed", cohort_size=1)
+    (member,) = run["cohort"]
+    outsider = next(d for d in fed.devices if d.id != member)
+    patch = fed.update("auth", seed=11)
+    url = f"{fed.server.url}/v1/devices/{member}/federated/{run['id']}/1"
+    assert httpx.put(url, content=patch.read_bytes(), headers={"Edgeship-Samples": "1"}).status_code == 401
+    forged = {"authorization": f"Bearer {member}.not-the-secret", "Edgeship-Samples": "1"}
+    assert httpx.put(url, content=patch.read_bytes(), headers=forged).status_code == 401
+    assert outsider.task() is None or outsider.task()["run"] != run["id"]
+    r = outsider.upload({"upload": f"/v1/devices/{outsider.id}/federated/{run['id']}/1"}, patch, 1)
+    assert r.status_code == 409 and "not in the cohort" in r.json()["error"]["message"]
+
+
+def test_stragglers_are_dropped_at_the_deadline(fed: Fed) -> None:
+    run = fed.start(min_participants=1, rounds=2, deadline_s=1.5)
+    first = fed.devices[0]
+    r = first.upload(first.task(), fed.update("early", seed=21), 5)
+    assert r.json()["status"] == "accepted"
+    time.sleep(1.6)
+    status = fed.status(run["id"])
+    assert status["round"] == 2 and status["status"] == "running"
+    assert status["rounds"][0] | {"used": True, "accepted": 1, "dropped": 2} == status["rounds"][0]
+    time.sleep(1.6)
+    status = fed.status(run["id"])  # round 2: nobody answered, too few updates, not used
+    assert status["status"] == "finished" and status["rounds"][1]["used"] is False and status["rounds"][1]["dropped"] == 3
