@@ -12,8 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
+from edgeship.cli.main import run
 from edgeship.learn.weights import tensor_delta
 from edgeship.samples.llama import TinyLlama, write_tiny_llama
+from edgeship.store.digest import hash_file
 from edgeship.workspace import Workspace
 from tests.agent.harness import Releases, Server
 from tests.learn.fedkit import FedDevice, enroll, perturbed, update_file
@@ -144,3 +146,25 @@ def test_stragglers_are_dropped_at_the_deadline(fed: Fed) -> None:
     time.sleep(1.6)
     status = fed.status(run["id"])  # round 2: nobody answered, too few updates, not used
     assert status["status"] == "finished" and status["rounds"][1]["used"] is False and status["rounds"][1]["dropped"] == 3
+
+
+def test_cli_starts_watches_and_pulls_a_candidate(fed: Fed, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = ("--server", fed.server.url, "--token", fed.server.admin_token)
+    assert run(["federated", "start", "llm@1.0.0", "--target", "group=fed", "--min-participants", "2", "--cohort", "2", "--deadline", "5m", "--json", *conn]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["options"]["deadline_s"] == 300 and started["target"] == "group=fed"
+    out = fed.tmp / "pulled.gguf"
+    assert run(["federated", "pull", started["id"], "-o", str(out), *conn]) == 3  # no used round yet: not found
+    assert "no used round" in capsys.readouterr().err and not out.exists()
+    for i, d in enumerate(d for d in fed.devices if d.id in started["cohort"]):
+        r = d.upload(d.task(), fed.update(f"cli{i}", seed=40 + i), 8, json.dumps({"loss_before": 3.0 - i, "loss_after": 2.0 - i}))
+        assert r.json()["status"] == "accepted"
+    assert run(["federated", "status", started["id"], *conn]) == 0
+    assert "1.5000" in capsys.readouterr().out  # the mean loss after
+    assert run(["federated", "pull", started["id"], "-o", str(out), "--json", *conn]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert pulled["round"] == 1 and pulled["candidate"] == str(hash_file(out)[0])
+    deltas = [tensor_delta(fed.base, fed.tmp / f"cli{i}.gguf") for i in range(2)]
+    np.testing.assert_allclose(tensor_delta(fed.base, out)["output.weight"], (deltas[0]["output.weight"] + deltas[1]["output.weight"]) / 2, atol=1e-6)
+    assert run(["federated", "status", "--json", *conn]) == 0
+    assert started["id"] in {r["id"] for r in json.loads(capsys.readouterr().out)}

@@ -37,6 +37,7 @@ COMMANDS: dict[str, Lazy] = {
     "experiment": Lazy("edgeship.cli.experiment", "A/B experiments: which of two releases does better on the same fleet."),
     "webhook": Lazy("edgeship.cli.webhook", "Webhooks: rollout paused, aborted or completed, POSTed with an HMAC-SHA256 signature."),
     "mqtt": Lazy("edgeship.cli.mqtt", "MQTT push: the broker's users and ACLs (docs/server.md, Push)."),
+    "federated": Lazy("edgeship.cli.federated", "Federated learning: devices train on their own data, the server averages their weight updates into a candidate."),
     "optimize": Lazy("edgeship.cli.optimize", "Quantize MODEL, measure every variant, and pick the best that fits each profile."),
     "estimate": Lazy("edgeship.cli.estimate", "Estimate weights + KV cache + compute buffers + overhead for MODEL at --ctx tokens."),
     "profiles": Lazy("edgeship.cli.profiles", "Device profiles: RAM, arch, accelerator, TOPS, usable memory."),

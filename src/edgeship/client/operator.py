@@ -17,6 +17,7 @@ from edgeship.errors import (
 )
 from edgeship.pinning import verify_for
 from edgeship.store.digest import Digest
+from edgeship.store.fsutil import atomic_writer
 
 UPLOAD_CHUNK = 8 << 20  # bytes per PATCH: an interrupted push re-sends at most this much
 
@@ -114,6 +115,33 @@ class OperatorClient:
 
     def rollout_action(self, rollout_id: str, action: str, reason: str | None = None, rollback: bool = True) -> dict:
         return self._json("POST", f"/v1/admin/rollouts/{rollout_id}/{action}", json={"reason": reason, "rollback": rollback})
+
+    # -- federated learning (docs/learning.md) ----------------------------------------------
+
+    def start_federated(self, **options: Any) -> dict:
+        """Options as in the server's ``RunCreate``: release, target, rounds, min_participants, …"""
+        return self._json("POST", "/v1/admin/federated", json=options)
+
+    def federated_runs(self) -> list[dict]:
+        return self._json("GET", "/v1/admin/federated")
+
+    def federated_run(self, run_id: str) -> dict:
+        return self._json("GET", f"/v1/admin/federated/{run_id}")
+
+    def pull_candidate(self, run_id: str, round_no: int | None, dest: Path) -> int:
+        """Download a run's candidate model to ``dest`` (whole or not at all); returns its round."""
+        params = {"round": round_no} if round_no is not None else {}
+        try:
+            with self._http.stream("GET", f"/v1/admin/federated/{run_id}/candidate", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                with atomic_writer(dest) as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+                return int(response.headers["edgeship-round"])
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach {self.url}: {exc}", hint="is the server running, and is the URL (http/https, port) right?") from exc
 
     def start_experiment(self, release_a: str, release_b: str, split: float, target: str | None, duration: str) -> dict:
         body = {"release_a": release_a, "release_b": release_b, "split": split, "target": target, "duration": duration}

@@ -106,7 +106,8 @@ def get_run(session: Session, run_id: str, *, lock: bool = False) -> FederatedRu
 
 def task_for(session: Session, data_dir: Path, device: DeviceIdentity) -> dict | None:
     """The round this device should train for now, or None."""
-    runs = session.scalars(select(FederatedRun).where(FederatedRun.status == "running").order_by(FederatedRun.created_at)).all()
+    # Locked: closing a round must happen once even when two server workers answer at the same time.
+    runs = session.scalars(select(FederatedRun).where(FederatedRun.status == "running").order_by(FederatedRun.created_at).with_for_update()).all()
     for run in runs:
         advance(session, data_dir, run)
         if run.status != "running" or device.id not in run.cohort["devices"]:
@@ -129,7 +130,7 @@ def _update_of(session: Session, run: FederatedRun, device_id: str) -> Federated
 
 def open_round(session: Session, data_dir: Path, device: DeviceIdentity, run_id: str, round_no: int) -> FederatedRun:
     """The run if this device may upload for ``round_no`` now, else the reason why not."""
-    run = get_run(session, run_id)
+    run = get_run(session, run_id, lock=True)
     advance(session, data_dir, run)
     if device.id not in run.cohort["devices"]:
         raise ConflictError(f"device {device.id} is not in the cohort of run {run.id}")
@@ -246,7 +247,7 @@ def describe(run: FederatedRun) -> dict:
 
 
 def list_runs(session: Session, data_dir: Path) -> list[dict]:
-    runs = session.scalars(select(FederatedRun).order_by(FederatedRun.created_at.desc())).all()
+    runs = session.scalars(select(FederatedRun).order_by(FederatedRun.created_at.desc()).with_for_update()).all()
     for run in runs:
         advance(session, data_dir, run)
     return [describe(r) for r in runs]
