@@ -40,9 +40,11 @@ class FedDevice:
         r.raise_for_status()
         return r.json()["task"]
 
-    def upload(self, task: dict, patch: Path, samples: int, metrics: str = "{}") -> httpx.Response:
+    def upload(self, run_id: str, patch: Path, samples: int, metrics: str = "{}", round_no: int = 1) -> httpx.Response:
+        """PUT the update for one run's round (addressed explicitly: several runs may be open)."""
         headers = {**self.auth, "Edgeship-Samples": str(samples), "Edgeship-Metrics": metrics}
-        return httpx.put(self.url + task["upload"], content=patch.read_bytes(), headers=headers, timeout=60)
+        url = f"{self.url}/v1/devices/{self.id}/federated/{run_id}/{round_no}"
+        return httpx.put(url, content=patch.read_bytes(), headers=headers, timeout=60)
 
 
 def enroll(url: str, token: str) -> FedDevice:

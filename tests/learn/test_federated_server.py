@@ -64,7 +64,8 @@ def test_a_round_averages_updates_weighted_by_samples(fed: Fed) -> None:
     for d, patch, n in zip(fed.devices, patches, samples):
         task = d.task()
         assert task is not None and task["run"] == run["id"] and task["base_digest"] == run["base_digest"]
-        r = d.upload(task, patch, n, json.dumps({"loss_before": 3.0, "loss_after": 2.5}))
+        assert task["upload"] == f"/v1/devices/{d.id}/federated/{run['id']}/1"
+        r = d.upload(run["id"], patch, n, json.dumps({"loss_before": 3.0, "loss_after": 2.5}))
         assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
         assert d.task() is None  # answered: nothing more to do this run
     status = fed.status(run["id"])
@@ -97,7 +98,7 @@ def test_malicious_updates_are_rejected_with_an_event_and_never_aggregated(fed: 
     a, b, c = fed.devices
     reasons = {}
     for d, patch, key in ((a, nan, "nan"), (b, huge, "huge"), (c, wrong_base, "wrong_base")):
-        r = d.upload(d.task(), patch, 10)
+        r = d.upload(run["id"], patch, 10)
         assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
         reasons[key] = r.json()["reason"]
     assert "NaN or Inf" in reasons["nan"]
@@ -111,12 +112,12 @@ def test_malicious_updates_are_rejected_with_an_event_and_never_aggregated(fed: 
 
     run = fed.start(min_participants=1, rounds=1, max_update_bytes=1 << 20)
     for d, patch, why in ((a, wider, "would be"), (b, garbage, "")):
-        r = d.upload(d.task(), patch, 10)
+        r = d.upload(run["id"], patch, 10)
         assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
         assert why in r.json()["reason"]
     big = fed.tmp / "big.patch"
     big.write_bytes(b"\0" * ((1 << 20) + 1))
-    r = c.upload(c.task(), big, 10)
+    r = c.upload(run["id"], big, 10)
     assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
 
 
@@ -130,14 +131,14 @@ def test_uploads_need_the_device_credential_and_cohort(fed: Fed) -> None:
     forged = {"authorization": f"Bearer {member}.not-the-secret", "Edgeship-Samples": "1"}
     assert httpx.put(url, content=patch.read_bytes(), headers=forged).status_code == 401
     assert outsider.task() is None or outsider.task()["run"] != run["id"]
-    r = outsider.upload({"upload": f"/v1/devices/{outsider.id}/federated/{run['id']}/1"}, patch, 1)
+    r = outsider.upload(run["id"], patch, 1)
     assert r.status_code == 409 and "not in the cohort" in r.json()["error"]["message"]
 
 
 def test_stragglers_are_dropped_at_the_deadline(fed: Fed) -> None:
     run = fed.start(min_participants=1, rounds=2, deadline_s=1.5)
     first = fed.devices[0]
-    r = first.upload(first.task(), fed.update("early", seed=21), 5)
+    r = first.upload(run["id"], fed.update("early", seed=21), 5)
     assert r.json()["status"] == "accepted"
     time.sleep(1.6)
     status = fed.status(run["id"])
@@ -157,7 +158,7 @@ def test_cli_starts_watches_and_pulls_a_candidate(fed: Fed, capsys: pytest.Captu
     assert run(["federated", "pull", started["id"], "-o", str(out), *conn]) == 3  # no used round yet: not found
     assert "no used round" in capsys.readouterr().err and not out.exists()
     for i, d in enumerate(d for d in fed.devices if d.id in started["cohort"]):
-        r = d.upload(d.task(), fed.update(f"cli{i}", seed=40 + i), 8, json.dumps({"loss_before": 3.0 - i, "loss_after": 2.0 - i}))
+        r = d.upload(started["id"], fed.update(f"cli{i}", seed=40 + i), 8, json.dumps({"loss_before": 3.0 - i, "loss_after": 2.0 - i}))
         assert r.json()["status"] == "accepted"
     assert run(["federated", "status", started["id"], *conn]) == 0
     assert "1.5000" in capsys.readouterr().out  # the mean loss after
