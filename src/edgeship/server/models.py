@@ -81,9 +81,10 @@ class Device(Base):
     current: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     previous: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     enroll_token_id: Mapped[str | None] = mapped_column(ForeignKey("enroll_tokens.id"))
-    enrolled_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime | None]
-    decommissioned_at: Mapped[datetime | None]
+    # Indexed: the rollout job reads the devices changed since its last pass by these.
+    enrolled_at: Mapped[datetime] = mapped_column(index=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    decommissioned_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Assignment(Base):
@@ -209,6 +210,7 @@ class DeviceReport(Base):
     target_release_id: Mapped[str | None] = mapped_column(String(64))
     health_release_id: Mapped[str | None] = mapped_column(String(64))
     health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    folded_at: Mapped[datetime | None] = mapped_column(index=True)  # last changed by a fold
 
 
 class JobCursor(Base):

@@ -10,7 +10,7 @@ want the same device, the newer one wins.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +23,6 @@ from edgeship.rollout import (
     Assignment,
     AssignmentReason,
     Decision,
-    DeviceView,
     Rollout,
     RolloutEvent,
     RolloutPolicy,
@@ -31,8 +30,10 @@ from edgeship.rollout import (
     RolloutStatus,
     Selector,
     StageCount,
+    Tally,
     abort,
     decide,
+    decide_tally,
     pause,
     promote,
     resume,
@@ -196,14 +197,21 @@ def act(session: Session, rollout_id: str, action: str, req: schemas.RolloutActi
     return rollout_out(record, now)
 
 
-def evaluate(session: Session, record: RolloutRecord, now: float, views: Sequence[DeviceView] | None = None) -> Decision:
+def evaluate(
+    session: Session, record: RolloutRecord, now: float, tally: Tally | None = None, changed: Collection[str] | None = None
+) -> Decision:
     """Decide the rollout against the fleet as of ``now``; store the state, the devices' rows, the notifications.
 
-    ``views``: the fleet as read before the rollout's lock was taken (the job reads it once
-    per tick); by default it is read in ``session``.
+    The fleet comes from ``tally`` (the job keeps one per rollout), else it is read in
+    ``session``. ``changed``: the devices whose report changed since this rollout's rows
+    were last written under the same state; then only their rows are looked at, unless the
+    state moves on now.
     """
     rollout = rollout_from_dict(record.document)
-    decision = decide(rollout, device_views(session) if views is None else views, now)
+    if tally is None:
+        decision = decide(rollout, device_views(session), now)
+    else:
+        decision = decide_tally(rollout, tally, now)
     state = decision.rollout.state
     record.document = rollout_to_dict(decision.rollout)
     record.status = state.status.value
@@ -214,7 +222,8 @@ def evaluate(session: Session, record: RolloutRecord, now: float, views: Sequenc
     # with it weeks later, and must still be ordered back.
     record.live = not state.status.is_final or state.rollback
     record.updated_at = utc(now)
-    materialize(session, record, decision.assignments, {rollout.release: record.release_ref, **_previous(record)})
+    only = changed if changed is not None and state == rollout.state else None
+    materialize(session, record, decision.assignments, {rollout.release: record.release_ref, **_previous(record)}, only)
     _notify(session, record, decision.events)
     return decision
 
@@ -245,18 +254,30 @@ _ROW_FIELDS = ("rollout_id", "release_name", "release_version", "release_id", "r
 _CHUNK = 500  # device IDs per DELETE … IN (…): below every backend's bound-parameter limit
 
 
-def materialize(session: Session, record: RolloutRecord, assignments: Mapping[str, Assignment], refs: Mapping[str, str]) -> None:
-    """Make the rollout's ``rollout_assignments`` rows match ``assignments``.
+def materialize(
+    session: Session, record: RolloutRecord, assignments: Mapping[str, Assignment], refs: Mapping[str, str],
+    only: Collection[str] | None = None,
+) -> None:
+    """Make the rollout's ``rollout_assignments`` rows match ``assignments`` (for the devices in ``only``, if given).
 
     Only devices told to install something get a row; a device without one falls back to
     plain assignment orders. A row of a newer rollout is left alone. Plain rows rather than
-    ORM objects, and only the changes written: this runs for the whole fleet every tick.
+    ORM objects, and only the changes written: without ``only`` this runs for the whole fleet.
     """
     owners = dict(session.execute(select(RolloutRecord.id, RolloutRecord.created_at)).all())
-    current = {r.device_id: tuple(r[1:]) for r in session.execute(select(_RA.c.device_id, *(_RA.c[f] for f in _ROW_FIELDS)))}
+    rows = select(_RA.c.device_id, *(_RA.c[f] for f in _ROW_FIELDS))
+    if only is None:
+        current = {r.device_id: tuple(r[1:]) for r in session.execute(rows)}
+        wanted: Iterable[tuple[str, Assignment]] = assignments.items()
+    else:
+        ids = sorted(only)
+        current = {}
+        for i in range(0, len(ids), _CHUNK):
+            current.update((r.device_id, tuple(r[1:])) for r in session.execute(rows.where(_RA.c.device_id.in_(ids[i : i + _CHUNK]))))
+        wanted = ((d, assignments.get(d, _NOTHING)) for d in ids)
     answers: dict[tuple[str, bool, object, float], tuple[object, ...]] = {}
     inserts, updates = [], []
-    for device_id, a in assignments.items():
+    for device_id, a in wanted:
         if a.release is None:
             continue
         have = current.get(device_id)

@@ -1,0 +1,80 @@
+"""A large fleet written straight into the server's tables (no API), and a rollout over it.
+
+PostgreSQL builds a million device rows with one ``generate_series`` INSERT in seconds;
+the rollout job's tests and ``benchmarks/rollout.py`` use it to measure a pass at fleet
+scale. Everything here is plain SQL on the real schema.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from edgeship.rollout import Rollout, RolloutPolicy, RolloutState, Stage
+from edgeship.rollout.codec import rollout_to_dict
+from edgeship.server.db import Database
+from edgeship.server.models import RolloutRecord
+
+OLD, NEW = "a" * 64, "b" * 64
+OLD_REF, NEW_REF = "detector@1.0.0", "detector@2.0.0"
+
+
+def seed_devices(session: Session, n: int, seen: datetime) -> None:
+    """``n`` devices (``dev-0000000``…) running OLD, last seen at ``seen``, half of them with a health report."""
+    current = json.dumps({"name": "detector", "version": "1.0.0", "release_id": OLD})
+    session.execute(
+        text(
+            "INSERT INTO devices (id, secret_hash, tags, facts, state, current, enrolled_at, last_seen_at) "
+            "SELECT 'dev-' || lpad(i::text, 7, '0'), repeat('0', 64), "
+            "CAST('{\"ring\": \"main\", \"site\": \"s' || (i % 7) || '\"}' AS json), "
+            "CAST('{\"ram\": 8589934592, \"arch\": \"' || (CASE WHEN i % 3 = 0 THEN 'x86_64' ELSE 'arm64' END) || '\"}' AS json), "
+            "'committed', CAST(:current AS json), :seen, :seen FROM generate_series(0, :n - 1) AS i"
+        ),
+        {"current": current, "seen": seen, "n": n},
+    )
+    session.execute(
+        text(
+            "INSERT INTO device_reports (device_id, state, target_release_id, health_release_id, health, folded_at) "
+            "SELECT 'dev-' || lpad(i::text, 7, '0'), 'committed', :old, :old, "
+            "CAST('{\"error_rate\": 0.01, \"latency_p95_ms\": ' || (100 + i % 50) || '}' AS json), :seen "
+            "FROM generate_series(0, :n - 1, 2) AS i"
+        ),
+        {"old": OLD, "seen": seen, "n": n},
+    )
+
+
+def start_rollout(session: Session, now: float, stages: tuple[float, ...] = (1.0, 10.0, 100.0)) -> Rollout:
+    """A live rollout of NEW (no pilot group) stored as the server stores one."""
+    policy = RolloutPolicy(pilot=None, stages=tuple(Stage(p, 600.0, 0.05) for p in stages))
+    rollout = Rollout("ro-bulk", NEW, previous_release=OLD, release_ref=NEW_REF, policy=policy,
+                      state=RolloutState(since=now, ordered_since=now))
+    at = datetime.fromtimestamp(now, timezone.utc)
+    session.add(RolloutRecord(
+        id=rollout.id, kind="rollout", release_ref=NEW_REF, release_id=NEW, previous_ref=OLD_REF, previous_release_id=OLD,
+        target="*", status="rolling", live=True, document=rollout_to_dict(rollout), summary={}, created_at=at, updated_at=at,
+    ))
+    return rollout
+
+
+def check_in(session: Session, ids: list[str], release: str, state: str = "committed") -> None:
+    """Devices ``ids`` check in now, running ``release`` (OLD or NEW)."""
+    version = "1.0.0" if release == OLD else "2.0.0"
+    session.execute(
+        text("UPDATE devices SET current = CAST(:current AS json), state = :state, last_seen_at = :now WHERE id = ANY(:ids)"),
+        {"current": json.dumps({"name": "detector", "version": version, "release_id": release}), "state": state,
+         "now": datetime.now(timezone.utc), "ids": ids},
+    )
+
+
+def job_context(db: Database) -> Any:
+    """What ``rollout_job.tick`` reads of a server: its database, and a repository with no releases to name."""
+    return SimpleNamespace(db=db, repo=SimpleNamespace(ready=False))
+
+
+def an_hour_ago() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(hours=1)
