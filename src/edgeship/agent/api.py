@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -133,11 +134,21 @@ class DeviceClient:
             except (ValueError, KeyError, TypeError):
                 message = r.text[:200]
             raise ServerError(f"{method} {path} answered {r.status_code}: {message}")
-        return r.json()
+        try:
+            data = r.json()
+        except ValueError:  # not JSON, or not UTF-8
+            raise _malformed(path, "it is not JSON") from None
+        if not isinstance(data, dict):
+            raise _malformed(path, "it is not a JSON object")
+        return data
 
     def enroll(self, token: str, facts: dict[str, Any], tags: dict[str, str]) -> Identity:
-        data = self._call("POST", "/v1/devices/enroll", {"token": token, "facts": facts, "tags": tags}, auth=False)
-        self.identity = Identity(data["device_id"], data["secret"], self.server_url)
+        path = "/v1/devices/enroll"
+        data = self._call("POST", path, {"token": token, "facts": facts, "tags": tags}, auth=False)
+        device_id, secret = data.get("device_id"), data.get("secret")
+        if not (isinstance(device_id, str) and _DEVICE_ID.fullmatch(device_id) and isinstance(secret, str) and secret):
+            raise _malformed(path, "it holds no device ID and secret")
+        self.identity = Identity(device_id, secret, self.server_url)
         return self.identity
 
     def _device_path(self, what: str) -> str:
@@ -149,15 +160,35 @@ class DeviceClient:
         body: dict[str, Any] = {"current": current, "previous": previous, "state": state}
         if facts is not None:
             body["facts"] = facts
-        data = self._call("POST", self._device_path("checkin"), body)
-        a = data.get("assignment")
-        return CheckinReply(
-            assignment=Assignment.from_json(a) if a else None,
-            poll_interval_s=float(data.get("poll_interval_s") or 30),
-            repo_path=str(data.get("repo_path") or "/repo/"),
-            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
-        )
+        path = self._device_path("checkin")
+        data = self._call("POST", path, body)
+        try:
+            a = data.get("assignment")
+            poll = float(data.get("poll_interval_s") or 30)
+            tags = data.get("tags") or {}
+            if not (math.isfinite(poll) and poll > 0 and isinstance(tags, dict)):
+                raise ValueError("poll_interval_s or tags")
+            return CheckinReply(
+                assignment=Assignment.from_json(a) if a else None,
+                poll_interval_s=poll,
+                repo_path=str(data.get("repo_path") or "/repo/"),
+                tags={str(k): str(v) for k, v in tags.items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed(path, f"{exc.__class__.__name__}: {exc}"[:200]) from None
 
     def post_events(self, events: list[dict[str, Any]]) -> tuple[int, int]:
-        data = self._call("POST", self._device_path("events"), {"events": events})
-        return int(data.get("accepted", 0)), int(data.get("duplicates", 0))
+        path = self._device_path("events")
+        data = self._call("POST", path, {"events": events})
+        try:
+            return int(data.get("accepted", 0)), int(data.get("duplicates", 0))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _malformed(path, f"{exc.__class__.__name__}: {exc}"[:200]) from None
+
+
+_DEVICE_ID = re.compile(r"[a-z]{3}_[A-Za-z0-9]{8,26}")  # as the server issues them (credentials.new_id)
+
+
+def _malformed(path: str, why: str) -> ServerError:
+    """A server answer the agent cannot use: reported and retried like an unreachable server."""
+    return ServerError(f"the answer to POST {path} is malformed: {why}", hint="is the URL an edgeship server of a compatible version?")

@@ -17,6 +17,7 @@ so a release refused or rolled back is not retried until the operator assigns an
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -54,14 +55,22 @@ class Assignment:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Assignment:
+        """From the server's answer or the journal; ValueError (or KeyError, TypeError) if malformed."""
+        window = data.get("window")
+        if window is not None and not (isinstance(window, dict) and all(isinstance(window.get(k), str) for k in ("start", "end"))):
+            raise ValueError(f"window {str(window)[:80]} is not {{'start': 'HH:MM', 'end': 'HH:MM'}}")
+        notice_s = float(data.get("notice_s") or 0.0)
+        if not (math.isfinite(notice_s) and notice_s >= 0):
+            raise ValueError(f"notice_s {notice_s} is not a number of seconds")
+        rollout_id = data.get("rollout_id")
         return cls(
             name=str(data["name"]),
             version=str(data["version"]),
             release_id=str(data["release_id"]),
             rollback=bool(data.get("rollback", False)),
-            rollout_id=data.get("rollout_id"),
-            window=data.get("window"),
-            notice_s=float(data.get("notice_s") or 0.0),
+            rollout_id=None if rollout_id is None else str(rollout_id),
+            window={"start": window["start"], "end": window["end"]} if window else None,
+            notice_s=notice_s,
         )
 
 
