@@ -14,7 +14,8 @@
     ├── ServerError               exit 1   talking to / running the update server
     ├── AgentError                exit 1   device agent
     ├── RuntimeBackendError       exit 1   on-device inference runtime
-    └── OptimizeError             exit 1   profiles, estimates, quantization
+    ├── OptimizeError             exit 1   profiles, estimates, quantization
+    └── LearnError                exit 1   on-device training: data, room, the trainer
 
 Messages say what went wrong and what to do next. ``hint`` carries the "what next".
 """
@@ -89,4 +90,8 @@ class RuntimeBackendError(EdgeshipError):
 
 
 class OptimizeError(EdgeshipError):
+    pass
+
+
+class LearnError(EdgeshipError):
     pass

@@ -126,6 +126,10 @@ class LoadedModel:
         capacity = len(data) + 8
         buf = (self._L.llama_token * capacity)()
         n = self._L.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
+        if n < 0:  # a byte-level vocabulary can need more tokens than bytes: llama.cpp says how many
+            capacity = -n
+            buf = (self._L.llama_token * capacity)()
+            n = self._L.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
         if n < 0:
             raise OptimizeError(f"llama.cpp could not tokenize the text (needs {-n} tokens)")
         return list(buf[:n])
