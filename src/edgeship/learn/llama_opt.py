@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 GGML_TYPE_I32 = 26
 OPTIMIZER_ADAMW = 0
+PR_SET_PDEATHSIG = 1
 
 
 class _AdamW(ctypes.Structure):
@@ -67,10 +69,19 @@ def windows(tokens: np.ndarray, n_ctx: int) -> tuple[np.ndarray, np.ndarray]:
     return tokens[index].astype(np.int32), tokens[index + 1].astype(np.int32)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies: a killed agent leaves no trainer."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _train_child() -> None:
     """argv: base, out, tokens.npy, epochs, learning rate. Prints one JSON line."""
     base, out, tokens_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     epochs, lr = int(sys.argv[4]), float(sys.argv[5])
+    _die_with_parent()
     from llama_cpp import llama_cpp as C
 
     g = _ggml(Path(C.__file__).parent / "lib")
@@ -105,6 +116,8 @@ def _train_child() -> None:
     g.ggml_opt_result_loss(result, ctypes.byref(loss), ctypes.byref(unc))
     seconds = time.monotonic() - started
     C.llama_model_save_to_file(model, str(out).encode())
+    with out.open("rb") as f:
+        os.fsync(f.fileno())  # on disk before the parent renames it final
     sys.stdout.write(json.dumps({"steps": epochs * len(inputs), "seconds": seconds, "loss": loss.value}) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: llama.cpp's static destructors are not our business
