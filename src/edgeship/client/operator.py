@@ -116,7 +116,7 @@ class OperatorClient:
     def rollout_action(self, rollout_id: str, action: str, reason: str | None = None, rollback: bool = True) -> dict:
         return self._json("POST", f"/v1/admin/rollouts/{rollout_id}/{action}", json={"reason": reason, "rollback": rollback})
 
-    # -- federated learning (docs/learning.md) ----------------------------------------------
+    # -- federated learning (docs/federated.md) ----------------------------------------------
 
     def start_federated(self, **options: Any) -> dict:
         """Options as in the server's ``RunCreate``: release, target, rounds, min_participants, …"""

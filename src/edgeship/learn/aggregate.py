@@ -3,8 +3,8 @@
 Pure logic over numpy arrays, no I/O. A delta maps a tensor name to ``tuned - base`` for
 that tensor. The rules are Flower's (``flwr.server.strategy.aggregate.aggregate`` and
 ``DifferentialPrivacyServerSideFixedClipping``), written out here because Flower's package
-pins older FastAPI/Starlette/Typer than edgeship runs on (docs/learning.md, "Why not Flower's
-transport"):
+pins older FastAPI/Starlette/Typer than edgeship runs on (docs/federated.md, "Why Flower's
+rules but not Flower's transport"):
 
 - FedAvg: the mean of the deltas weighted by each device's training sample count;
 - fixed clipping: each delta is scaled down to an L2 norm (over all its tensors) of at most

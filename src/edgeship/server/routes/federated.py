@@ -1,4 +1,4 @@
-"""Federated rounds: the operator's run API and the device's task and upload (docs/learning.md)."""
+"""Federated rounds: the operator's run API and the device's task and upload (docs/federated.md)."""
 
 from __future__ import annotations
 
