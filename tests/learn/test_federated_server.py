@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from edgeship.cli.main import run
+from edgeship.cli.output import human_size
 from edgeship.learn.weights import tensor_delta
 from edgeship.samples.llama import TinyLlama, write_tiny_llama
 from edgeship.store.digest import hash_file
 from edgeship.workspace import Workspace
 from tests.agent.harness import Releases, Server
+from tests.ui.conftest import login
 from tests.learn.fedkit import FedDevice, enroll, perturbed, update_file
 
 SPEC = TinyLlama()
@@ -169,3 +171,22 @@ def test_cli_starts_watches_and_pulls_a_candidate(fed: Fed, capsys: pytest.Captu
     np.testing.assert_allclose(tensor_delta(fed.base, out)["output.weight"], (deltas[0]["output.weight"] + deltas[1]["output.weight"]) / 2, atol=1e-6)
     assert run(["federated", "status", "--json", *conn]) == 0
     assert started["id"] in {r["id"] for r in json.loads(capsys.readouterr().out)}
+
+
+def test_the_dashboard_shows_rounds_sizes_and_the_loss_curve(fed: Fed) -> None:
+    run = fed.start(min_participants=1, rounds=2, cohort_size=1, deadline_s=600)
+    (member,) = (d for d in fed.devices if d.id in run["cohort"])
+    for round_no, (before, after) in enumerate(((3.25, 2.75), (2.75, 2.125)), start=1):
+        r = member.upload(run["id"], fed.update(f"ui{round_no}", seed=60 + round_no), 4,
+                          json.dumps({"loss_before": before, "loss_after": after}), round_no=round_no)
+        assert r.json()["status"] == "accepted", r.text
+    with httpx.Client(base_url=fed.server.url) as browser:
+        assert login(browser, fed.server.admin_token).status_code == 303
+        page = browser.get("/ui/federated?partial=1")
+    assert page.status_code == 200
+    card = page.text[page.text.index(f'id="{run["id"]}"'):]
+    card = card[: card.index("</section>")]
+    assert "2.1250" in card and "3.2500" in card  # per-round mean losses
+    assert card.count('class="line s-loss_') == 2  # the loss curves: before and after training
+    size = (fed.tmp / "ui1.patch").stat().st_size
+    assert human_size(size) in card

@@ -11,7 +11,7 @@ from edgeship.server.settings import ServerSettings
 from tests.helpers.server import running_server
 from tests.ui.conftest import Lab, csrf_of, event, login
 
-PAGES = ["/ui/fleet", "/ui/releases", "/ui/rollouts", "/ui/experiments", "/ui/fleet?partial=1"]
+PAGES = ["/ui/fleet", "/ui/releases", "/ui/rollouts", "/ui/experiments", "/ui/federated", "/ui/fleet?partial=1"]
 
 
 @pytest.fixture

@@ -263,3 +263,8 @@ def act_on_rollout(
 @router.get("/experiments")
 def experiments_page(request: Request, op: Operator = Depends(operator), ui: Dashboard = Depends(dashboard), ctx: ServerContext = Depends(context)) -> HTMLResponse:
     return _show(request, ui, op, "experiments", lambda: {"experiments": views.experiments_page(ctx)})
+
+
+@router.get("/federated")
+def federated_page(request: Request, op: Operator = Depends(operator), ui: Dashboard = Depends(dashboard), ctx: ServerContext = Depends(context)) -> HTMLResponse:
+    return _show(request, ui, op, "federated", lambda: {"cards": views.federated_page(ctx)})

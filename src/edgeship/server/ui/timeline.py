@@ -19,7 +19,7 @@ _MAX_EVENTS = 50_000  # one page's worth: a chart is a sketch, not an audit
 @dataclass(frozen=True)
 class Series:
     state: str
-    counts: list[int]
+    counts: list[float]  # devices per state; or any other positive series (federated losses)
     points: str  # SVG polyline points
 
 
@@ -27,7 +27,7 @@ class Series:
 class Chart:
     width: int
     height: int
-    top: int  # the y axis' maximum
+    top: float  # the y axis' maximum
     series: list[Series]
 
 
@@ -58,7 +58,7 @@ def state_counts(session: Session, release: str, since: datetime, until: datetim
     return out
 
 
-def chart(counts: dict[str, list[int]], width: int = 320, height: int = 120) -> Chart:
+def chart(counts: dict[str, list[float]], width: int = 320, height: int = 120) -> Chart:
     top = max([1, *(max(c, default=0) for c in counts.values())])
     series = []
     for state, values in counts.items():

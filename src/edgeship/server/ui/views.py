@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeship.release.manifest import Manifest, parse_version
 from edgeship.rollout import HealthMetrics, RolloutStatus
-from edgeship.server import events, experiments, fleet, rollouts, schemas
+from edgeship.server import events, experiments, federated, fleet, rollouts, schemas
 from edgeship.server import rollout_schemas as ro_schemas
 from edgeship.server.context import ServerContext
 from edgeship.server.problems import NotReady
@@ -138,3 +138,20 @@ def act_on_rollout(ctx: ServerContext, rollout_id: str, action: str, reason: str
 def experiments_page(ctx: ServerContext) -> list[ro_schemas.ExperimentOut]:
     with ctx.db.read() as session:
         return experiments.list_experiments(session, time.time())
+
+
+@dataclass(frozen=True)
+class FederatedCard:
+    run: dict[str, Any]  # federated.describe()
+    losses: Chart  # mean loss before and after local training, per round that had updates
+
+
+def federated_page(ctx: ServerContext) -> list[FederatedCard]:
+    with ctx.db.write() as session:  # reading may close a round whose deadline passed
+        runs = federated.list_runs(session, ctx.settings.data_dir)
+    cards = []
+    for run in runs:
+        measured = [r for r in run["rounds"] if r["loss_before"] is not None and r["loss_after"] is not None]
+        cards.append(FederatedCard(run, chart({"loss_before": [r["loss_before"] for r in measured],
+                                               "loss_after": [r["loss_after"] for r in measured]})))
+    return cards
