@@ -104,3 +104,26 @@ def test_a_release_of_adapters_alone_runs_on_the_installed_base(device: Device, 
         with_tone = complete(server.url, "base+tone")
         client.swap(base)
         assert complete(server.url, "llm") != with_tone
+
+
+def test_an_adapter_for_the_real_gemma_attaches_and_detaches_without_a_reload(real_gguf: Path, device: Device,
+                                                                              tmp_path: Path) -> None:
+    adapter = write_lora(tmp_path / "tone.gguf", real_gguf, rank=8, std=0.1)
+    device.install("1.0.0", {"llm": (ComponentKind.GGUF, real_gguf), "tone": (ComponentKind.LORA, adapter)},
+                   meta={"tone": {BASE_META: str(hash_file(real_gguf)[0])}})
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        loaded = server.runtime.host.current
+        assert loaded is not None
+        llama = loaded.backends["llm"]._llama  # type: ignore[attr-defined]
+        prompt = "The best thing about small devices is"
+        plain = complete(server.url, "llm", prompt)
+        tuned = complete(server.url, "llm+tone", prompt)
+        assert tuned != plain, "llama.cpp took the adapter and it changed Gemma's answer"
+        assert complete(server.url, "llm", prompt) == plain
+        with Load(server.url, prompt={**PROMPT, "model": "llm", "max_tokens": 2}, predict=False, threads=1) as load:
+            for i, default in enumerate(("tone", "", "tone")):
+                client.adapters(default)
+                while len(load.answers) <= i:  # a request lands on each setting
+                    time.sleep(0.05)
+        assert [a for a in load.answers if a[2] != 200] == []
+        assert server.runtime.host.current is loaded and loaded.backends["llm"]._llama is llama

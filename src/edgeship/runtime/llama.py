@@ -170,6 +170,11 @@ class LlamaBackend:
                                       hint="check that it was exported for this base model's architecture and shapes")
         return handle
 
+    def attach(self, lora: Lora) -> None:
+        """Attach ``lora`` now (after the generation in flight), as the next generation would."""
+        with self._generating(lora):
+            pass
+
     @contextlib.contextmanager
     def _generating(self, lora: Lora) -> Iterator[None]:
         """One generation at a time, with ``lora`` attached to the context (changed only when it differs)."""

@@ -138,14 +138,17 @@ class Runtime:
     def set_adapters(self, text: str) -> dict[str, Any]:
         """Attach, detach or rescale the default adapters of the loaded release ("" detaches them all).
 
-        They are checked now and attached to the base by the next request that names no
-        adapters: the base model stays loaded. A swap starts the new release with none.
+        They are attached to their bases after the generation in flight, before this returns;
+        the base models stay loaded. A swap starts the new release with none.
         """
         with self.host.lease() as lease:
             release = lease.release
             choices = parse_adapters(text.split("+")) if text else ()
             check_defaults(release.adapters, choices, release.manifest.ref)
             release.default_adapters = choices
+            # Attached before the answer, so when it returns requests naming no adapters run with them.
+            for name in {a.base for a in release.adapters.values()}:
+                self._text_backend(release, name).attach(choose(release.adapters, name, None, choices))
             return describe_adapters(release.adapters, choices)
 
     def readiness(self) -> dict[str, Any]:

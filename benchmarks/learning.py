@@ -1,0 +1,147 @@
+"""On-device learning benchmark: LoRA adapter swaps on the real Gemma 3 270M base, and adapter update sizes.
+
+    .venv/bin/python benchmarks/learning.py [--swaps 30] [--rank 8] [--tokens 4] [--threads 2]
+
+Fetches the real model (tests/helpers/real_model.py), generates two rank-``--rank`` LoRA
+adapters for it (attn_q/attn_v, llama.cpp's GGUF adapter format), installs a release of the
+base and both adapters into a device data dir, and a second release of the base alone; serves
+them with a real uvicorn on a free loopback port and measures:
+
+1. adapter swap: ``POST /admin/adapters`` changes the default adapters (cycling one, the
+   other, none) while two clients send ``--tokens``-token completions without pause; it
+   returns once they are attached to the base, so its time includes waiting for the
+   generation in flight. The next completion's first token is checked against each setting's
+   known one; failed requests over all swaps are counted. For scale: the same swaps with no
+   request in flight (the attach itself), and the completions' own latency under that load;
+2. the baseline, in the same run: a hot swap of the release (``POST /admin/swap``), which
+   reloads the base, p50;
+3. update size: an adapter file, and the delta between two versions of it (every weight
+   changed: the worst case), against the full model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgeship.delta import make_patch  # noqa: E402
+from edgeship.release.manifest import BASE_META, ComponentKind  # noqa: E402
+from edgeship.runtime import BackgroundServer, RuntimeClient, RuntimeConfig  # noqa: E402
+from edgeship.samples.lora import write_lora  # noqa: E402
+from edgeship.store.digest import hash_file  # noqa: E402
+from tests.helpers.real_model import fetch  # noqa: E402
+from tests.runtime.harness import Device, Load  # noqa: E402
+
+PROMPT = "The best thing about small devices is"
+# The load sends another prompt: llama-cpp-python reuses the cache of a prompt's common prefix, and
+# a prompt evaluated in one batch or token by token gives slightly different numbers, which an
+# adapter can turn into another token. Probes of PROMPT after LOAD_PROMPT are always evaluated whole,
+# and check one token: the adapters here are random, and later tokens of such a model are chaotic.
+LOAD_PROMPT = "Every morning the sensor"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def complete(http: httpx.Client, model: str, tokens: int, prompt: str = PROMPT) -> str:
+    reply = http.post("/v1/completions", json={"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0})
+    reply.raise_for_status()
+    return reply.json()["choices"][0]["text"]
+
+
+def adapter_swaps(args: argparse.Namespace, server: BackgroundServer, client: RuntimeClient) -> dict[str, float]:
+    http = httpx.Client(base_url=server.url, timeout=600)
+    expected = {}
+    for default, model in (("", "llm"), ("tone", "llm+tone"), ("terse", "llm+terse")):
+        complete(http, model, args.tokens, LOAD_PROMPT)
+        expected[default] = complete(http, model, 1)
+    if len(set(expected.values())) != 3:
+        raise SystemExit(f"the adapters do not change the answer: {expected}")
+    loaded = server.runtime.host.current
+    idle = []  # no generation in flight: the attach itself, through the admin API
+    for i in range(args.swaps):
+        started = time.perf_counter()
+        client.adapters(("tone", "terse", "")[i % 3])
+        idle.append((time.perf_counter() - started) * 1000)
+    times: list[float] = []
+    body = {"model": "llm", "prompt": LOAD_PROMPT, "max_tokens": args.tokens, "temperature": 0}
+    with Load(server.url, prompt=body, predict=False) as load:
+        for i in range(args.swaps):
+            default = ("tone", "terse", "")[i % 3]
+            started = time.perf_counter()
+            client.adapters(default)  # returns once they are attached
+            times.append((time.perf_counter() - started) * 1000)
+            text = complete(http, "llm", 1)
+            if text != expected[default]:
+                raise SystemExit(f"swap {i} to {default!r} answered {text!r}, expected {expected[default]!r}")
+    if server.runtime.host.current is not loaded:
+        raise SystemExit("the base was reloaded during adapter swaps")
+    failed = [a for a in load.answers if a[2] != 200]
+    latency = [(ended - started) * 1000 for started, ended, *_ in load.answers]
+    return {"idle_adapter_swap_p50_ms": percentile(idle, 50), "idle_adapter_swap_p99_ms": percentile(idle, 99),
+            "request_p50_ms": percentile(latency, 50), "adapter_swaps": args.swaps, "adapter_swap_p50_ms": percentile(times, 50),
+            "adapter_swap_p99_ms": percentile(times, 99), "requests_during_adapter_swaps": len(load.answers),
+            "failed_requests": len(failed)}
+
+
+def release_swaps(args: argparse.Namespace, client: RuntimeClient, releases: tuple[str, str]) -> dict[str, float]:
+    times = [client.swap(releases[(i + 1) % 2]).swap_seconds * 1000 for i in range(args.release_swaps)]
+    client.swap(releases[0])
+    return {"release_swap_p50_ms": percentile(times, 50)}
+
+
+def update_sizes(work: Path, base: Path, rank: int) -> dict[str, int]:
+    v1 = write_lora(work / "tone-v1.gguf", base, rank=rank, seed=10, std=0.05)
+    v2 = write_lora(work / "tone-v2.gguf", base, rank=rank, seed=11, std=0.05)
+    patch = make_patch(v1, v2, work / "tone.patch")
+    return {"model_bytes": base.stat().st_size, "adapter_bytes": v2.stat().st_size,
+            "adapter_delta_bytes": (work / "tone.patch").stat().st_size, "delta_encoder": patch.encoder}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--swaps", type=int, default=30)
+    parser.add_argument("--release-swaps", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    base = fetch()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        digest = str(hash_file(base)[0])
+        device = Device(work / "device")
+        files = {"llm": (ComponentKind.GGUF, base)}
+        for i, name in enumerate(("tone", "terse")):
+            files[name] = (ComponentKind.LORA, write_lora(work / f"{name}.gguf", base, rank=args.rank, seed=i, std=0.1))
+        with_adapters = device.install("1.0.0", files, meta={n: {BASE_META: digest} for n in ("tone", "terse")})
+        plain = device.install("2.0.0", {"llm": (ComponentKind.GGUF, base)}, make_current=False)
+        config = RuntimeConfig(data_dir=device.root, threads=args.threads, n_ctx=512)
+        with BackgroundServer(config) as server, RuntimeClient(device.root, server.url) as client:
+            results = adapter_swaps(args, server, client)
+            results.update(release_swaps(args, client, (with_adapters, plain)))
+        results.update(update_sizes(work, base, args.rank))
+    results["adapter_swap_vs_release_swap"] = results["adapter_swap_p50_ms"] / results["release_swap_p50_ms"]
+    results["adapter_update_vs_model"] = results["adapter_delta_bytes"] / results["model_bytes"]
+    print(json.dumps(results, indent=2))
+    print(f"adapter swap p50 {results['adapter_swap_p50_ms']:.0f} ms, p99 {results['adapter_swap_p99_ms']:.0f} ms "
+          f"under load (completion p50 {results['request_p50_ms']:.0f} ms), idle p50 "
+          f"{results['idle_adapter_swap_p50_ms']:.1f} ms (release hot swap reloading the base: "
+          f"p50 {results['release_swap_p50_ms']:.0f} ms); "
+          f"{results['failed_requests']} of {results['requests_during_adapter_swaps']} requests failed")
+    print(f"adapter update: {results['adapter_delta_bytes']:,} bytes delta, {results['adapter_bytes']:,} bytes file, "
+          f"vs {results['model_bytes']:,} bytes model ({results['adapter_update_vs_model']:.2%})")
+
+
+if __name__ == "__main__":
+    main()
