@@ -106,3 +106,10 @@ def test_tally_fed_changes_decides_like_a_full_recompute(
             same(incremental, full)
             rollout = incremental.rollout  # the rollout moves on as it would on a server
     same(decide_tally(rollout, tally, now + 1), decide(rollout, list(fleet.values()), now + 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(rollouts(), st.lists(views, max_size=40))
+def test_a_fleet_listed_with_repeats_counts_each_devices_last_report(rollout: Rollout, listed: list[DeviceView]) -> None:
+    last = {v.id: v for v in listed}
+    same(decide(rollout, listed, 5.0), decide(rollout, list(last.values()), 5.0))

@@ -173,8 +173,29 @@ class Tally:
         self._entries: dict[str, _Entry] = {}
         self._watch: tuple[int, float | None, float] | None = None
         self._lingering: set[str] = set()
+        # The whole fleet at once: health goes into each pool in one sorted batch.
+        batches: dict[int, tuple[HealthPool, list[HealthMetrics]]] = {}
+        entries, counts = self._entries, self.counts
         for d in devices:
-            self.update(d)
+            entry = self._entry(d)
+            old = entries.get(d.id)
+            entries[d.id] = entry
+            if old is not None:  # listed twice: the last report counts
+                if isinstance(old[0], Assignment):
+                    self._count(old, -1)
+                else:
+                    counts[old[0]][old[1]] -= 1
+                    if old[3] is not None and old[4] is not None:
+                        batches[id(old[3])][1].remove(old[4])
+            where, cls, _, pool, health = entry
+            if isinstance(where, Assignment):
+                self._count(entry, 1)
+                continue
+            counts[where][cls] += 1
+            if pool is not None and health is not None:
+                batches.setdefault(id(pool), (pool, []))[1].append(health)
+        for pool, items in batches.values():
+            pool.add_all(items)
 
     def update(self, d: DeviceView) -> None:
         """Take ``d`` as the device's latest report (a new device or a changed one)."""

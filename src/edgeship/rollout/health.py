@@ -77,9 +77,17 @@ class HealthPool:
     @classmethod
     def of(cls, samples: Iterable[HealthMetrics]) -> HealthPool:
         pool = cls()
-        for s in samples:
-            pool.add(s)
+        pool.add_all(list(samples))
         return pool
+
+    def add_all(self, items: list[HealthMetrics]) -> None:
+        """``add`` each of ``items``, sorting the latencies once (a whole fleet at start)."""
+        self.devices += len(items)
+        self._errors += sum(map(_exact, [m.error_rate for m in items]))
+        self._latencies.update([m.latency_p95_ms for m in items])
+        outputs = [m.output_stat for m in items if m.output_stat is not None]
+        self._with_output += len(outputs)
+        self._outputs += sum(map(_exact, outputs))
 
     def add(self, m: HealthMetrics) -> None:
         self.devices += 1
