@@ -22,6 +22,7 @@ from edgeship.cli.common import (
 )
 from edgeship.cli.output import console, err_console, print_json
 from edgeship.rollout import Decision, RolloutPolicy
+from edgeship.sim.federated import FedSimConfig, simulate_rounds
 from edgeship.sim.config import Faults, SimConfig
 from edgeship.sim.report import build_report, write_outputs
 from edgeship.sim.runner import SimResult
@@ -55,8 +56,21 @@ def simulate(
     real_agents: int = typer.Option(
         0, "--real-agents", min=0, help="Instead: run this many real agent processes against a real server on loopback, in real time (e.g. 20)."
     ),
+    federated: bool = typer.Option(False, "--federated", help="Instead: rehearse federated rounds under the server's round rules."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="--federated: rounds to run."),
+    cohort: int | None = typer.Option(None, "--cohort", min=1, help="--federated: at most this many devices take part (default: all)."),
+    min_participants: int = typer.Option(2, "--min-participants", min=1, help="--federated: accepted updates a round needs to be used."),
+    deadline: str = typer.Option("10m", "--deadline", help="--federated: round deadline; later updates are dropped."),
+    dropout_rate: float = typer.Option(0.0, "--dropout-rate", help="--federated: chance a device never answers in a round."),
+    straggler_rate: float = typer.Option(0.0, "--straggler-rate", help="--federated: chance a device finishes after the deadline."),
+    reject_rate: float = typer.Option(0.0, "--reject-rate", help="--federated: chance an update fails the server's checks."),
 ) -> None:
     """Run a rollout against virtual devices with faults, on the real engine, and chart it."""
+    if federated:
+        _federated(FedSimConfig(devices=devices, rounds=rounds, cohort_size=cohort, min_participants=min_participants,
+                                deadline_s=parse_duration(deadline), dropout_rate=dropout_rate, straggler_rate=straggler_rate,
+                                reject_rate=reject_rate, seed=seed), json_out)
+        return
     if real_agents:
         plan = {"stages": stages, "bake": bake, "max_failure": max_failure, "pilot": pilot, "window": window, "notice": notice, "on_fail": on_fail}
         _real_agents(real_agents, plan, release_bad_rate, seed, out, json_out)
@@ -121,6 +135,30 @@ def _print(result: SimResult) -> None:
         f"{d.skipped} skipped for requirements; {result.fleet.rollback_orders} rollback orders carried out; "
         f"{result.on_previous_at_end} on the previous release at the end"
     )
+
+
+def _federated(config: FedSimConfig, json_out: bool) -> None:
+    began = time.monotonic()
+    result = simulate_rounds(config)
+    wall = time.monotonic() - began
+    rows = [{"round": r.number, "cohort": r.outcome.cohort, "received": r.outcome.received, "accepted": r.outcome.accepted,
+             "rejected": r.outcome.rejected, "dropped": r.outcome.dropped, "closed_after_s": round(r.closed_at, 1),
+             "completed": r.outcome.used, "reason": r.outcome.reason} for r in result]
+    if json_out:
+        print_json({"devices": config.devices, "rounds": rows, "wall_s": round(wall, 3)})
+        return
+    table = Table(title=f"federated rounds on {config.devices} virtual devices", title_justify="left")
+    for col in ("round", "cohort", "accepted", "rejected", "dropped", "closed after", "outcome"):
+        table.add_column(col, justify="left" if col == "outcome" else "right")
+    for r in result:
+        o = r.outcome
+        verdict = "[green]completed[/]" if o.used else "[red]abandoned[/]"
+        table.add_row(str(r.number), str(o.cohort), str(o.accepted), str(o.rejected), str(o.dropped), _clock(r.closed_at), verdict)
+    console.print(table)
+    for r in result:
+        console.print(f"round {r.number}: {r.outcome.reason}")
+    used = sum(r.outcome.used for r in result)
+    console.print(f"{used} of {len(result)} rounds completed; {wall:.2f} s wall")
 
 
 def _real_agents(n: int, plan: dict[str, str | None], bad_rate: float, seed: int, out: Path, json_out: bool) -> None:

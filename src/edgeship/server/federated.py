@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from edgeship.delta import apply_patch, read_stats
 from edgeship.errors import ConflictError, EdgeshipError, NotFoundError, UsageError
 from edgeship.learn.aggregate import AggregateOptions, Contribution, UpdateRejected, aggregate, check_update
+from edgeship.learn.rounds import round_closes, round_outcome
 from edgeship.learn.weights import tensor_delta, trainable_shapes, write_with_delta
 from edgeship.release.manifest import ComponentKind, parse_ref
 from edgeship.rollout.cohort import cohort_value
@@ -188,7 +189,7 @@ def advance(session: Session, data_dir: Path, run: FederatedRun, now: datetime |
     now = now or datetime.now(timezone.utc)
     while run.status == "running":
         updates = session.scalars(select(FederatedUpdate).where(FederatedUpdate.run_id == run.id, FederatedUpdate.round == run.round).order_by(FederatedUpdate.id)).all()
-        if len(updates) < len(run.cohort["devices"]) and now < run.round_deadline:
+        if not round_closes(len(run.cohort["devices"]), len(updates), now, run.round_deadline):
             return
         _close_round(data_dir, run, updates)
         if run.round >= run.options["rounds"]:
@@ -202,12 +203,13 @@ def _close_round(data_dir: Path, run: FederatedRun, updates: list[FederatedUpdat
     o = run.options
     accepted = [u for u in updates if u.status == "accepted"]
     work = run_dir(data_dir, run.id)
+    outcome = round_outcome(len(run.cohort["devices"]), len(updates), len(accepted), o["min_participants"])
     entry: dict[str, Any] = {
-        "round": run.round, "cohort": len(run.cohort["devices"]), "received": len(updates), "accepted": len(accepted),
-        "rejected": len(updates) - len(accepted), "dropped": len(run.cohort["devices"]) - len(updates),
+        "round": run.round, "cohort": outcome.cohort, "received": outcome.received, "accepted": outcome.accepted,
+        "rejected": outcome.rejected, "dropped": outcome.dropped,
         "update_bytes": [u.size for u in updates], "samples": sum(u.samples for u in accepted),
         "loss_before": _mean(accepted, "loss_before"), "loss_after": _mean(accepted, "loss_after"),
-        "used": len(accepted) >= o["min_participants"], "candidate": None,
+        "used": outcome.used, "reason": outcome.reason, "candidate": None,
     }
     if entry["used"]:
         contributions = []
