@@ -15,8 +15,9 @@ them with a real uvicorn on a free loopback port and measures:
    request in flight (the attach itself), and the completions' own latency under that load;
 2. the baseline, in the same run: a hot swap of the release (``POST /admin/swap``), which
    reloads the base, p50;
-3. update size: an adapter file, and the delta between two versions of it (every weight
-   changed: the worst case), against the full model file.
+3. update size: what a device downloads for an adapter update (the signed delta when it
+   saves enough, else the file) when every weight changed and when one layer was retrained,
+   against the full model file.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgeship.delta import make_patch  # noqa: E402
 from edgeship.release.manifest import BASE_META, ComponentKind  # noqa: E402
 from edgeship.runtime import BackgroundServer, RuntimeClient, RuntimeConfig  # noqa: E402
-from edgeship.samples.lora import write_lora  # noqa: E402
+from edgeship.release.deltas import MIN_SAVING  # noqa: E402
+from edgeship.samples.lora import retrain_tensor, write_lora  # noqa: E402
 from edgeship.store.digest import hash_file  # noqa: E402
 from tests.helpers.real_model import fetch  # noqa: E402
 from tests.runtime.harness import Device, Load  # noqa: E402
@@ -100,12 +102,20 @@ def release_swaps(args: argparse.Namespace, client: RuntimeClient, releases: tup
     return {"release_swap_p50_ms": percentile(times, 50)}
 
 
-def update_sizes(work: Path, base: Path, rank: int) -> dict[str, int]:
+def update_sizes(work: Path, base: Path, rank: int) -> dict[str, object]:
+    """Bytes a device downloads for two adapter updates: every weight changed, and one layer retrained."""
     v1 = write_lora(work / "tone-v1.gguf", base, rank=rank, seed=10, std=0.05)
-    v2 = write_lora(work / "tone-v2.gguf", base, rank=rank, seed=11, std=0.05)
-    patch = make_patch(v1, v2, work / "tone.patch")
-    return {"model_bytes": base.stat().st_size, "adapter_bytes": v2.stat().st_size,
-            "adapter_delta_bytes": (work / "tone.patch").stat().st_size, "delta_encoder": patch.encoder}
+    updates = {"all": write_lora(work / "tone-all.gguf", base, rank=rank, seed=11, std=0.05),
+               "layer": retrain_tensor(v1, work / "tone-layer.gguf", "blk.0.attn_v.weight.lora_b")}
+    out: dict[str, object] = {"model_bytes": base.stat().st_size, "adapter_bytes": v1.stat().st_size}
+    for name, v2 in updates.items():
+        patch = work / f"{name}.patch"
+        make_patch(v1, v2, patch)
+        # The publisher signs a delta only when it saves enough (edgeship.release.deltas); else the file travels.
+        delta = patch.stat().st_size
+        out[f"update_{name}_delta_bytes"] = delta
+        out[f"update_{name}_download_bytes"] = delta if delta <= (1 - MIN_SAVING) * v2.stat().st_size else v2.stat().st_size
+    return out
 
 
 def main() -> None:
@@ -132,15 +142,17 @@ def main() -> None:
             results.update(release_swaps(args, client, (with_adapters, plain)))
         results.update(update_sizes(work, base, args.rank))
     results["adapter_swap_vs_release_swap"] = results["adapter_swap_p50_ms"] / results["release_swap_p50_ms"]
-    results["adapter_update_vs_model"] = results["adapter_delta_bytes"] / results["model_bytes"]
+    for name in ("all", "layer"):
+        results[f"update_{name}_vs_model"] = results[f"update_{name}_download_bytes"] / results["model_bytes"]
     print(json.dumps(results, indent=2))
     print(f"adapter swap p50 {results['adapter_swap_p50_ms']:.0f} ms, p99 {results['adapter_swap_p99_ms']:.0f} ms "
           f"under load (completion p50 {results['request_p50_ms']:.0f} ms), idle p50 "
           f"{results['idle_adapter_swap_p50_ms']:.1f} ms (release hot swap reloading the base: "
           f"p50 {results['release_swap_p50_ms']:.0f} ms); "
           f"{results['failed_requests']} of {results['requests_during_adapter_swaps']} requests failed")
-    print(f"adapter update: {results['adapter_delta_bytes']:,} bytes delta, {results['adapter_bytes']:,} bytes file, "
-          f"vs {results['model_bytes']:,} bytes model ({results['adapter_update_vs_model']:.2%})")
+    print(f"adapter update downloads: every weight changed {results['update_all_download_bytes']:,} bytes "
+          f"({results['update_all_vs_model']:.2%} of the {results['model_bytes']:,}-byte model), one layer retrained "
+          f"{results['update_layer_download_bytes']:,} bytes ({results['update_layer_vs_model']:.3%})")
 
 
 if __name__ == "__main__":

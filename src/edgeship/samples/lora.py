@@ -43,3 +43,20 @@ def write_lora(path: Path, base: Path, *, rank: int = 4, alpha: float = 8.0, see
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def retrain_tensor(src: Path, dst: Path, tensor: str, *, seed: int = 1, std: float = 0.05) -> Path:
+    """Copy the adapter at ``src`` to ``dst`` with new values in one F32 tensor: an update that
+    retrained one layer, for deltas (every other byte stays the same)."""
+    import shutil
+
+    header = read_header(src)
+    info = next((t for t in header.tensors if t.name == tensor), None)
+    if info is None or info.type_name != "F32":
+        raise ValueError(f"{src.name} has no F32 tensor {tensor!r}")
+    values = (np.random.default_rng(seed).standard_normal(info.n_elements) * std).astype(np.float32)
+    shutil.copyfile(src, dst)
+    with dst.open("r+b") as f:
+        f.seek(info.offset)
+        f.write(values.tobytes())
+    return dst
