@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from edgeship.release.manifest import Requirements
 from edgeship.rollout import Rollout, RolloutPolicy, RolloutState, Stage
 from edgeship.rollout.codec import rollout_to_dict
 from edgeship.server.db import Database
@@ -48,11 +49,13 @@ def seed_devices(session: Session, n: int, seen: datetime) -> None:
     )
 
 
-def start_rollout(session: Session, now: float, stages: tuple[float, ...] = (1.0, 10.0, 100.0)) -> Rollout:
+def start_rollout(
+    session: Session, now: float, stages: tuple[float, ...] = (1.0, 10.0, 100.0), requirements: Requirements | None = None
+) -> Rollout:
     """A live rollout of NEW (no pilot group) stored as the server stores one."""
     policy = RolloutPolicy(pilot=None, stages=tuple(Stage(p, 600.0, 0.05) for p in stages))
     rollout = Rollout("ro-bulk", NEW, previous_release=OLD, release_ref=NEW_REF, policy=policy,
-                      state=RolloutState(since=now, ordered_since=now))
+                      requirements=requirements or Requirements(), state=RolloutState(since=now, ordered_since=now))
     at = datetime.fromtimestamp(now, timezone.utc)
     session.add(RolloutRecord(
         id=rollout.id, kind="rollout", release_ref=NEW_REF, release_id=NEW, previous_ref=OLD_REF, previous_release_id=OLD,

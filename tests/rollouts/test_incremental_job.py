@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from edgeship.release.manifest import Requirements
 from edgeship.rollout import decide
 from edgeship.rollout.codec import rollout_from_dict, rollout_to_dict
 from edgeship.server.db import Database
@@ -108,6 +109,31 @@ def test_each_cached_pass_decides_like_a_full_recompute(db: Database, monkeypatc
             assert 0 < cache.rows_read <= 28  # 25 changed, 2 departed, 1 new: not the fleet
         _change(db, rng, ids, sorted(wanted))
     assert expected.rollout.state.phase > 0  # the rollout moved through its stages on the way
+
+
+def test_a_device_whose_facts_change_is_placed_again(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollout_job, "CHANGE_LAG_S", 0.0)
+    seen = an_hour_ago()
+    small = [_device(i, seen) for i in range(20)]
+    for d in small:
+        d.facts = {"ram": 1 << 30, "arch": "arm64"}
+    big = [_device(i, seen) for i in range(20, 30)]  # still to install: the rollout stays live
+    with db.write() as session:
+        session.add_all(small + big)
+        start_rollout(session, 0.0, stages=(100.0,), requirements=Requirements(min_ram=2 << 30))
+    cache, ctx = FleetCache(), job_context(db)
+    tick(ctx, 1.0, cache)
+    with db.write() as session:
+        device = session.get(Device, small[0].id)
+        assert device is not None
+        device.facts = {"ram": 8 << 30, "arch": "arm64"}  # reported at check-in: the board was upgraded
+        device.last_seen_at = datetime.now(timezone.utc)
+    tick(ctx, 2.0, cache)
+    with db.read() as session:
+        record = session.get(RolloutRecord, "ro-bulk")
+        assert record is not None
+        assert record.summary["skipped"] == 19
+    assert _rows(db) == {d.id: (NEW, False) for d in [small[0], *big]}
 
 
 MILLION = 1_000_000

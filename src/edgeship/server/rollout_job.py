@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from edgeship.errors import EdgeshipError
-from edgeship.rollout import DeviceView, RolloutState, Tally, place
+from edgeship.rollout import DeviceView, RolloutState, Tally
 from edgeship.rollout.codec import rollout_from_dict
 from edgeship.server import experiments, rollouts, webhooks
 from edgeship.server.context import ServerContext
@@ -102,7 +102,8 @@ class FleetCache:
             return cached[1], False
         views = device_views(session)
         self.rows_read += len(views)
-        tally = Tally(rollout, views, place(rollout, views))
+        # No placement cache: a check-in may change a device's facts, and so where it enters.
+        tally = Tally(rollout, views)
         self.tallies[record.id] = (key, tally)
         return tally, True
 
