@@ -113,7 +113,7 @@ def test_malicious_updates_are_rejected_with_an_event_and_never_aggregated(fed: 
     assert events[-1]["data"]["status"] == "rejected" and "L2 norm" in events[-1]["data"]["reason"]
 
     run = fed.start(min_participants=1, rounds=1, max_update_bytes=1 << 20)
-    for d, patch, why in ((a, wider, "would be"), (b, garbage, "")):
+    for d, patch, why in ((a, wider, "name, shape or type"), (b, garbage, "")):
         r = d.upload(run["id"], patch, 10)
         assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
         assert why in r.json()["reason"]

@@ -118,10 +118,10 @@ class DeviceClient:
     def close(self) -> None:
         self._client.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any], *, auth: bool = True) -> dict[str, Any]:
-        headers = self.identity.headers if auth and self.identity else {}
+    def _call(self, method: str, path: str, body: dict[str, Any] | None, *, auth: bool = True, **kwargs: Any) -> dict[str, Any]:
+        headers = {**(self.identity.headers if auth and self.identity else {}), **kwargs.pop("headers", {})}
         try:
-            r = self._client.request(method, path, json=body, headers=headers)
+            r = self._client.request(method, path, json=body, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ServerError(f"cannot reach the update server at {self.server_url} ({exc.__class__.__name__}: {exc})",
                               hint="the agent keeps its queue and retries with backoff; check the network and the URL") from exc
@@ -176,6 +176,22 @@ class DeviceClient:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _malformed(path, f"{exc.__class__.__name__}: {exc}"[:200]) from None
+
+    def federated_task(self) -> dict[str, Any] | None:
+        """The federated round this device should train for now (docs/federated.md), or None."""
+        path = self._device_path("federated")
+        task = self._call("GET", path, None).get("task")
+        if task is not None and not (isinstance(task, dict) and all(isinstance(task.get(k), str) for k in ("run", "base_digest", "upload"))):
+            raise _malformed(path, "the task is not an object with run, base_digest and upload")
+        return task
+
+    def send_update(self, upload_path: str, patch: Path, samples: int, metrics: dict[str, float]) -> dict[str, Any]:
+        """PUT a weight update (an edgeship delta); the server answers accepted or rejected."""
+        if not upload_path.startswith(self._device_path("federated/")):
+            raise _malformed(upload_path, "the upload path is not this device's")
+        headers = {"Edgeship-Samples": str(samples), "Edgeship-Metrics": json.dumps(metrics)}
+        with patch.open("rb") as f:
+            return self._call("PUT", upload_path, None, headers=headers, content=f)
 
     def post_events(self, events: list[dict[str, Any]]) -> tuple[int, int]:
         path = self._device_path("events")

@@ -56,6 +56,11 @@ class DataDir:
         return self.root / "journal.json"
 
     @property
+    def learn(self) -> Path:
+        """Federated training jobs, one directory per run and round."""
+        return self.root / "learn"
+
+    @property
     def status(self) -> Path:
         return self.root / "status.json"
 
@@ -118,6 +123,9 @@ class AgentConfig:
     # Facts reported instead of the measured ones (see ``agent.api.FACT_KEYS``), e.g. a
     # test bench standing in for an aarch64 board; requirement checks use them too.
     facts: dict[str, str | int] = field(default_factory=dict)
+    # A directory of local training text (JSONL): with it the device takes part in federated
+    # rounds (edgeship.agent.federated); the text never leaves the device. None: it never trains.
+    learn_data: Path | None = None
 
     @property
     def paths(self) -> DataDir:

@@ -28,6 +28,7 @@ from edgeship.agent.backoff import Backoff
 from edgeship.agent.config import AgentConfig
 from edgeship.agent.download import Downloader
 from edgeship.agent.events import Event, EventQueue, step_event_id
+from edgeship.agent.federated import take_part
 from edgeship.agent.fetcher import ResumableFetcher
 from edgeship.agent.journal import Assignment, Journal, JournalEntry
 from edgeship.agent.push import PushListener
@@ -156,6 +157,8 @@ class Agent:
             self._follow_push(reply.tags)
             self.repo_url = self.api.server_url + "/" + reply.repo_path.strip("/") + "/"
             entry = self.work(reply.assignment)
+            if self.config.learn_data is not None and (entry is None or entry.step.terminal):
+                self._learn()
             self._flush()
             self._failed_rounds = 0
             # Only now: a job that failed retries on the backoff below, not after the long push poll.
@@ -175,6 +178,15 @@ class Agent:
         if self._wait_until is not None:
             poll = min(poll, max(1.0, self._wait_until - self.clock()))
         return poll
+
+    def _learn(self) -> None:
+        """A federated round, between installs: its failure is logged and never stops updates."""
+        assert self.api is not None and self.config.learn_data is not None
+        try:
+            take_part(self.api, self.store, self.config.learn_data, self.paths.learn)
+        except EdgeshipError as exc:
+            self.last_error = str(exc)
+            log.warning("federated round: %s", exc)
 
     def _fill_reserve(self) -> None:
         if not self.reserve.fill():

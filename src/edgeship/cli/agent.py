@@ -88,6 +88,9 @@ def run(
         help="After each (re)connection to the broker, check in once after a random delay of up to this many seconds "
         "(a broker restart reconnects the whole fleet at once).",
     ),
+    learn_data: Path | None = typer.Option(
+        None, "--learn-data", help="Directory of local training text (JSONL): take part in federated rounds; the text never leaves the device.",
+    ),
     once: bool = typer.Option(False, "--once", help="Check in once, do the work that follows, and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
 ) -> None:
@@ -122,6 +125,7 @@ def run(
         mqtt_ca=mqtt_ca,
         push_poll_interval_s=push_poll,
         push_reconnect_spread_s=push_reconnect_spread,
+        learn_data=learn_data.resolve() if learn_data else None,
     )
     agent = Agent(config)
     api = StatusServer(config.paths.status, status_port) if status_port is not None else None

@@ -36,6 +36,7 @@ from edgeship.server.repository import ServerRepository
 from edgeship.server.storage import BlobStorage, StoredFile, blob_key
 from edgeship.store.digest import Digest, hash_file
 
+GROWTH_ALLOWANCE = 16 << 20  # bytes a tuned model may add to its base (metadata), beyond 10 %
 METRIC_KEYS = ("loss_before", "loss_after", "metric_before", "metric_after", "steps", "seconds")
 
 
@@ -154,8 +155,11 @@ def receive(session: Session, data_dir: Path, device: DeviceIdentity, run: Feder
         if stats.source_digest != run.base_digest:
             raise UpdateRejected(f"the update is a delta against {stats.source_digest[:19]}…, not this round's base {run.base_digest[:19]}…",
                                  hint=f"train against {run.release_ref}")
-        if stats.target_size != base.stat().st_size:
-            raise UpdateRejected(f"the updated model would be {stats.target_size} bytes, the base is {base.stat().st_size}",
+        # A trainer may save other metadata than the base had, but a tuned model of the same
+        # tensors is about the base's size: a delta expanding far beyond it is refused before it is applied.
+        limit = base.stat().st_size + max(base.stat().st_size // 10, GROWTH_ALLOWANCE)
+        if stats.target_size > limit:
+            raise UpdateRejected(f"the updated model would be {stats.target_size} bytes, over {limit} for a {base.stat().st_size}-byte base",
                                  hint="train against the round's base model; tensors must keep their shapes and types")
         apply_patch(base, patch, tuned)
         delta = tensor_delta(base, tuned)
