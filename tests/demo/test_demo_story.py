@@ -24,11 +24,17 @@ from edgeship.workspace import Workspace
 def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     before = set(descendants(os.getpid()))  # other suites' long-lived fixtures may run beside us
-    code = run(["demo", "--fast", "--devices", "6", "--out", str(out), "--json"])
+    code = run(["demo", "--fast", "--learn", "--devices", "6", "--out", str(out), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert code == 0, s["problems"]
     assert s["ok"] is True and s["problems"] == []
-    assert s["versions"] and set(s["versions"].values()) == {"1.1.0"} and len(s["versions"]) == 6
+    # --learn: four devices trained v2 on their own text in one round; the candidate, signed as
+    # 1.3.0, reached the whole fleet in stages.
+    learning = s["learning"]
+    assert learning["used"] is True and (learning["accepted"], learning["rejected"], learning["dropped"]) == (4, 0, 0)
+    assert learning["loss_after"] < learning["loss_before"]
+    assert s["rollouts"]["1.3.0"]["status"] == "completed" and s["health"]["1.3.0"]["committed"] == 6
+    assert s["versions"] and set(s["versions"].values()) == {"1.3.0"} and len(s["versions"]) == 6
     v3 = s["rollouts"]["1.2.0"]
     assert v3["status"] in ("paused", "aborted") and v3["rollback"] is True and "pilot" in v3["reason"]
     assert s["rollouts"]["1.1.0"]["status"] == "completed"
@@ -38,7 +44,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFi
     assert s["swap_requests"]["failed"] == 0 and s["swap_requests"]["ok"] > 0
     assert s["mqtt_messages"] > 0
     assert s["notices"] == 6, "every device is told when v2 will switch"
-    assert set(map(tuple, s["runtime_releases"].values())) == {("assistant@1.1.0",)}, "the runtimes serve v2 after the hot swaps"
+    assert set(map(tuple, s["runtime_releases"].values())) == {("assistant@1.3.0",)}, "the runtimes serve the learned model at the end"
     assert [(a["release"], a["request"]) for a in s["answers"]] == [("assistant@1.0.0", "chat")] * 2
     assert all(a["image_outputs"] and a["answer"] is not None for a in s["answers"])
     assert s["feedback"]["rating"] == 2
@@ -53,6 +59,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, capsys: pytest.CaptureFi
     assert [(c.name, c.kind.value) for c in v1.components] == [("model", "model/gguf"), ("denoiser.onnx", "model/onnx")]
     assert "edgeship optimize" in v1.notes and v1.health.command
     report = Path(s["report"]).read_text()
+    assert "On-device learning" in report and f"{learning['loss_after']}" in report
     assert "<svg" in report and "src=" not in report and "href=" not in report, "the report must be self-contained"
     assert json.loads((out / "summary.json").read_text())["ok"] is True
     assert set(descendants(os.getpid())) - before == set(), "the demo left processes running"
@@ -80,6 +87,7 @@ def test_the_demo_runs_on_a_real_gguf_with_real_answers_and_a_tiny_v2(real_gguf:
     assert v1.components[0].digest.endswith(hashlib.sha256(real_gguf.read_bytes()).hexdigest())
     assert v1.components[1].meta["image"]["mode"] == "RGB"  # `release push` recognised the image model
     report = Path(s["report"]).read_text()
+    assert "On-device learning" in report and f"{learning['loss_after']}" in report
     assert real_gguf.name in report and "Paris" in report
     assert set(descendants(os.getpid())) - before == set(), "the demo left processes running"
 
@@ -91,6 +99,8 @@ def test_demo_model_must_be_a_gguf(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "is not a valid GGUF file" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
     assert run(["demo", "--offline", "--model", str(bad)]) == 2
+    assert run(["demo", "--learn", "--model", str(bad), "--out", str(tmp_path / "demo")]) == 2
+    assert "--learn fine-tunes the generated tiny LLM" in capsys.readouterr().err
 
 
 def descendants(pid: int) -> list[int]:

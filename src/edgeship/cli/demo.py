@@ -22,6 +22,8 @@ def demo(
     model: Path | None = typer.Option(
         None, "--model", help="Your own GGUF as the LLM (v1 as it is; v2 adds or marks its chat template, a tiny delta).", show_default=False
     ),
+    learn: bool = typer.Option(False, "--learn", help="Add an act: four devices fine-tune the LLM on their own text in one federated round; "
+                               "the candidate is signed and rolled out."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ship a tiny LLM and image model to a simulated fleet: v1, v2 as deltas, a bad v3 stopped, a forgery refused.
@@ -35,6 +37,8 @@ def demo(
             raise UsageError("--model runs the whole story; the --offline walk-through has no LLM to answer", hint="drop one of them")
         _walkthrough(out, json_out)
         return
+    if learn and model is not None:
+        raise UsageError("--learn fine-tunes the generated tiny LLM, not a --model of your own", hint="drop one of them")
     if model is not None:
         from edgeship.release.inspect import inspect_component
         from edgeship.release.manifest import ComponentKind
@@ -65,7 +69,7 @@ def demo(
     progress = Progress(TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(), console=console,
                         disable=json_out, transient=False)
     with progress:
-        summary = run_story(devices, out, fast=fast, model=model, narrate=narrate, progress=advance, keep_running=hold if keep_running else None)
+        summary = run_story(devices, out, fast=fast, model=model, learn=learn, narrate=narrate, progress=advance, keep_running=hold if keep_running else None)
     html, summary_json = write_report(summary, Path(summary.out))
     if json_out:
         print_json({**summary.to_dict(), "report": str(html), "problems": summary.check()})

@@ -86,6 +86,7 @@ class Device:
     pilot: bool
     runtime: BackgroundServer | None = None
     facts: dict[str, str | int] = field(default_factory=dict)  # what its agent presents (`agent run --fact`)
+    learn_data: Path | None = None  # its own training text: the agent takes part in federated rounds
 
     @property
     def device_id(self) -> str:
@@ -129,4 +130,6 @@ def agent_command(device: Device, server_url: str, root: Path, ca: Path, enroll_
         argv += ["--runtime", device.runtime.url]
     for key, value in device.facts.items():
         argv += ["--fact", f"{key}={value}"]
+    if device.learn_data is not None:
+        argv += ["--learn-data", str(device.learn_data)]
     return argv

@@ -59,11 +59,21 @@ def render(s: dict[str, Any], problems: list[str]) -> str:
         _table(["device", "release", "asked", "answer", "image outputs"],
                [[a["device"], a["release"], f"{a['request']}: {a['prompt']}", a["answer"], ", ".join(a["image_outputs"])] for a in s["answers"]]),
         f"<p>{s['mqtt_messages']} results received over MQTT.</p>",
+        *_learning(s["learning"]),
         "<h2>Feedback and forgery</h2>",
         _table(["field", "value"], [*s["feedback"].items(), ("forged release refused", s["forged_refused"]), ("device said", s["forged_error"])]),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _learning(learning: dict[str, Any]) -> list[str]:
+    """The federated round of `--learn`: who took part and the devices' mean loss before and after."""
+    if not learning:
+        return []
+    return ["<h2>On-device learning</h2>",
+            _table(["accepted", "rejected", "dropped", "samples", "loss before", "loss after", "used", "why"],
+                   [[learning.get(k) for k in ("accepted", "rejected", "dropped", "samples", "loss_before", "loss_after", "used", "reason")]])]
 
 
 def _table(head: list[str], rows: Any) -> str:

@@ -24,6 +24,7 @@ import httpx
 from edgeship.client import OperatorClient
 from edgeship.client.publish import push_repository
 from edgeship.demo.fleet import Device, MqttBroker, agent_command, in_process_logs, start_runtime
+from edgeship.demo.learning import LEARN_TAG, LEARNERS, learn_act, write_device_text
 from edgeship.demo.realmodel import CHAT_PROMPT, COMPLETION_PROMPT, requires, write_v2
 from edgeship.demo.walkthrough import fine_tune
 from edgeship.errors import EdgeshipError, ServerError, TrustError, UsageError
@@ -41,6 +42,7 @@ from edgeship.workspace import Workspace
 
 NAME = "assistant"
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
+V4 = "1.3.0"  # `--learn`: the federated candidate
 PROFILES = ("pi5-8gb", "jetson-nano-4gb")
 BAD_HARDWARE = "jetson-nano-4gb"  # v3's health suite fails there
 HW_ENV = "EDGESHIP_DEMO_HW"
@@ -75,14 +77,23 @@ class StorySummary:
     forged_error: str = ""
     timeline: list[dict[str, Any]] = field(default_factory=list)  # {t, act, text}
     health: dict[str, dict[str, int]] = field(default_factory=dict)  # version → {committed, rolled_back, failed}
+    learning: dict[str, Any] = field(default_factory=dict)  # `--learn`: the round's accepted/dropped, loss before/after
     seconds: float = 0.0
     ok: bool = False
+
+    @property
+    def final_version(self) -> str:
+        return V4 if self.learning else V2
 
     def check(self) -> list[str]:
         """What did not end as the story says; empty when it did."""
         problems = []
-        if set(self.versions.values()) != {V2} or len(self.versions) != self.devices:
-            problems.append(f"not every device ends on {V2}: {self.versions}")
+        final = self.final_version
+        before, after = self.learning.get("loss_before"), self.learning.get("loss_after")
+        if self.learning and not (self.learning.get("used") and before is not None and after is not None and after < before):
+            problems.append(f"the federated round was not used or did not lower the loss: {self.learning}")
+        if set(self.versions.values()) != {final} or len(self.versions) != self.devices:
+            problems.append(f"not every device ends on {final}: {self.versions}")
         v3 = self.rollouts.get(V3, {})
         if v3.get("status") not in ("paused", "aborted") or not v3.get("rollback"):
             problems.append(f"v3's rollout was not stopped with a rollback: {v3.get('status')} {v3.get('reason')}")
@@ -96,8 +107,8 @@ class StorySummary:
             problems.append("no inference result arrived over MQTT")
         if self.notices != self.devices:
             problems.append(f"{self.notices} of {self.devices} devices were told when v2 would switch")
-        if {tuple(r) for r in self.runtime_releases.values()} != {(f"{NAME}@{V2}",)}:
-            problems.append(f"the runtimes do not all serve {V2}: {self.runtime_releases}")
+        if {tuple(r) for r in self.runtime_releases.values()} != {(f"{NAME}@{final}",)}:
+            problems.append(f"the runtimes do not all serve {final}: {self.runtime_releases}")
         if not self.feedback:
             problems.append("the device user's feedback did not reach the server")
         if not self.requirements.get("arch") or self.rollouts.get(V1, {}).get("skipped", 1):
@@ -165,6 +176,7 @@ class Story:
     models: dict[str, Path] = field(default_factory=dict)
     requirements: Requirements | None = None  # v1's, kept by the later versions
     user_model: Path | None = None  # `--model`: the user's GGUF is v1
+    learn: bool = False  # `--learn`: the first LEARNERS devices train on their own text
 
     def say(self, act: str, text: str) -> None:
         self.summary.timeline.append({"t": round(time.monotonic() - self.started, 2), "act": act, "text": text})
@@ -200,8 +212,9 @@ class Story:
         profiles = pick_profiles(load_profiles(), list(PROFILES))
         for i in range(devices):
             hw = profiles[i % len(profiles)]
+            text = write_device_text(self.out / "devices" / f"dev-{i:02d}-text", i) if self.learn and i < LEARNERS else None
             self.devices.append(Device(f"dev-{i:02d}", self.out / "devices" / f"dev-{i:02d}", hw.name, pilot=i < 2,
-                                       facts=presented_facts(hw)))
+                                       facts=presented_facts(hw), learn_data=text))
             self.summary.presented[hw.name] = self.summary.presented.get(hw.name, 0) + 1
         # A runtime on each pilot device: one per hardware profile.
         for d in self.devices[:2]:
@@ -211,7 +224,7 @@ class Story:
         root = self.workspace.repo_dir / "metadata" / "1.root.json"
         assert self.ca is not None
         for d in self.devices:
-            tags = {"hw": d.hardware, **({"ring": "pilot"} if d.pilot else {})}
+            tags = {"hw": d.hardware, **({"ring": "pilot"} if d.pilot else {}), **(LEARN_TAG if d.learn_data else {})}
             token = self.api.create_enroll_token(tags, 1, None)["token"]
             self.procs.spawn(agent_command(d, self.url, root, self.ca, token), d.data.with_suffix(".log"), {HW_ENV: d.hardware})
         wait_for("every agent to enroll", lambda: self._count(lambda: len(list(self.api.devices()))), 90, self.out / "devices")
@@ -404,6 +417,9 @@ class Story:
         self.say("forgery", f"{NAME}@9.0.0 signed with a wrong key, served to {d.name}: "
                             + (f"refused — {self.summary.forged_error}" if self.summary.forged_refused else "NOT REFUSED"))
 
+    def act5(self) -> None:
+        self.summary.learning = learn_act(self, f"{NAME}@{V2}", V4, GOOD_HEALTH)
+
     # -- operator helpers -------------------------------------------------------------
 
     def cli(self, command: str, args: list[str], timeout: float = 60) -> None:
@@ -454,7 +470,7 @@ class Story:
             if d.runtime is not None:
                 models = httpx.get(f"{d.runtime.url}/v1/models", timeout=30).json()["data"]
                 self.summary.runtime_releases[d.name] = sorted({m["release"] for m in models})
-        for version in (V1, V2, V3):
+        for version in (V1, V2, V3, *((V4,) if self.learn else ())):
             counts = {"committed": 0, "rolled_back": 0, "failed": 0}
             for e in self.events("state", f"{NAME}@{version}"):
                 if e["state"] in counts:
@@ -479,7 +495,7 @@ def _fact(key: str, value: str | int) -> str:
     return f"{key}={value / (1 << 30):g}GiB" if key == "ram" and isinstance(value, int) else f"{key}={value}"
 
 
-def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, model: Path | None = None,
+def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False, model: Path | None = None, learn: bool = False,
               narrate: Narrate = lambda _a, _t: None, progress: Progress = lambda _t, _d, _n: None,
               keep_running: Callable[[], None] | None = None) -> StorySummary:
     """Run the whole story (on the user's GGUF ``model`` if given); every process it started is
@@ -492,14 +508,15 @@ def run_story(devices: int = 12, out: Path | None = None, *, fast: bool = False,
     root.mkdir(parents=True, exist_ok=True)
     spec = TinyLlama(n_embd=64, n_layer=2, n_ff=128) if fast else TinyLlama(n_embd=128, n_layer=4, n_ff=256)
     story = Story(root, StorySummary(out=str(root), devices=devices, model=model.name if model else ""), narrate, progress, fast,
-                  user_model=model)
+                  user_model=model, learn=learn)
     # The runtimes and the broker run in this process; their logs go beside the others.
     with in_process_logs(root / "runtimes.log"):
         act = "start"
         try:
             story.start(devices)
             for act, step in (("enroll", story.enroll), ("v1", lambda: story.act1(spec)), ("v2", lambda: story.act2(spec)),
-                              ("v3", story.act3), ("feedback and forgery", story.act4), ("summary", story.finish)):
+                              ("v3", story.act3), ("feedback and forgery", story.act4),
+                              *((("learn", story.act5),) if learn else ()), ("summary", story.finish)):
                 step()
             story.summary.seconds = round(time.monotonic() - story.started, 1)  # the story's time, not the hold's
             if keep_running is not None:
