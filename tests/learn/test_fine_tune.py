@@ -65,3 +65,12 @@ def test_bad_training_data_is_one_line(base_model: Path, tmp_path: Path) -> None
     with pytest.raises(LearnError, match=r"a.jsonl line 2 is not a JSON object") as info:
         run_job(base_model, data, tmp_path / "job", ONE_EPOCH)
     assert "\n" not in str(info.value)
+
+
+def test_a_quantized_model_is_refused_before_any_work(base_model: Path, corpus: Path, tmp_path: Path) -> None:
+    from edgeship.optimize.quantize import quantize
+
+    quantized = tmp_path / "q8.gguf"
+    quantize(base_model, quantized, "Q8_0")
+    with pytest.raises(LearnError, match="is Q8_0: llama.cpp's trainer updates F32 weights"):
+        run_job(quantized, corpus, tmp_path / "job", ONE_EPOCH)

@@ -42,6 +42,9 @@ class _OptParams(ctypes.Structure):
                 ("get_opt_pars_ud", ctypes.c_void_p), ("optimizer_type", ctypes.c_int)]
 
 
+_ParamFilter = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p)
+
+
 def _ggml(lib_dir: Path) -> ctypes.CDLL:
     g = ctypes.CDLL(str(lib_dir / "libggml-base.so"))
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
@@ -49,6 +52,7 @@ def _ggml(lib_dir: Path) -> ctypes.CDLL:
     g.ggml_opt_dataset_init.restype = vp
     for name in ("ggml_opt_dataset_data", "ggml_opt_dataset_labels", "ggml_get_data"):
         getattr(g, name).argtypes, getattr(g, name).restype = [vp], vp
+    g.ggml_get_name.argtypes, g.ggml_get_name.restype = [vp], ctypes.c_char_p
     g.ggml_opt_result_init.restype = vp
     g.ggml_opt_result_reset.argtypes = [vp]
     g.ggml_opt_result_loss.argtypes = [vp, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]
@@ -78,9 +82,10 @@ def _die_with_parent() -> None:
 
 
 def _train_child() -> None:
-    """argv: base, out, tokens.npy, epochs, learning rate. Prints one JSON line."""
+    """argv: base, out, tokens.npy, epochs, learning rate, tensor names (comma-separated
+    substrings; empty trains every tensor). Prints one JSON line."""
     base, out, tokens_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    epochs, lr = int(sys.argv[4]), float(sys.argv[5])
+    epochs, lr, only = int(sys.argv[4]), float(sys.argv[5]), [t for t in sys.argv[6].split(",") if t]
     _die_with_parent()
     from llama_cpp import llama_cpp as C
 
@@ -103,8 +108,9 @@ def _train_child() -> None:
     _fill(g, g.ggml_opt_dataset_data(dataset), inputs)
     _fill(g, g.ggml_opt_dataset_labels(dataset), labels)
     pars = _OptimizerParams(_AdamW(lr, 0.9, 0.999, 1e-8, 0.0), _SGD(lr, 0.0))
+    trainable = _ParamFilter(lambda tensor, _: not only or any(t in g.ggml_get_name(tensor).decode() for t in only))
     lib.llama_opt_init(ctx, model, _OptParams(
-        0, ctypes.cast(lib.llama_opt_param_filter_all, ctypes.c_void_p).value, None,
+        0, ctypes.cast(trainable, ctypes.c_void_p).value, None,
         ctypes.cast(g.ggml_opt_get_constant_optimizer_params, ctypes.c_void_p).value,
         ctypes.addressof(pars), OPTIMIZER_ADAMW))
     result = g.ggml_opt_result_init()

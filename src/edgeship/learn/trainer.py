@@ -31,6 +31,9 @@ class TrainOptions:
     learning_rate: float = 1e-3
     memory_budget: int | None = None  # bytes, from the device profile
     timeout: float = 3600.0  # seconds, from the maintenance window
+    # Train only tensors whose name contains one of these (e.g. "ffn_down"); the rest stay
+    # the base's bytes, so the delta carries just these. Empty: every tensor.
+    tensors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Measured:
 def fine_tune(base: Path, data_dir: Path, work_dir: Path, options: TrainOptions = TrainOptions()) -> WeightUpdate:
     """Train a copy of ``base`` on the text under ``data_dir``; the update lands in ``work_dir``."""
     base, work_dir = Path(base).resolve(), Path(work_dir).resolve()
+    _require_f32(base)
     corpus = read_corpus(data_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     check_room(need_for(base.stat().st_size), free_disk=free_disk(work_dir), memory_budget=options.memory_budget)
@@ -53,6 +57,16 @@ def fine_tune(base: Path, data_dir: Path, work_dir: Path, options: TrainOptions 
     metrics = TrainingMetrics(len(corpus.train), before.train_loss, after.train_loss,
                               before.held_out_perplexity, after.held_out_perplexity, steps, seconds)
     return make_update(base, tuned, work_dir / "update.delta", metrics)
+
+
+def _require_f32(base: Path) -> None:
+    from edgeship.formats import read_facts
+
+    facts = read_facts(base)
+    if set(facts.tensor_types) != {"F32"}:
+        raise LearnError(f"{base.name} is {facts.file_type}: llama.cpp's trainer updates F32 weights in place, "
+                         "and quantized or F16 tensors cannot take its steps",
+                         hint="train an F32 export of the model and quantize the result")
 
 
 def _tokens(model_path: Path, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +92,7 @@ def _run_trainer(base: Path, tuned: Path, tokens: np.ndarray, work_dir: Path,
     tokens_path = work_dir / "tokens.npy"
     np.save(tokens_path, tokens)
     argv = [sys.executable, "-c", "from edgeship.learn.llama_opt import _train_child; _train_child()",
-            str(base), str(partial), str(tokens_path), str(options.epochs), str(options.learning_rate)]
+            str(base), str(partial), str(tokens_path), str(options.epochs), str(options.learning_rate), ",".join(options.tensors)]
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=options.timeout, check=False)
