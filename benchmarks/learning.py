@@ -18,6 +18,14 @@ them with a real uvicorn on a free loopback port and measures:
 3. update size: what a device downloads for an adapter update (the signed delta when it
    saves enough, else the file) when every weight changed and when one layer was retrained,
    against the full model file.
+
+``--part training`` (also part of the default ``all``): on-device fine-tuning with llama.cpp's
+trainer (edgeship.learn) on the generated tiny F32 llama and ``--records`` README paragraphs:
+optimizer steps per second (one step = one 256-token window), training loss and held-out
+perplexity before and after, and the weight update's size against the full model file (the
+baseline: shipping the whole tuned model), for full fine-tuning and for training only the
+``ffn_down`` tensors; then the real Gemma 3 270M, which is Q4_K_M and so not trainable (the
+job says why).
 """
 
 from __future__ import annotations
@@ -35,9 +43,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeship.delta import make_patch  # noqa: E402
+from edgeship.errors import LearnError  # noqa: E402
+from edgeship.learn.job import run_job  # noqa: E402
+from edgeship.learn.trainer import TrainOptions  # noqa: E402
 from edgeship.release.manifest import BASE_META, ComponentKind  # noqa: E402
 from edgeship.runtime import BackgroundServer, RuntimeClient, RuntimeConfig  # noqa: E402
 from edgeship.release.deltas import MIN_SAVING  # noqa: E402
+from edgeship.samples.llama import write_tiny_llama  # noqa: E402
 from edgeship.samples.lora import retrain_tensor, write_lora  # noqa: E402
 from edgeship.store.digest import hash_file  # noqa: E402
 from tests.helpers.real_model import fetch  # noqa: E402
@@ -118,6 +130,40 @@ def update_sizes(work: Path, base: Path, rank: int) -> dict[str, object]:
     return out
 
 
+def write_corpus(directory: Path, records: int) -> Path:
+    """README paragraphs (real English) as JSONL training records."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    paragraphs = [p.strip() for p in readme.read_text().split("\n\n") if len(p.strip()) > 80]
+    directory.mkdir(parents=True)
+    with (directory / "text.jsonl").open("w") as f:
+        for text in paragraphs[:records]:
+            f.write(json.dumps({"text": text}) + "\n")
+    return directory
+
+
+def fine_tune_figures(name: str, base: Path, data: Path, work: Path, options: TrainOptions) -> None:
+    try:
+        u = run_job(base, data, work, options)
+    except LearnError as exc:
+        print(f"{name}: not trainable here: {exc}")
+        return
+    m = u.metrics
+    print(f"{name}: {m.samples} records, {m.steps} steps in {m.seconds:.1f} s = {m.steps / m.seconds:.2f} steps/s; "
+          f"loss {m.loss_before:.3f} -> {m.loss_after:.3f}, held-out perplexity {m.metric_before:.1f} -> {m.metric_after:.1f}; "
+          f"update {u.patch_size:,} B vs model {u.model_size:,} B ({u.patch_size / u.model_size:.1%})")
+
+
+def training(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tiny = write_tiny_llama(root / "tiny.gguf")
+        data = write_corpus(root / "data", args.records)
+        fine_tune_figures("tiny llama F32, every tensor", tiny, data, root / "full", TrainOptions(epochs=args.epochs))
+        fine_tune_figures("tiny llama F32, ffn_down only", tiny, data, root / "ffn",
+                          TrainOptions(epochs=args.epochs, tensors=("ffn_down",)))
+        fine_tune_figures("Gemma 3 270M Q4_K_M", fetch(), data, root / "gemma", TrainOptions(epochs=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--swaps", type=int, default=30)
@@ -125,7 +171,17 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", choices=("all", "adapters", "training"), default="all")
+    parser.add_argument("--records", type=int, default=40, help="training records (README paragraphs)")
+    parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
+    if args.part in ("all", "adapters"):
+        adapters(args)
+    if args.part in ("all", "training"):
+        training(args)
+
+
+def adapters(args: argparse.Namespace) -> None:
     base = fetch()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

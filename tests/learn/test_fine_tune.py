@@ -31,6 +31,7 @@ def test_training_lowers_the_loss_and_ships_a_delta(base_model: Path, corpus: Pa
     assert m.metric_after < m.metric_before  # held-out perplexity
     assert sha256(base_model) == base_digest  # the served model is never written
     assert update.base_digest == base_digest
+    assert update.model_size == base_model.stat().st_size  # the base's layout: servers check the size
     assert update.patch_size < update.model_size
     rebuilt = tmp_path / "rebuilt.gguf"
     assert apply_patch(base_model, update.patch, rebuilt) == update.tuned_digest

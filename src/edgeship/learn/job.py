@@ -25,7 +25,7 @@ from edgeship.store.fsutil import sweep_temps, write_atomic
 
 MAX_ATTEMPTS = 3
 JOURNAL = "job.json"
-LEFTOVERS = ("tuned.gguf.partial", "tuned.gguf", "tokens.npy")
+LEFTOVERS = ("trained.gguf.partial", "tuned.gguf.partial", "tuned.gguf", "tokens.npy")
 
 
 @dataclass(frozen=True)

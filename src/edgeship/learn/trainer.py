@@ -1,8 +1,8 @@
 """A fine-tuning job for a GGUF model on local JSONL text, with llama.cpp's trainer.
 
 Before anything is written the job checks it has room; the trainer runs in a child
-process and writes the tuned model to a ``.partial`` name that becomes final only when
-it succeeded, so a crash or a kill leaves the base model and no half-written file.
+process and saves the tuned model under a ``.partial`` name; only when it succeeded is it
+rewritten into a copy of the base (same layout) that becomes ``tuned.gguf``, so a crash or a kill leaves the base model and no half-written file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from edgeship.errors import LearnError
 from edgeship.learn.data import Corpus, read_corpus
 from edgeship.learn.room import check_room, free_disk, need_for
 from edgeship.learn.update import TrainingMetrics, WeightUpdate, make_update
+from edgeship.learn.weights import tensor_delta, write_with_delta
 
 EVAL_CTX = 256
+TRAINED = "trained.gguf.partial"  # what the trainer child saves
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def _measure(model_path: Path, train_tokens: np.ndarray, held_tokens: np.ndarray
 
 def _run_trainer(base: Path, tuned: Path, tokens: np.ndarray, work_dir: Path,
                  options: TrainOptions) -> tuple[int, float]:
-    partial = tuned.with_name(tuned.name + ".partial")
+    partial = work_dir / TRAINED  # llama.cpp's own layout; rewritten into the base's below
     tokens_path = work_dir / "tokens.npy"
     np.save(tokens_path, tokens)
     argv = [sys.executable, "-c", "from edgeship.learn.llama_opt import _train_child; _train_child()",
@@ -106,7 +108,10 @@ def _run_trainer(base: Path, tuned: Path, tokens: np.ndarray, work_dir: Path,
         partial.unlink(missing_ok=True)
         raise LearnError(f"llama.cpp's trainer {_how_it_ended(proc.returncode)}; the base model is unchanged",
                          hint="this llama.cpp build cannot fine-tune this model; see docs/learning.md")
-    partial.replace(tuned)
+    # Same metadata and tensor offsets as the base: the delta stays tensor-aligned and small,
+    # and the server can check the tuned file against its base byte for byte in size.
+    write_with_delta(base, tensor_delta(base, partial), tuned)
+    partial.unlink()
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     return int(report["steps"]), time.monotonic() - started
 
