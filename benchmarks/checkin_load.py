@@ -2,21 +2,32 @@
 
     .venv/bin/python benchmarks/checkin_load.py [--backend sqlite|postgresql|both] [--workers 2]
         [--devices 10000] [--duration 20] [--connections 32] [--event-share 0.1]
+        [--baseline 6848e38] [--out result.json]
+
+Each backend is measured twice in the same run: first the server of ``--baseline`` (a git
+commit: its ``src/`` is extracted to a temporary directory and put first on the server's
+PYTHONPATH; the default is the commit before the check-in fast path), then this tree's; the
+ratio between the two is printed. ``--baseline ''`` measures this tree only.
 
 Starts ``edgeship server`` (uvicorn, N workers, no access log) on a free loopback port over a
 fresh SQLite file or a fresh PostgreSQL schema (``--database-url`` or
 $EDGESHIP_TEST_DATABASE_URL), enrolls the devices through the real API, then drives it with
 ``wrk`` (Debian package ``wrk``) for a fixed time: each request is a check-in, or with
 probability ``--event-share`` a batch of 5 new events, from a random device. Prints
-check-ins/s, p50/p99 latency over all requests, errors and the server's RSS (all processes).
+check-ins/s, p50/p99 latency over all requests, errors, the server's RSS (all processes) and
+CPU per request of the server and (PostgreSQL) of the database backends serving it.
+``--out`` writes the results as JSON: ``benchmarks/capacity.py`` recomputes the capacity
+model's check-in rows from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,25 +45,46 @@ from benchmarks.checkins import (
     write_devices,
 )
 from benchmarks.procstat import tree_usage
+from benchmarks.scale import BackendCpu
 from edgeship.loopback import Processes
 
+REPO = Path(__file__).resolve().parents[1]
+APP_NAME = "edgeship-checkin-load"
+# The last commit before the check-in fast path (group commit, dependency-free route).
+BEFORE_FAST_PATH = "6848e38"
 
-def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict:
-    database_url, schema = postgres_schema(args.database_url) if backend == "postgresql" else ("", None)
+
+def extract_baseline(ref: str, into: Path) -> Path:
+    """The ``src/`` directory of commit ``ref`` of this repository, extracted under ``into``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "src"], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"cannot extract --baseline {ref}: {archive.stderr.decode().strip()} (it must be a commit of this git checkout)")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def run_backend(backend: str, args: argparse.Namespace, work: Path, src: Path | None) -> dict:
+    """One server (``src`` first on its path, else this tree's), one fresh database, one load."""
+    database_url, schema = postgres_schema(args.database_url, APP_NAME) if backend == "postgresql" else ("", None)
     setup = prepare(work, database_url)
     procs = Processes()
     try:
-        server, url = start_server(procs, setup, workers=args.workers)
+        server, url = start_server(procs, setup, workers=args.workers, env={"PYTHONPATH": str(src or REPO / "src")})
         started = time.monotonic()
         devices = enroll_fleet(url, setup.admin_token, args.devices)
         enroll_s = time.monotonic() - started
         devices_file = write_devices(work / "devices.txt", devices)
         cpu_before = tree_usage(server.pid)[1]
-        r = run_wrk([url], devices_file, connections=args.connections, duration=args.duration, threads=args.threads,
-                    event_share=args.event_share)
+        with BackendCpu(args.database_url, APP_NAME) if schema else contextlib.nullcontext() as pg:
+            r = run_wrk([url], devices_file, connections=args.connections, duration=args.duration, threads=args.threads,
+                        event_share=args.event_share)
         rss, cpu_after = tree_usage(server.pid)
         return {
             "backend": backend,
+            "server": f"baseline {args.baseline}" if src else "this tree",
+            "event_share": args.event_share,
+            "connections": args.connections,
             "workers": args.workers,
             "devices": len(devices),
             "enroll_per_s": round(len(devices) / enroll_s),
@@ -61,6 +93,7 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict:
             "socket_errors": r["socket_errors"],
             "server_rss_mib": round(rss / 2**20, 1),
             "server_cpu_ms_per_request": round((cpu_after - cpu_before) * 1000 / max(r["requests"], 1), 3),
+            "postgres_cpu_ms_per_request": round(pg.cpu_s * 1000 / max(r["requests"], 1), 3) if pg else None,
             "load_average": os.getloadavg()[0],
         }
     finally:
@@ -79,26 +112,43 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--event-share", type=float, default=0.1, help="share of requests that post a batch of 5 events")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per backend")
+    parser.add_argument("--baseline", default=BEFORE_FAST_PATH, help="git commit whose server is measured first ('' for none)")
+    parser.add_argument("--out", type=Path, help="write every result to this JSON file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per run")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark drives load with wrk: apt-get install wrk")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     if "postgresql" in backends and not args.database_url:
         raise SystemExit("PostgreSQL needs --database-url or EDGESHIP_TEST_DATABASE_URL")
+    results = []
     with tempfile.TemporaryDirectory(prefix="edgeship-bench-") as tmp:
+        baseline = extract_baseline(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         for backend in backends:
-            result = run_backend(backend, args, Path(tmp) / backend)
-            if args.json:
-                print(json.dumps(result))
-                continue
-            print(
-                f"{backend:<10} workers={result['workers']} devices={result['devices']} (enrolled at {result['enroll_per_s']}/s)\n"
-                f"  check-ins/s {result['checkins_per_s']}  (+{result['event_posts_per_s']} event posts/s of 5 events)\n"
-                f"  latency p50 {result['p50_ms']:.1f} ms  p90 {result['p90_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  max {result['max_ms']:.1f} ms\n"
-                f"  non-200 {result['non_200']}  socket errors {result['socket_errors']}  server RSS {result['server_rss_mib']} MiB\n"
-                f"  server CPU {result['server_cpu_ms_per_request']} ms/request  (load average {result['load_average']:.1f})"
-            )
+            before = None
+            for src in ([baseline] if baseline else []) + [None]:
+                result = run_backend(backend, args, Path(tmp) / f"{backend}-{'baseline' if src else 'tree'}", src)
+                if before is not None:
+                    result["vs_baseline"] = round(result["checkins_per_s"] / max(before["checkins_per_s"], 1), 2)
+                before = result
+                results.append(result)
+                print(json.dumps(result) if args.json else report(result), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"benchmark": "checkin_load", "args": {k: str(v) for k, v in vars(args).items()},
+                                        "runs": results}, indent=1) + "\n")
+
+
+def report(r: dict) -> str:
+    pg = f", PostgreSQL {r['postgres_cpu_ms_per_request']} ms" if r.get("postgres_cpu_ms_per_request") is not None else ""
+    ratio = f"  (x{r['vs_baseline']:.2f} the baseline)" if "vs_baseline" in r else ""
+    return (
+        f"{r['backend']:<10} {r['server']}  workers={r['workers']} connections={r['connections']} devices={r['devices']} "
+        f"(enrolled at {r['enroll_per_s']}/s)\n"
+        f"  check-ins/s {r['checkins_per_s']}{ratio}  (+{r['event_posts_per_s']} event posts/s of 5 events)\n"
+        f"  latency p50 {r['p50_ms']:.1f} ms  p90 {r['p90_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms\n"
+        f"  non-200 {r['non_200']}  socket errors {r['socket_errors']}  server RSS {r['server_rss_mib']} MiB\n"
+        f"  CPU per request: server {r['server_cpu_ms_per_request']} ms{pg}  (load average {r['load_average']:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Which release a device should run.
 
-``resolve_assignment`` is the single place check-in asks. The row the rollout job
+``resolve_assignments`` is the single place check-in asks (for a batch of devices). The row the rollout job
 materialized for the device wins (``edgeship.server.rollouts``); without one, an operator's
 newest order for the device, then the newest order for one of its tags.
 """
@@ -8,8 +8,9 @@ newest order for the device, then the newest order for one of its tags.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import Row, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from edgeship.errors import NotFoundError, UsageError
@@ -22,36 +23,53 @@ from edgeship.server.repository import ServerRepository
 from edgeship.server.storage import BlobStorage
 
 _R = RolloutAssignment.__table__.c
+_IDS = bindparam("ids", expanding=True)
 _FROM_ROLLOUT = select(
-    _R.release_name, _R.release_version, _R.release_id, _R.rollback, _R.rollout_id, _R.window, _R.notice_s
-).where(_R.device_id == bindparam("id"))
+    _R.device_id, _R.release_name, _R.release_version, _R.release_id, _R.rollback, _R.rollout_id, _R.window, _R.notice_s
+).where(_R.device_id.in_(_IDS))
 _A = Assignment.__table__.c
 # Tag orders are few (one per tag an operator assigned to), so they are matched here rather
 # than with an IN of (key, value) pairs, which SQLAlchemy must re-render on every call.
-_FOR_DEVICE = (
+_FOR_DEVICES = (
     select(_A.device_id, _A.tag_key, _A.tag_value, _A.release_name, _A.release_version, _A.release_id, _A.rollback)
-    .where(or_(_A.device_id == bindparam("id"), _A.tag_key.is_not(None)))
+    .where(or_(_A.device_id.in_(_IDS), _A.tag_key.is_not(None)))
     .order_by(_A.id.desc())
 )
 
 
 def resolve_assignment(session: Session, device: DeviceIdentity) -> schemas.AssignmentOut | None:
+    return resolve_assignments(session, [device])[device.id]
+
+
+def resolve_assignments(session: Session, devices: list[DeviceIdentity]) -> dict[str, schemas.AssignmentOut | None]:
+    """What each device should run, by device ID: two queries for any number of devices (a
+    batch of check-ins asks once)."""
+    if not devices:
+        return {}
     conn = session.connection()
-    staged = conn.execute(_FROM_ROLLOUT, {"id": device.id}).first()
-    if staged is not None:
-        return schemas.AssignmentOut(
-            name=staged.release_name,
-            version=staged.release_version,
-            release_id=staged.release_id,
-            rollback=staged.rollback,
-            rollout_id=staged.rollout_id,
-            window=staged.window,
-            notice_s=staged.notice_s,
-        )
-    rows = conn.execute(_FOR_DEVICE, {"id": device.id}).all()
+    ids = sorted({d.id for d in devices})
+    staged = {r.device_id: r for r in conn.execute(_FROM_ROLLOUT, {"ids": ids})}
+    orders = conn.execute(_FOR_DEVICES, {"ids": ids}).all() if len(staged) < len(ids) else []
+    return {d.id: _staged_out(staged[d.id]) if d.id in staged else _order_out(orders, d) for d in devices}
+
+
+def _staged_out(row: Row[Any]) -> schemas.AssignmentOut:
+    return schemas.AssignmentOut(
+        name=row.release_name,
+        version=row.release_version,
+        release_id=row.release_id,
+        rollback=row.rollback,
+        rollout_id=row.rollout_id,
+        window=row.window,
+        notice_s=row.notice_s,
+    )
+
+
+def _order_out(orders: list[Row[Any]], device: DeviceIdentity) -> schemas.AssignmentOut | None:
+    """The newest order for the device itself, else the newest for one of its tags."""
     tags = {(k, str(v)) for k, v in device.tags.items()}
-    chosen = next((r for r in rows if r.device_id == device.id), None) or next(
-        (r for r in rows if (r.tag_key, r.tag_value) in tags), None
+    chosen = next((r for r in orders if r.device_id == device.id), None) or next(
+        (r for r in orders if (r.tag_key, r.tag_value) in tags), None
     )
     if chosen is None:
         return None

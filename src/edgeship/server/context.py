@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from edgeship.errors import UsageError
+from edgeship.server import fleet, schemas
 from edgeship.server.db import Database
+from edgeship.server.group_commit import GroupCommit
 from edgeship.server.metrics import ServerMetrics
 from edgeship.server.push import Pusher
 from edgeship.server.repository import ServerRepository
@@ -24,6 +26,15 @@ class ServerContext:
     repo: ServerRepository
     metrics: ServerMetrics
     push: Pusher | None = None
+    checkins: GroupCommit[fleet.CheckinCall, schemas.CheckinResponse] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checkins = GroupCommit(self._write_checkins)
+
+    def _write_checkins(self, calls: list[fleet.CheckinCall]) -> list[schemas.CheckinResponse | Exception]:
+        """One batch of check-ins, one transaction (in a worker thread, see ``GroupCommit``)."""
+        with self.db.write() as session:
+            return list(fleet.checkin_batch(session, calls, self.settings.poll_interval_s))
 
     @classmethod
     def build(cls, settings: ServerSettings) -> ServerContext:

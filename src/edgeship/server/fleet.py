@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -9,10 +10,10 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.broker import mosquitto_hash
-from edgeship.errors import NotFoundError
+from edgeship.errors import EdgeshipError, NotFoundError
 from edgeship.mqtt import device_password
 from edgeship.server import schemas
-from edgeship.server.assignments import resolve_assignment
+from edgeship.server.assignments import resolve_assignment, resolve_assignments
 from edgeship.server.auth import DeviceIdentity, require_device
 from edgeship.server.credentials import (
     Credential,
@@ -129,7 +130,7 @@ _CHECKIN_FIELDS = ("state", "current", "previous", "last_seen_at")
 # Prepared once, in two shapes (with and without new facts). The credential is checked in the
 # same statement: comparing stored hashes in SQL leaks no useful timing, since they are sha256
 # of 256-bit secrets. Check-in is the server's hottest path; this makes it one round trip
-# plus the assignment lookup.
+# per device plus the batch's assignment lookup.
 _CHECKIN = (
     update(Device.__table__)
     .where(_D.id == bindparam("device_id"), _D.secret_hash == bindparam("presented_hash"), _D.decommissioned_at.is_(None))
@@ -139,26 +140,51 @@ _CHECKIN = (
 _CHECKIN_FACTS = _CHECKIN.values(facts=bindparam("facts"))
 
 
-def checkin(session: Session, cred: Credential, device_id: str, req: schemas.CheckinRequest, poll_interval_s: int) -> schemas.CheckinResponse:
-    """Record what the device reports and answer what it should run."""
+@dataclass(frozen=True)
+class CheckinCall:
+    """One device's check-in request: who presented which credential for which device, saying what."""
+
+    cred: Credential
+    device_id: str
+    req: schemas.CheckinRequest
+
+
+def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: int) -> list[schemas.CheckinResponse | EdgeshipError]:
+    """Record what each device reports and answer what it should run, all in the caller's one
+    transaction (``GroupCommit`` batches concurrent check-ins). A refused call gets its error
+    in its place and the others go on: a refusal writes nothing."""
+    now = _now()
+    devices: list[DeviceIdentity | EdgeshipError] = []
+    for call in calls:
+        try:
+            devices.append(_record(session, call, now))
+        except EdgeshipError as exc:
+            devices.append(exc)
+    assignments = resolve_assignments(session, [d for d in devices if isinstance(d, DeviceIdentity)])
+    return [
+        d if isinstance(d, EdgeshipError)
+        else schemas.CheckinResponse(assignment=assignments[d.id], poll_interval_s=poll_interval_s, tags={k: str(v) for k, v in d.tags.items()})
+        for d in devices
+    ]
+
+
+def _record(session: Session, call: CheckinCall, now: datetime) -> DeviceIdentity:
+    req = call.req
     values: dict[str, Any] = {
-        "device_id": device_id,
-        "presented_hash": cred.secret_hash,
+        "device_id": call.device_id,
+        "presented_hash": call.cred.secret_hash,
         "state": req.state,
         "current": req.current.model_dump() if req.current else None,
         "previous": req.previous.model_dump() if req.previous else None,
-        "last_seen_at": _now(),
+        "last_seen_at": now,
     }
     if req.facts is not None:
         values["facts"] = req.facts.model_dump(exclude_none=True)
     row = None
-    if cred.id == device_id:
+    if call.cred.id == call.device_id:
         row = session.connection().execute(_CHECKIN_FACTS if req.facts is not None else _CHECKIN, values).first()
     # No row: the slow path says why (unknown, wrong secret, decommissioned, someone else's).
-    device = DeviceIdentity(device_id, row.tags) if row is not None else require_device(session, cred, device_id)
-    return schemas.CheckinResponse(
-        assignment=resolve_assignment(session, device), poll_interval_s=poll_interval_s, tags={k: str(v) for k, v in device.tags.items()}
-    )
+    return DeviceIdentity(call.device_id, row.tags) if row is not None else require_device(session, call.cred, call.device_id)
 
 
 def get_device(session: Session, device_id: str) -> Device:

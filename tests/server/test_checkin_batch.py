@@ -1,0 +1,217 @@
+"""Check-ins written in batches (group commit): every acknowledged check-in is stored, even
+when the server is killed (SIGKILL) right after; concurrent check-ins each get their own
+answer; a refused check-in in a batch does not affect the others."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from edgeship.server import fleet as fleet_mod
+from edgeship.server import schemas
+from edgeship.server.credentials import Credential
+from edgeship.server.db import Database
+from edgeship.server.group_commit import GroupCommit
+from edgeship.server.models import Device as DeviceRow
+from edgeship.server.problems import Forbidden, Unauthorized
+from edgeship.server.settings import ServerSettings
+from tests.helpers.server import postgres_schema
+from tests.server.conftest import Fleet, start_fleet
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    """A server of the test's own (it may be killed), on each dialect."""
+    if request.param == "sqlite":
+        f = start_fleet(tmp_path, "")
+        yield f
+        f.admin.close()
+        f.server.stop()
+        return
+    with postgres_schema() as url:
+        f = start_fleet(tmp_path, url)
+        yield f
+        f.admin.close()
+        f.server.stop()
+
+
+def _database(f: Fleet) -> Database:
+    return Database(f.database_url or ServerSettings(data_dir=f.server.data_dir).effective_database_url)
+
+
+def _checkin(version: str) -> dict:
+    return {"state": "committed", "current": {"name": "app", "version": version, "release_id": None}}
+
+
+def test_acknowledged_checkins_survive_sigkill(own_fleet: Fleet) -> None:
+    """Devices check in as fast as they can, each reporting a counter as its version; the server
+    is killed with SIGKILL mid-stream. Each device's stored version must be the last one the
+    server acknowledged to it (or the next, sent but whose answer the kill cut off)."""
+    devices = [own_fleet.enroll({"fleet": "kill"}) for _ in range(12)]
+    acked: dict[str, int] = {}
+    stop = threading.Event()
+    enough = threading.Barrier(len(devices) + 1)
+
+    def device_loop(dev) -> None:  # type: ignore[no-untyped-def]
+        n = 0
+        with httpx.Client(base_url=own_fleet.url, headers=dev.auth, timeout=10) as client:
+            while not stop.is_set():
+                n += 1
+                try:
+                    r = client.post(f"/v1/devices/{dev.id}/checkin", json=_checkin(f"1.0.{n}"))
+                except httpx.TransportError:
+                    return  # the server is gone: this check-in was never acknowledged
+                assert r.status_code == 200, r.text
+                acked[dev.id] = n
+                if n == 20:
+                    enough.wait()
+
+    threads = [threading.Thread(target=device_loop, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    enough.wait(60)  # every device has 20 acknowledged check-ins and is still sending
+    os.kill(own_fleet.server.proc.pid, signal.SIGKILL)
+    own_fleet.server.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    db = _database(own_fleet)
+    try:
+        with db.read() as session:
+            stored = {r.id: r for r in session.execute(select(DeviceRow.id, DeviceRow.current, DeviceRow.state).where(DeviceRow.id.in_(acked)))}
+    finally:
+        db.dispose()
+    assert len(acked) == len(devices)
+    for device_id, n in acked.items():
+        version = int(stored[device_id].current["version"].rsplit(".", 1)[1])
+        assert version in (n, n + 1), f"{device_id}: acknowledged 1.0.{n}, stored 1.0.{version}"
+        assert stored[device_id].state == "committed"
+
+
+def test_concurrent_checkins_each_get_their_own_answer(own_fleet: Fleet) -> None:
+    """Devices with different orders check in at once (so their check-ins share batches): each
+    answer is the device's own, and each device's report is stored on its own row."""
+    own_fleet.admin.post("/v1/admin/assignments", json={"release": "app@1.0.0", "tag": "group=a"}).raise_for_status()
+    tagged = [own_fleet.enroll({"group": "a"}) for _ in range(6)]
+    bare = [own_fleet.enroll({"group": "b"}) for _ in range(6)]
+
+    async def all_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=own_fleet.url, timeout=30) as client:
+            return await asyncio.gather(*(
+                client.post(f"/v1/devices/{d.id}/checkin", json=_checkin(f"0.{i}.{k}"), headers=d.auth)
+                for k in range(5) for i, d in enumerate(tagged + bare)
+            ))
+
+    answers = asyncio.run(all_at_once())
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    for r in answers:
+        device_id = r.request.url.path.split("/")[3]
+        body = r.json()
+        if any(d.id == device_id for d in tagged):
+            assert body["assignment"]["name"] == "app" and body["assignment"]["version"] == "1.0.0"
+            assert body["tags"] == {"group": "a"}
+        else:
+            assert body["assignment"] is None
+            assert body["tags"] == {"group": "b"}
+    for i, d in enumerate(tagged + bare):
+        seen = own_fleet.admin.get(f"/v1/admin/devices/{d.id}").json()
+        assert seen["current"]["version"].startswith(f"0.{i}."), seen
+
+
+def test_refused_checkins_in_a_batch_leave_the_others_stored(tmp_path: Path) -> None:
+    """One batch (one transaction) of: a good check-in, a wrong secret, another device's
+    credential, an unknown device. Each refusal is its own error; the good one is stored."""
+    db = Database(f"sqlite:///{tmp_path / 'batch.db'}")
+    db.migrate()
+    try:
+        with db.write() as session:
+            token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
+        enrolled = []
+        for _ in range(2):
+            with db.write() as session:
+                answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts()), 30)
+            enrolled.append(Credential(answer.device_id, answer.secret))
+        good, other = enrolled
+        req = schemas.CheckinRequest.model_validate(_checkin("9.9.9"))
+        calls = [
+            fleet_mod.CheckinCall(good, good.id, req),
+            fleet_mod.CheckinCall(Credential(good.id, "not-the-secret"), good.id, req),
+            fleet_mod.CheckinCall(other, good.id, req),
+            fleet_mod.CheckinCall(Credential("dev_unknown0000", "x"), "dev_unknown0000", req),
+        ]
+        with db.write() as session:
+            results = fleet_mod.checkin_batch(session, calls, 30)
+        assert isinstance(results[0], schemas.CheckinResponse) and results[0].tags == {"k": "v"}
+        assert isinstance(results[1], Unauthorized) and isinstance(results[3], Unauthorized)
+        assert isinstance(results[2], Forbidden)
+        with db.read() as session:
+            rows = {r.id: r for r in session.scalars(select(DeviceRow))}
+        assert rows[good.id].current["version"] == "9.9.9"
+        assert rows[other.id].current is None
+    finally:
+        db.dispose()
+
+
+def test_group_commit_batches_concurrent_calls_and_routes_results() -> None:
+    """Calls arriving while a batch is written go together into the next one; each caller gets
+    its own result or error; a failing write fails only its own batch."""
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def write(calls: list[int]) -> list[int | Exception]:
+        gate.wait(5)  # hold the first batch until the others have queued up behind it
+        batches.append(calls)
+        if 13 in calls:
+            raise RuntimeError("the transaction failed")
+        return [ValueError(f"odd {c}") if c % 2 else c * 10 for c in calls]
+
+    async def scenario() -> list[object]:
+        group: GroupCommit[int, int] = GroupCommit(write)
+        first = asyncio.ensure_future(group.submit(0))
+        await asyncio.sleep(0.05)  # the first batch is now being written
+        rest = [asyncio.ensure_future(group.submit(c)) for c in (2, 3, 4)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        done = await asyncio.gather(first, *rest, return_exceptions=True)
+        failed = await asyncio.gather(group.submit(13), return_exceptions=True)
+        return [*done, *failed]
+
+    results = asyncio.run(scenario())
+    assert batches == [[0], [2, 3, 4], [13]]
+    assert results[0] == 0 and results[1] == 20 and results[3] == 40
+    assert isinstance(results[2], ValueError) and str(results[2]) == "odd 3"
+    assert isinstance(results[4], RuntimeError)
+
+
+def test_group_commit_survives_a_cancelled_caller() -> None:
+    """A caller that goes away (client disconnected) while its batch is written: the batch
+    still completes for the others."""
+    gate = threading.Event()
+
+    def write(calls: list[int]) -> list[int | Exception]:
+        gate.wait(5)
+        return [c + 1 for c in calls]
+
+    async def scenario() -> tuple[int, int]:
+        group: GroupCommit[int, int] = GroupCommit(write)
+        gone = asyncio.ensure_future(group.submit(1))
+        stays = asyncio.ensure_future(group.submit(2))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        gate.set()
+        later = await group.submit(5)
+        return await stays, later
+
+    start = time.monotonic()
+    assert asyncio.run(scenario()) == (3, 6)
+    assert time.monotonic() - start < 5
