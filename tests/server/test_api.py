@@ -227,3 +227,30 @@ def test_inputs_the_fuzzer_found_get_4xx_not_5xx(fleet: Fleet) -> None:
     assert fleet.admin.post("/v1/admin/enroll-tokens", json={"expires_s": 2**60}).status_code == 422
     assert fleet.admin.post("/v1/admin/enroll-tokens", json={"uses": 2**40}).status_code == 422
     assert fleet.admin.post("/v1/admin/webhooks", json={"url": "https://x.example/\x00", "secret": "s" * 16}).status_code == 422
+
+
+def test_checkin_refusals_match_the_other_routes(fleet: Fleet) -> None:
+    """The check-in route skips FastAPI's request parsing (routes/lean.py): its refusals must be
+    the ones every other route gives for the same faults."""
+    d = fleet.enroll()
+    url = f"/v1/devices/{d.id}/checkin"
+    with fleet.anon() as c:
+        r = c.post(url, content=b"", headers=d.auth)
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith("body: Field required")
+        r = c.post(url, content=b"{not json", headers={**d.auth, "content-type": "application/json"})
+        assert r.status_code == 422 and "JSON decode error" in r.json()["error"]["message"]
+        r = c.post(url, content=b"\xff\xfe{", headers={**d.auth, "content-type": "application/json"})
+        assert r.status_code == 422 and "cannot be parsed" in r.json()["error"]["message"]
+        r = c.post(url, content=b'{"state": "idle"}', headers={**d.auth, "content-type": "text/plain"})
+        assert r.status_code == 422
+        r = c.post(url, json={"state": "idle", "current": {"name": "app"}}, headers=d.auth)
+        assert r.status_code == 422 and "current.version: Field required" in r.json()["error"]["message"]
+        r = c.post(url, json={"state": "idle", "surprise": 1}, headers=d.auth)
+        assert r.status_code == 422 and "surprise" in r.json()["error"]["message"]
+        r = c.post("/v1/devices/dev_%00/checkin", json={"state": "idle"}, headers=d.auth)
+        assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
+        r = c.post(url, json={"state": "idle"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        r = c.post(url, json={"state": "idle"}, headers={"authorization": f"Bearer {d.id}.wrong"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.post(url, json={"state": "idle"}, headers=d.auth).status_code == 200

@@ -9,6 +9,7 @@ from edgeship.server.auth import require_device
 from edgeship.server.context import ServerContext, context
 from edgeship.server.credentials import Credential, bearer
 from edgeship.server.routes.deps import credential
+from edgeship.server.routes.lean import LeanRoute
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -19,17 +20,18 @@ def enroll(body: schemas.EnrollRequest, ctx: ServerContext = Depends(context)) -
         return fleet.enroll(session, body, ctx.settings.poll_interval_s)
 
 
-@router.post("/{device_id}/checkin", response_model=schemas.CheckinResponse)
+# Called lean (routes/lean.py): no dependencies, the credential is read here. Answered once
+# stored: concurrent check-ins are written in one transaction (group_commit.py).
 async def checkin(device_id: str, body: schemas.CheckinRequest, request: Request) -> Response:
-    # No dependencies here (the credential is read directly): FastAPI's dependency solving cost
-    # more than the rest of a check-in. Answered once stored: concurrent check-ins are written
-    # in one transaction (group_commit.py).
     ctx: ServerContext = request.app.state.ctx
     cred = bearer(request.headers.get("authorization"), "credential")
     answer = await ctx.checkins.submit(fleet.CheckinCall(cred, device_id, body))
     ctx.metrics.checkins.inc()
     # Serialized here, already validated by construction: FastAPI would validate it again.
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+router.add_api_route("/{device_id}/checkin", checkin, methods=["POST"], response_model=schemas.CheckinResponse, route_class_override=LeanRoute)
 
 
 @router.post("/{device_id}/events")
