@@ -1,6 +1,10 @@
 """The capacity model of docs/scaling.md, computed from a ``benchmarks/scale.py`` result file.
 
-    .venv/bin/python benchmarks/capacity.py scale-results.json
+    .venv/bin/python benchmarks/capacity.py scale-results.json [checkin-load-results.json]
+
+With a second file, written by ``benchmarks/checkin_load.py --event-share 0 --out``, the
+per-check-in costs (server and PostgreSQL CPU, worker memory) come from its PostgreSQL run of
+this tree instead: check-in got cheaper than in the scale run, the rest did not change.
 
 Prints the Markdown tables of docs/scaling.md: check-ins/s per fleet size and poll interval,
 server processes and PostgreSQL CPU they need, database rows, writes and bytes, blob egress
@@ -15,7 +19,7 @@ import json
 import math
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 FLEETS = (10_000, 100_000, 1_000_000)
@@ -65,6 +69,17 @@ class Costs:
             broker_kib_per_connection=(push["broker_rss_mib"] - push["broker_rss_mib_idle"]) * 1024 / push["devices"],
             broker_kib_per_account=accounts_mib * 1024 / push["devices"],
         )
+
+
+def checkin_costs(costs: Costs, load: dict) -> Costs:
+    """``costs`` with the per-check-in figures of a ``checkin_load.py`` result (its PostgreSQL
+    run of this tree, measured with check-ins only, so that CPU per request is per check-in)."""
+    runs = [r for r in load["runs"] if r["backend"] == "postgresql" and r["server"] == "this tree" and r["event_share"] == 0]
+    if not runs:
+        raise SystemExit("the check-in result file has no PostgreSQL run of this tree with --event-share 0")
+    run = runs[-1]
+    return replace(costs, server_ms_per_checkin=run["server_cpu_ms_per_request"], postgres_ms_per_checkin=run["postgres_cpu_ms_per_request"],
+                   rss_mib_per_worker=run["server_rss_mib"] / run["workers"])
 
 
 def _n(x: float) -> str:
@@ -128,9 +143,11 @@ def mqtt_table(c: Costs) -> list[str]:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         raise SystemExit(__doc__)
     c = Costs.from_report(json.loads(Path(sys.argv[1]).read_text()))
+    if len(sys.argv) == 3:
+        c = checkin_costs(c, json.loads(Path(sys.argv[2]).read_text()))
     print(f"<!-- per-unit costs: {c} -->\n")
     for title, table in (("Check-ins", checkin_table(c)), ("Database", database_table(c)), ("Blob egress per release", egress_table()),
                          ("MQTT", mqtt_table(c))):
