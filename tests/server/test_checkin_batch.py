@@ -215,3 +215,25 @@ def test_group_commit_survives_a_cancelled_caller() -> None:
     start = time.monotonic()
     assert asyncio.run(scenario()) == (3, 6)
     assert time.monotonic() - start < 5
+
+
+def test_group_commit_serves_a_second_event_loop() -> None:
+    """An app served by one event loop that was closed mid-batch (a test client's), then by
+    another: the new loop's calls still get written, not queued behind the dead loop's writer."""
+    gate = threading.Event()
+
+    def write(calls: list[int]) -> list[int | Exception]:
+        gate.wait(5)
+        return [c + 1 for c in calls]
+
+    group: GroupCommit[int, int] = GroupCommit(write)
+    first = asyncio.new_event_loop()
+    first.create_task(group.submit(1))
+    first.run_until_complete(asyncio.sleep(0.05))  # its batch is now in the worker thread
+    first.close()  # closed without finishing its tasks
+    gate.set()
+
+    async def later() -> int:
+        return await asyncio.wait_for(group.submit(5), 5)
+
+    assert asyncio.run(later()) == 6

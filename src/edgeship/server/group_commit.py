@@ -33,9 +33,11 @@ class GroupCommit(Generic[Call, Result]):
 
     async def submit(self, call: Call) -> Result:
         """The result of ``call``, once the batch it went into is written."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((call, future))
-        if self._writer is None or self._writer.done():
+        # A writer of another loop (an app served by one test client, then another) is gone.
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
             self._writer = asyncio.create_task(self._drain())
         return await future
 
