@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/checkin_load.py [--backend sqlite|postgresql|both] [--workers 2]
         [--devices 10000] [--duration 20] [--connections 32] [--event-share 0.1]
-        [--baseline 6848e38] [--out result.json]
+        [--baseline 29f82e4] [--out result.json]
 
 Each backend is measured twice in the same run: first the server of ``--baseline`` (a git
 commit: its ``src/`` is extracted to a temporary directory and put first on the server's
@@ -51,7 +51,7 @@ from edgeship.loopback import Processes
 REPO = Path(__file__).resolve().parents[1]
 APP_NAME = "edgeship-checkin-load"
 # The last commit before the check-in fast path (group commit, dependency-free route).
-BEFORE_FAST_PATH = "6848e38"
+BEFORE_FAST_PATH = "29f82e4"
 
 
 def extract_baseline(ref: str, into: Path) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.capacity import Costs, checkin_costs
+from benchmarks.checkin_load import BEFORE_FAST_PATH
 from tests.helpers.server import postgres_base_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_smoke_run_against_the_baseline_and_capacity_from_its_file(tmp_path: Pat
                           "--out", str(out)], capture_output=True, text=True, timeout=600, check=False, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
-    assert [r["server"] for r in runs] == ["baseline 6848e38", "this tree"]
+    assert [r["server"] for r in runs] == [f"baseline {BEFORE_FAST_PATH}", "this tree"]
     for r in runs:
         assert r["checkins_per_s"] > 0 and r["non_200"] == 0 and r["socket_errors"] == 0, r
         assert r["server_cpu_ms_per_request"] > 0 and r["postgres_cpu_ms_per_request"] > 0, r
