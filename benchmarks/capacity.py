@@ -3,8 +3,7 @@
     .venv/bin/python benchmarks/capacity.py scale-results.json [checkin-load-results.json]
 
 With a second file, written by ``benchmarks/checkin_load.py --event-share 0 --out``, the
-per-check-in costs (server and PostgreSQL CPU, worker memory) come from its PostgreSQL run of
-this tree instead: check-in got cheaper than in the scale run, the rest did not change.
+per-check-in costs (server and PostgreSQL CPU) come from its PostgreSQL run of this tree instead: check-in got cheaper than in the scale run, the rest did not change.
 
 Prints the Markdown tables of docs/scaling.md: check-ins/s per fleet size and poll interval,
 server processes and PostgreSQL CPU they need, database rows, writes and bytes, blob egress
@@ -72,14 +71,14 @@ class Costs:
 
 
 def checkin_costs(costs: Costs, load: dict) -> Costs:
-    """``costs`` with the per-check-in figures of a ``checkin_load.py`` result (its PostgreSQL
-    run of this tree, measured with check-ins only, so that CPU per request is per check-in)."""
+    """``costs`` with the per-check-in CPU of a ``checkin_load.py`` result (its PostgreSQL run of
+    this tree, measured with check-ins only, so that CPU per request is per check-in). Worker
+    memory stays the scale run's: that result's RSS includes the parent process of the workers."""
     runs = [r for r in load["runs"] if r["backend"] == "postgresql" and r["server"] == "this tree" and r["event_share"] == 0]
     if not runs:
         raise SystemExit("the check-in result file has no PostgreSQL run of this tree with --event-share 0")
     run = runs[-1]
-    return replace(costs, server_ms_per_checkin=run["server_cpu_ms_per_request"], postgres_ms_per_checkin=run["postgres_cpu_ms_per_request"],
-                   rss_mib_per_worker=run["server_rss_mib"] / run["workers"])
+    return replace(costs, server_ms_per_checkin=run["server_cpu_ms_per_request"], postgres_ms_per_checkin=run["postgres_cpu_ms_per_request"])
 
 
 def _n(x: float) -> str:

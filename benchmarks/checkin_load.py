@@ -134,8 +134,9 @@ def main() -> None:
                 results.append(result)
                 print(json.dumps(result) if args.json else report(result), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"benchmark": "checkin_load", "args": {k: str(v) for k, v in vars(args).items()},
-                                        "runs": results}, indent=1) + "\n")
+        # Not the database URL (it may carry a password) nor where the file went.
+        kept = {k: v for k, v in vars(args).items() if k not in ("database_url", "out", "json")}
+        args.out.write_text(json.dumps({"benchmark": "checkin_load", "args": kept, "runs": results}, indent=1) + "\n")
 
 
 def report(r: dict) -> str:
