@@ -128,6 +128,26 @@ def test_concurrent_checkins_each_get_their_own_answer(own_fleet: Fleet) -> None
         assert seen["current"]["version"].startswith(f"0.{i}."), seen
 
 
+def test_a_checkin_the_database_refuses_fails_alone(own_fleet: Fleet) -> None:
+    """A check-in whose facts PostgreSQL cannot store (NaN is not JSON to it) sent among many
+    good ones: the good ones sharing its batch are written again without it and answered 200."""
+    devices = [own_fleet.enroll() for _ in range(16)]
+    poison = own_fleet.enroll()
+    body = b'{"state": "idle", "facts": {"arch": "x", "score": NaN}}'
+
+    async def all_at_once() -> tuple[list[httpx.Response], httpx.Response]:
+        async with httpx.AsyncClient(base_url=own_fleet.url, timeout=30) as client:
+            def good(d, k):  # type: ignore[no-untyped-def]
+                return client.post(f"/v1/devices/{d.id}/checkin", json=_checkin(f"2.0.{k}"), headers=d.auth)
+            bad = client.post(f"/v1/devices/{poison.id}/checkin", content=body, headers={**poison.auth, "content-type": "application/json"})
+            answers = await asyncio.gather(*[good(d, 1) for d in devices], bad, *[good(d, 2) for d in devices])
+            return answers[: len(devices)] + answers[len(devices) + 1 :], answers[len(devices)]
+
+    for _ in range(3):
+        answers, _refused = asyncio.run(all_at_once())
+        assert [r.status_code for r in answers] == [200] * len(answers), [r.text for r in answers if r.status_code != 200]
+
+
 def test_refused_checkins_in_a_batch_leave_the_others_stored(tmp_path: Path) -> None:
     """One batch (one transaction) of: a good check-in, a wrong secret, another device's
     credential, an unknown device. Each refusal is its own error; the good one is stored."""
@@ -164,7 +184,7 @@ def test_refused_checkins_in_a_batch_leave_the_others_stored(tmp_path: Path) -> 
 
 def test_group_commit_batches_concurrent_calls_and_routes_results() -> None:
     """Calls arriving while a batch is written go together into the next one; each caller gets
-    its own result or error; a failing write fails only its own batch."""
+    its own result or error; when a batch's write fails, only the calls that fail alone fail."""
     batches: list[list[int]] = []
     gate = threading.Event()
 
@@ -183,14 +203,15 @@ def test_group_commit_batches_concurrent_calls_and_routes_results() -> None:
         await asyncio.sleep(0.05)
         gate.set()
         done = await asyncio.gather(first, *rest, return_exceptions=True)
-        failed = await asyncio.gather(group.submit(13), return_exceptions=True)
+        failed = await asyncio.gather(group.submit(12), group.submit(13), group.submit(14), return_exceptions=True)
         return [*done, *failed]
 
     results = asyncio.run(scenario())
-    assert batches == [[0], [2, 3, 4], [13]]
+    # The failed batch is written again one call at a time: only 13 fails.
+    assert batches == [[0], [2, 3, 4], [12, 13, 14], [12], [13], [14]]
     assert results[0] == 0 and results[1] == 20 and results[3] == 40
     assert isinstance(results[2], ValueError) and str(results[2]) == "odd 3"
-    assert isinstance(results[4], RuntimeError)
+    assert results[4] == 120 and isinstance(results[5], RuntimeError) and results[6] == 140
 
 
 def test_group_commit_survives_a_cancelled_caller() -> None:

@@ -23,7 +23,9 @@ Result = TypeVar("Result")
 
 class GroupCommit(Generic[Call, Result]):
     """Feeds ``write(calls) -> one result or exception per call`` from ``submit``, one batch
-    at a time, in a worker thread; an exception raised by ``write`` itself fails the whole batch."""
+    at a time, in a worker thread. When ``write`` itself raises (its transaction failed), each
+    call of the batch is written again alone, so the exception reaches only the calls that
+    cause it."""
 
     def __init__(self, write: Callable[[list[Call]], list[Result | Exception]], max_batch: int = 256) -> None:
         self._write = write
@@ -44,10 +46,13 @@ class GroupCommit(Generic[Call, Result]):
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            calls = [call for call, _ in batch]
             try:
-                results = await anyio.to_thread.run_sync(self._write, [call for call, _ in batch])
+                results = await anyio.to_thread.run_sync(self._write, calls)
             except Exception as exc:  # the transaction failed: nothing of the batch is stored
-                results = [exc] * len(batch)
+                # Write each call alone, so that one bad call (input the database refuses)
+                # fails only its own request, as it would without batching.
+                results = [exc] if len(calls) == 1 else [await self._alone(call) for call in calls]
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():  # its request was cancelled (client gone); its write stands
                     continue
@@ -55,3 +60,9 @@ class GroupCommit(Generic[Call, Result]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _alone(self, call: Call) -> Result | Exception:
+        try:
+            return (await anyio.to_thread.run_sync(self._write, [call]))[0]
+        except Exception as exc:
+            return exc
