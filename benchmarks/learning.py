@@ -26,6 +26,11 @@ perplexity before and after, and the weight update's size against the full model
 baseline: shipping the whole tuned model), for full fine-tuning and for training only the
 ``ffn_down`` tensors; then the real Gemma 3 270M, which is Q4_K_M and so not trainable (the
 job says why).
+
+``--part federated --agents N`` (not in ``all``: it takes minutes) measures a federated round's
+wall time with N real agent processes (each fine-tuning the tiny F32 llama on its own text,
+uploading its delta) from ``federated start`` to the round's candidate, against one agent's
+round alone in the same run (the baseline), and the update size against the model's.
 """
 
 from __future__ import annotations
@@ -164,6 +169,49 @@ def training(args: argparse.Namespace) -> None:
         fine_tune_figures("Gemma 3 270M Q4_K_M", fetch(), data, root / "gemma", TrainOptions(epochs=1))
 
 
+def federated_round(agents: int, work: Path) -> dict[str, float]:
+    """Wall time of one federated round with ``agents`` real agents, and with one (the baseline)."""
+    import subprocess
+
+    from edgeship.workspace import Workspace
+    from tests.agent.harness import Device as Agent, Releases, Server
+
+    ws = Workspace.init(work / "ws", passphrase=None)
+    base = write_tiny_llama(work / "base.gguf")
+    rel = Releases(ws, base, work / "src")
+    rel.publish("1.0.0")
+    server = Server.create(ws, work / "server")
+    server.start()
+    try:
+        fleet = [Agent(server, work / f"agent-{i}", rel.root(), f"bench=d{i}", server.enroll_token({"bench": f"d{i}", "fed": "yes"}))
+                 for i in range(agents)]
+        server.assign("llm@1.0.0", tag="fed=yes")
+        for a in fleet:
+            if a.run().returncode != 0 or a.version() != "1.0.0":
+                raise SystemExit("an agent did not install the base release")
+        out: dict[str, float] = {"model_bytes": base.stat().st_size}
+        for label, members in (("one", fleet[:1]), ("all", fleet)):
+            target = ",".join(f"bench=d{i}" for i in range(len(members)))
+            started = time.perf_counter()
+            run = server.admin("POST", "/v1/admin/federated", {"release": "llm@1.0.0", "target": target, "min_participants": len(members),
+                                                                "local_steps": 1, "max_norm": 1e6})
+            procs = [subprocess.Popen(a.command("--once", "--learn-data", str(write_corpus(work / f"text-{label}-{i}", 10))),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, a in enumerate(members)]
+            if any(p.wait() != 0 for p in procs):
+                raise SystemExit("an agent failed its federated round")
+            (entry,) = server.admin("GET", f"/v1/admin/federated/{run['id']}")["rounds"]
+            out[f"round_{label}_s"] = time.perf_counter() - started
+            if not entry["used"] or entry["accepted"] != len(members):
+                raise SystemExit(f"the round was not used: {entry}")
+            out[f"update_{label}_mean_bytes"] = sum(entry["update_bytes"]) / len(entry["update_bytes"])
+        out["agents"] = agents
+        out["round_all_vs_one"] = out["round_all_s"] / out["round_one_s"]
+        out["update_vs_model"] = out["update_all_mean_bytes"] / out["model_bytes"]
+        return out
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--swaps", type=int, default=30)
@@ -171,14 +219,26 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--part", choices=("all", "adapters", "training"), default="all")
+    parser.add_argument("--part", choices=("all", "adapters", "training", "federated"), default="all")
     parser.add_argument("--records", type=int, default=40, help="training records (README paragraphs)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--agents", type=int, default=8, help="agents in the federated round (--part federated)")
     args = parser.parse_args()
     if args.part in ("all", "adapters"):
         adapters(args)
     if args.part in ("all", "training"):
         training(args)
+    if args.part == "federated":
+        federated(args)
+
+
+def federated(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        fed = federated_round(args.agents, Path(tmp))
+    print(json.dumps(fed, indent=2))
+    print(f"federated round with {fed['agents']:.0f} agents: {fed['round_all_s']:.1f} s wall, start to candidate "
+          f"(one agent alone: {fed['round_one_s']:.1f} s, x{fed['round_all_vs_one']:.2f}); mean update "
+          f"{fed['update_all_mean_bytes']:,.0f} bytes ({fed['update_vs_model']:.0%} of the {fed['model_bytes']:,.0f}-byte model)")
 
 
 def adapters(args: argparse.Namespace) -> None:
