@@ -87,7 +87,6 @@ def test_the_demo_runs_on_a_real_gguf_with_real_answers_and_a_tiny_v2(real_gguf:
     assert v1.components[0].digest.endswith(hashlib.sha256(real_gguf.read_bytes()).hexdigest())
     assert v1.components[1].meta["image"]["mode"] == "RGB"  # `release push` recognised the image model
     report = Path(s["report"]).read_text()
-    assert "On-device learning" in report and f"{learning['loss_after']}" in report
     assert real_gguf.name in report and "Paris" in report
     assert set(descendants(os.getpid())) - before == set(), "the demo left processes running"
 
