@@ -9,7 +9,6 @@ Rounds advance lazily, whenever a device or the operator asks about the run.
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from edgeship.learn.weights import tensor_delta, trainable_shapes, write_with_de
 from edgeship.release.manifest import ComponentKind, parse_ref
 from edgeship.rollout.cohort import cohort_value
 from edgeship.rollout.selector import Selector
+from edgeship.server import strict_json
 from edgeship.server.auth import DeviceIdentity
 from edgeship.server.bases import release_manifest
 from edgeship.server.models import Device, Event, FederatedRun, FederatedUpdate
@@ -263,10 +263,7 @@ def metrics_json(metrics_header: str | None) -> dict[str, Any]:
     """The device's training figures from the ``Edgeship-Metrics`` header (numbers only)."""
     if not metrics_header:
         return {}
-    try:
-        value = json.loads(metrics_header)
-    except ValueError as exc:
-        raise UsageError("the Edgeship-Metrics header is not JSON", hint="send the update's metrics as a JSON object") from exc
+    value = strict_json.loads(metrics_header, "the Edgeship-Metrics header")
     if not isinstance(value, dict):
         raise UsageError("the Edgeship-Metrics header is not a JSON object")
     return value

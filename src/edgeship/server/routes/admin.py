@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from edgeship.server import assignments, events, fleet, push, schemas, uploads
 from edgeship.server.auth import create_admin_token
 from edgeship.server.context import ServerContext, context
+from edgeship.server.routes.body import JsonRoute
 from edgeship.server.routes.deps import admin
 from edgeship.store.digest import Digest
 
-router = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[Depends(admin)])
+router = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[Depends(admin)], route_class=JsonRoute)
 
 
 def _digest(hexdigest: str) -> Digest:

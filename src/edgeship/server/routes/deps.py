@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 
+import anyio
 from fastapi import Depends, Header, Request
 
-from edgeship.server.auth import require_admin
+from edgeship.server.auth import require_admin, require_device
 from edgeship.server.context import ServerContext, context
 from edgeship.server.credentials import Credential, bearer, parse_token
 from edgeship.errors import UsageError
@@ -31,6 +32,19 @@ async def repo_credential(authorization: str | None = Header(None)) -> Credentia
             raise Unauthorized("malformed Basic credential") from exc
         return parse_token(f"{ident}.{secret}", "credential")
     return bearer(authorization, "credential")
+
+
+async def vouch_device(request: Request, cred: Credential) -> None:
+    """Unauthorized (or Forbidden) unless ``cred`` is the device named in the URL. Asked of a
+    device route whose request is refused, before the caller hears why (routes/body.py)."""
+    ctx: ServerContext = request.app.state.ctx
+    device_id = request.path_params["device_id"]
+
+    def check() -> None:
+        with ctx.db.read() as session:
+            require_device(session, cred, device_id)
+
+    await anyio.to_thread.run_sync(check)
 
 
 def admin(cred: Credential = Depends(credential), ctx: ServerContext = Depends(context)) -> None:

@@ -7,11 +7,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from edgeship.server import events, fleet, schemas
 from edgeship.server.auth import require_device
 from edgeship.server.context import ServerContext, context
-from edgeship.server.credentials import Credential, bearer
+from edgeship.server.credentials import Credential
+from edgeship.server.routes.body import JsonRoute
 from edgeship.server.routes.deps import credential
 from edgeship.server.routes.lean import LeanRoute
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=JsonRoute)
 
 
 @router.post("/enroll", status_code=201)
@@ -20,11 +21,10 @@ def enroll(body: schemas.EnrollRequest, ctx: ServerContext = Depends(context)) -
         return fleet.enroll(session, body, ctx.settings.poll_interval_s)
 
 
-# Called lean (routes/lean.py): no dependencies, the credential is read here. Answered once
-# stored: concurrent check-ins are written in one transaction (group_commit.py).
-async def checkin(device_id: str, body: schemas.CheckinRequest, request: Request) -> Response:
+# Called lean (routes/lean.py): the credential comes from the route, not FastAPI. Answered
+# once stored: concurrent check-ins are written in one transaction (group_commit.py).
+async def checkin(device_id: str, body: schemas.CheckinRequest, request: Request, cred: Credential = Depends(credential)) -> Response:
     ctx: ServerContext = request.app.state.ctx
-    cred = bearer(request.headers.get("authorization"), "credential")
     answer = await ctx.checkins.submit(fleet.CheckinCall(cred, device_id, body))
     ctx.metrics.checkins.inc()
     # Serialized here, already validated by construction: FastAPI would validate it again.

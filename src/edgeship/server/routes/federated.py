@@ -15,10 +15,11 @@ from edgeship.server.auth import DeviceIdentity, require_device
 from edgeship.server.context import ServerContext, context
 from edgeship.server.credentials import Credential
 from edgeship.server.problems import PayloadTooLarge
+from edgeship.server.routes.body import JsonRoute
 from edgeship.server.routes.deps import admin, credential
 
-operator = APIRouter(prefix="/v1/admin/federated", tags=["federated"], dependencies=[Depends(admin)])
-devices = APIRouter(prefix="/v1/devices", tags=["federated"])
+operator = APIRouter(prefix="/v1/admin/federated", tags=["federated"], dependencies=[Depends(admin)], route_class=JsonRoute)
+devices = APIRouter(prefix="/v1/devices", tags=["federated"], route_class=JsonRoute)
 
 
 class RunCreate(BaseModel):

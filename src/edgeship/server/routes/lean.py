@@ -1,25 +1,28 @@
-"""A FastAPI route class for the hottest routes (check-in): documented as usual, called lean.
+"""A FastAPI route class for the hottest device routes (check-in): documented as usual, called lean.
 
 FastAPI documents the endpoint from its signature as for any route, but calls it without its
 dependency machinery, which on a check-in cost more CPU than the check-in itself: the endpoint
-gets its path parameters (as strings), ``body`` validated from the JSON request body against
-its annotated model, and ``request``. Such an endpoint declares no dependencies (it reads the
-credential and the context from the request) and returns a ``Response``. Errors are the ones
-FastAPI would raise, so the app's handlers answer them the same way.
+gets its path parameters (as strings), ``cred`` (the bearer credential, read before the body
+is judged: a caller who is not authenticated hears nothing about its body), ``body`` validated
+from the JSON request body against its annotated model, and ``request``. Such an endpoint
+declares ``cred`` with ``Depends(credential)`` (for the documentation) and no other dependency
+(it reads the context from the request), and returns a ``Response``. Errors are the ones a
+route of routes/body.py raises, so the app's handlers answer them the same way.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any, get_type_hints
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from edgeship.server.routes.deps import text_url
+from edgeship.errors import UsageError
+from edgeship.server import strict_json
+from edgeship.server.routes.deps import credential, text_url, vouch_device
 
 
 class LeanRoute(APIRoute):
@@ -29,24 +32,23 @@ class LeanRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             await text_url(request)  # the app-wide dependency, which this route does not go through
-            body = model_from_json(model, await request.body(), request.headers.get("content-type"))
-            return await endpoint(**request.path_params, body=body, request=request)
+            cred = await credential(request.headers.get("authorization"))
+            try:
+                body = model_from_json(model, await request.body(), request.headers.get("content-type"))
+            except (UsageError, RequestValidationError):
+                await vouch_device(request, cred)  # only on this path: a good check-in is checked once, when stored
+                raise
+            return await endpoint(**request.path_params, cred=cred, body=body, request=request)
 
         return handler
 
 
 def model_from_json(model: type[BaseModel], raw: bytes, content_type: str | None) -> BaseModel:
-    """``raw`` validated as ``model``, or the ``RequestValidationError`` FastAPI would raise."""
+    """``raw`` validated as ``model``: a ``UsageError`` if it cannot be read as JSON, the
+    ``RequestValidationError`` FastAPI would raise if it is not a ``model``."""
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    value: Any = raw
-    if _is_json(content_type):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}]) from exc
-        except UnicodeDecodeError as exc:
-            raise HTTPException(400, "There was an error parsing the body") from exc
+    value: Any = strict_json.loads(raw, "the request body") if _is_json(content_type) else raw
     try:
         return model.model_validate(value)
     except ValidationError as exc:

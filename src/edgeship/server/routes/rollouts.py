@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from edgeship.server import experiments, rollouts, webhooks
 from edgeship.server import rollout_schemas as schemas
 from edgeship.server.context import ServerContext, context
+from edgeship.server.routes.body import JsonRoute
 from edgeship.server.routes.deps import admin
 
-router = APIRouter(prefix="/v1/admin", tags=["rollouts"], dependencies=[Depends(admin)])
+router = APIRouter(prefix="/v1/admin", tags=["rollouts"], dependencies=[Depends(admin)], route_class=JsonRoute)
 
 
 @router.post("/rollouts", status_code=201)

@@ -1,0 +1,46 @@
+"""JSON as the server reads it from clients: only what JSON has, refused in our own words.
+
+Python's parser also accepts ``NaN``, ``Infinity`` and ``-Infinity``, and turns a number too
+large for a float (``1e999``) into infinity; PostgreSQL's JSON columns refuse all of these
+(SQLite would store them as text no client can parse back). Refused here, where every request
+body and JSON header is read, so no route stores one and the caller hears which request was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from edgeship.errors import UsageError
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _constant(_name: str) -> float:
+    raise _NotFinite
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite
+    return value
+
+
+def loads(raw: bytes | str, what: str) -> Any:
+    """``raw`` parsed as JSON, or a ``UsageError`` that names ``what`` was wrong."""
+    try:
+        return json.loads(raw, parse_constant=_constant, parse_float=_finite)
+    except _NotFinite:
+        raise UsageError(f"{what} holds NaN or Infinity (or a number too large for a float)", hint="send finite numbers, or null where there is no value") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not JSON (line {exc.lineno}, column {exc.colno})", hint="send one JSON object (docs/protocol.md)") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} cannot be parsed", hint="send UTF-8 JSON (docs/protocol.md)") from None
+    except RecursionError:
+        raise UsageError(f"{what} is nested too deeply", hint="send flatter JSON") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise UsageError(f"{what} holds a number of too many digits", hint="send numbers a 64-bit integer or a float can hold") from None
