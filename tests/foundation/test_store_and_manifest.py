@@ -10,6 +10,7 @@ import pytest
 from edgeship.errors import StoreError, UsageError, ValidationError
 from edgeship.release.manifest import Component, ComponentKind, Manifest, Requirements, canonical_json, parse_ref
 from edgeship.store.digest import Digest, hash_file
+from edgeship.store.fsutil import free_space, room_shortfall
 from edgeship.store.local import LocalBlobStore
 from edgeship.units import parse_duration, parse_rate, parse_size
 
@@ -101,3 +102,13 @@ def test_parse_ref() -> None:
     assert parse_ref("llm@1.2.3-rc.1") == ("llm", "1.2.3-rc.1")
     with pytest.raises(UsageError):
         parse_ref("llm@one")
+
+
+def test_room_shortfall_is_the_one_free_space_rule() -> None:
+    """The download's and the trainer's rule: free space must hold the need plus the margin."""
+    mib = 2**20
+    assert room_shortfall(3 * mib, 4 * mib, keep_free=1 * mib) is None
+    assert room_shortfall(0, 0, keep_free=1 * mib) is None  # nothing to write: nothing to refuse
+    assert room_shortfall(3 * mib, 4 * mib - 1, keep_free=1 * mib) == "needs 3.0 MiB and 1.0 MiB must stay free, but 4.0 MiB is free"
+    assert room_shortfall(3 * mib, 2 * mib) == "needs 3.0 MiB, but 2.0 MiB is free"
+    assert free_space(Path(".")) > 0

@@ -53,7 +53,7 @@ def test_room_counts_disk_and_memory() -> None:
     need = Need(disk=2_000, memory=4_000)
     check_room(need, free_disk=2_000, memory_budget=4_000)
     check_room(need, free_disk=2_000, memory_budget=None)
-    with pytest.raises(LearnError, match="disk has"):
+    with pytest.raises(LearnError, match="is free"):
         check_room(need, free_disk=1_999, memory_budget=None)
     with pytest.raises(LearnError, match="budget is"):
         check_room(need, free_disk=10_000, memory_budget=3_999)

@@ -14,7 +14,6 @@ Everything lands in ``store/partial/<hex>``; the verifying step adopts it.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from edgeship.errors import DeltaError, StoreError, ValidationError
 from edgeship.release.deltas import predecessors
 from edgeship.release.manifest import Component, Manifest
 from edgeship.store.digest import Digest
+from edgeship.store.fsutil import free_space, room_shortfall
 from edgeship.trust.client import ReleaseVerifier
 from edgeship.trust.targets import delta_path
 
@@ -103,11 +103,10 @@ class Downloader:
                 partial = self.store.partial(digest)
                 need += c.size - min(c.size, partial.stat().st_size if partial.exists() else 0)
         self.store.partial_dir.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.store.partial_dir).free
-        if need and free < need + self.keep_free:
+        short = room_shortfall(need, free_space(self.store.partial_dir), self.keep_free)
+        if short:
             raise StoreError(
-                f"not enough disk space for {manifest.ref}: it needs {_mib(need)} more and {_mib(self.keep_free)} "
-                f"must stay free, but {_mib(free)} is free",
+                f"not enough disk space for {manifest.ref}: the download still {short}",
                 hint="free disk space (old files, logs) or lower --keep-free; the running release is untouched "
                 "and the download resumes when there is room",
             )
@@ -138,6 +137,3 @@ class Downloader:
         log.info("%s rebuilt from a %d-byte delta instead of %d bytes", new.name, info.length, new.size)
         return got
 
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"

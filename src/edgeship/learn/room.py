@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from edgeship.errors import LearnError
+from edgeship.store.fsutil import room_shortfall
 
 # Full fine-tuning with AdamW holds weights, gradients and two moments: four copies.
 TRAINING_COPIES = 4
@@ -24,16 +23,13 @@ def need_for(model_size: int) -> Need:
 
 def check_room(need: Need, *, free_disk: int, memory_budget: int | None) -> None:
     """Refuse the job (one line, nothing written) when disk or the memory budget is short."""
-    if need.disk > free_disk:
-        raise LearnError(f"no room to train: the job writes {_mb(need.disk)}, "
-                         f"the disk has {_mb(free_disk)} free", hint="free disk space or train a smaller model")
+    short = room_shortfall(need.disk, free_disk)
+    if short:
+        raise LearnError(f"no room to train: the job (the tuned model and its patch) {short}",
+                         hint="free disk space or train a smaller model")
     if memory_budget is not None and need.memory > memory_budget:
         raise LearnError(f"no room to train: fine-tuning needs about {_mb(need.memory)} of memory, "
                          f"the budget is {_mb(memory_budget)}", hint="raise the device's memory budget")
-
-
-def free_disk(directory: Path) -> int:
-    return shutil.disk_usage(directory).free
 
 
 def _mb(n: int) -> str:

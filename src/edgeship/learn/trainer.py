@@ -19,9 +19,10 @@ import numpy as np
 
 from edgeship.errors import LearnError
 from edgeship.learn.data import Corpus, read_corpus
-from edgeship.learn.room import check_room, free_disk, need_for
+from edgeship.learn.room import check_room, need_for
 from edgeship.learn.update import TrainingMetrics, WeightUpdate, make_update
 from edgeship.learn.weights import tensor_delta, write_with_delta
+from edgeship.store.fsutil import free_space
 
 EVAL_CTX = 256
 TRAINED = "trained.gguf.partial"  # what the trainer child saves
@@ -50,7 +51,7 @@ def fine_tune(base: Path, data_dir: Path, work_dir: Path, options: TrainOptions 
     _require_f32(base)
     corpus = read_corpus(data_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    check_room(need_for(base.stat().st_size), free_disk=free_disk(work_dir), memory_budget=options.memory_budget)
+    check_room(need_for(base.stat().st_size), free_disk=free_space(work_dir), memory_budget=options.memory_budget)
     train_tokens, held_tokens = _tokens(base, corpus)
     before = _measure(base, train_tokens, held_tokens)
     tuned = work_dir / "tuned.gguf"

@@ -1,10 +1,12 @@
-"""Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory."""
+"""Crash-safe file writes (temp file in the same directory, fsync, rename, fsync the directory),
+and the free-space rule every writer of a large file checks first."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -80,3 +82,21 @@ def sweep_temps(directory: Path, name: str = "*") -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+def free_space(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``directory``'s file system."""
+    return shutil.disk_usage(directory).free
+
+
+def room_shortfall(need: int, free: int, keep_free: int = 0) -> str | None:
+    """None when ``free`` bytes hold ``need`` and leave ``keep_free``; else the shortfall in
+    words for the caller's error: "needs 3.0 MiB and 1.0 MiB must stay free, but 2.0 MiB is free"."""
+    if not need or free >= need + keep_free:
+        return None
+    margin = f" and {_mib(keep_free)} must stay free" if keep_free else ""
+    return f"needs {_mib(need)}{margin}, but {_mib(free)} is free"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
