@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from edgeship.agent.store import DeviceStore
 from edgeship.release.manifest import Manifest
 from edgeship.samples.llama import write_tiny_llama
 from edgeship.workspace import Workspace
-from tests.agent.harness import Releases
+from tests.agent.harness import Releases, Server
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,23 @@ def releases(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("EDGESHIP_KEY_PASSPHRASE", raising=False)
     ws = Workspace.init(tmp_path / "ws", passphrase=None)
     return Releases(ws, tiny_gguf, tmp_path / "src")
+
+
+@pytest.fixture
+def start_server(releases: Releases, tmp_path: Path) -> Iterator[Callable[[], Server]]:
+    """Starts a real server over ``releases``' workspace when called: after the test has
+    published what the server copies at creation. Stopped when the test ends."""
+    started: list[Server] = []
+
+    def start() -> Server:
+        server = Server.create(releases.ws, tmp_path / "server")
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def install_locally(store: DeviceStore, ws: Workspace, manifest: Manifest) -> str:

@@ -3,7 +3,7 @@ agent (before any download) and on the server (the assignment is refused)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -27,13 +27,8 @@ def adapters_only(releases: Releases, tmp_path: Path) -> tuple[Manifest, Manifes
 
 
 @pytest.fixture
-def server(releases: Releases, adapters_only: tuple[Manifest, Manifest], tmp_path: Path) -> Iterator[Server]:
-    s = Server.create(releases.ws, tmp_path / "server")
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def server(start_server: Callable[[], Server], adapters_only: tuple[Manifest, Manifest]) -> Server:
+    return start_server()
 
 
 def test_adapters_alone_install_on_a_device_with_their_base(server: Server, releases: Releases,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,16 +42,11 @@ def test_bad_facts_are_refused_with_what_to_write(item: str, message: str) -> No
 
 
 @pytest.fixture
-def server(releases: Releases, tmp_path: Path) -> Iterator[Server]:
+def server(releases: Releases, start_server: Callable[[], Server]) -> Server:
     spec = ComponentSpec(ComponentKind.GGUF, releases.model, "model")
     releases.ws.publish(build_release("llm", "1.0.0", [spec], releases.ws.store, requirements=parse_requirements(f"arch={BOARD},ram=1GiB")),
                         delta_history=0)
-    s = Server.create(releases.ws, tmp_path / "server")
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+    return start_server()
 
 
 def test_a_release_for_a_board_installs_only_where_the_agent_presents_that_board(server: Server, releases: Releases, tmp_path: Path) -> None:
