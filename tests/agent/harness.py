@@ -37,8 +37,8 @@ class Releases:
 
     def publish(self, version: str, *, health: HealthSuite | None = None, model: Path | None = None,
                 broken_model: bool = False, big: Path | None = None, deltas: bool = False,
-                chat_template: str | None = None) -> Manifest:
-        """A release of the tiny GGUF model (shared between versions) and a per-version config.
+                chat_template: str | None = None, extra: tuple[ComponentSpec, ...] = ()) -> Manifest:
+        """A release of the tiny GGUF model (shared between versions), a per-version config and ``extra``.
 
         ``broken_model`` ships garbage labelled as GGUF, which only a device trial catches;
         ``chat_template`` is signed into the model's meta, as `release push --chat-template` does.
@@ -50,6 +50,7 @@ class Releases:
         specs = [ComponentSpec(ComponentKind.GGUF, model or self.model, "model"), ComponentSpec(ComponentKind.CONFIG, config, "config")]
         if big is not None:
             specs.append(ComponentSpec(ComponentKind.FILE, big, "weights"))
+        specs += extra
         manifest = build_release(self.name, version, specs, self.ws.store, health=health,
                                  chat_templates={"model": chat_template} if chat_template is not None else None)
         if broken_model:

@@ -110,6 +110,29 @@ def test_evaluate_is_pure_and_strict() -> None:
     assert "the answer is empty" in evaluate(suite, report.model_copy(update={"results": [empty]})).failures[0]
 
 
+def test_evaluate_names_the_model_behind_each_failure() -> None:
+    """The trial's CPU fallback moves the models whose checks failed: evaluate groups failures by the model that answered."""
+    suite = HealthSuite(checks=({"type": "llm", "prompt": "x", "regex": "ok"}, {"type": "llm", "prompt": "y", "regex": "ok"},
+                                {"type": "image", "input": "a", "reference": "b", "min_psnr": 40},
+                                {"type": "max_rss", "max_rss": 100}))
+    report = HealthReport(release_id="a" * 64, rss_bytes=500, results=[
+        CheckResult(index=0, type="llm", component="llm", text="no"), CheckResult(index=1, type="llm", component="llm", text="ok"),
+        CheckResult(index=2, type="image", component="denoiser", psnr=12.0),
+        CheckResult(index=3, type="max_rss", rss_bytes=500)])
+    verdict = evaluate(suite, report)
+    assert len(verdict.failures) == 3
+    assert verdict.by_component == {"llm": [verdict.failures[0]], "denoiser": [verdict.failures[1]]}
+    assert "PSNR 12.0 dB is below 40 dB" in verdict.by_component["denoiser"][0]
+
+
+def test_the_runtime_says_which_model_answered_each_check(device: Device, models: Models, tmp_path: Path) -> None:
+    release_id = install_with_suite(device, models, tmp_path, GOOD)
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        report = client.health()
+    assert report.release_id == release_id
+    assert [r.component for r in report.results] == ["llm", "llm", "denoiser", "denoiser", None]
+
+
 def test_quality_measures() -> None:
     a = np.random.default_rng(0).random((3, 16, 16))
     assert psnr(a, a, 1.0) == PSNR_IDENTICAL and ssim(a, a, 1.0) == pytest.approx(1.0)

@@ -13,11 +13,17 @@ from edgeship.cli.main import run
 from edgeship.formats.facts import ModelFacts
 from edgeship.optimize.memory import estimate_memory
 from edgeship.optimize.profiles import Profile, load_profiles
-from edgeship.runtime import BackgroundServer
+from edgeship.errors import RuntimeBackendError
+from edgeship.runtime import BackgroundServer, RuntimeClient
 from edgeship.runtime.backend import BackendOptions
 from edgeship.runtime.device import device_facts
-from edgeship.runtime.plan import ALL_LAYERS, CPU_PROVIDER, GPU_ACCELERATORS, PROVIDERS, DeviceFacts, plan_gguf, plan_onnx
+from edgeship.runtime.fallbacks import FILE as FALLBACKS
+from edgeship.release.manifest import ComponentKind, HealthSuite
+from edgeship.runtime.health import evaluate, run_suite
+from edgeship.runtime.plan import (ALL_LAYERS, CPU_PROVIDER, GPU_ACCELERATORS, PROVIDERS, SESSION_CONFIG, BackendPlan,
+                                   DeviceFacts, cpu_fallback, plan_gguf, plan_onnx)
 from edgeship.runtime.release import load_release, prepare_release
+from tests.helpers import gelu
 
 from .conftest import Models, config_for, standard_release
 from .harness import Device
@@ -57,6 +63,7 @@ def test_every_catalog_profile_gets_a_plan_that_fits_it(profile: Profile) -> Non
     onnx = plan_onnx(device)
     assert onnx.providers == (*PROVIDERS.get(profile.accelerator or "", ()), CPU_PROVIDER)
     assert onnx.n_gpu_layers is None and onnx.reason
+    assert onnx.session_config == SESSION_CONFIG.get(profile.accelerator or "", {})
     if profile.accelerator == "npu":  # OpenVINO runs on the CPU unless told to use the NPU
         assert onnx.provider_options == {"OpenVINOExecutionProvider": {"device_type": "NPU"}}
     # Only what the installed onnxruntime offers, the CPU always last.
@@ -130,3 +137,79 @@ def test_profiles_refuse_a_bad_unified_memory_flag(tmp_path: Path) -> None:
         parse_catalog("profiles: {x: {ram: 1GiB, arch: x86_64, unified_memory: maybe}}", "test")
     parsed = parse_catalog("profiles: {x: {ram: 8GiB, arch: x86_64, accelerator: cuda, vram: 6GiB}}", "test")
     assert parsed["x"].vram == 6 * GIB and parsed["x"].unified_memory is False
+
+
+def test_a_failed_suite_moves_only_the_accelerated_models_that_failed_it() -> None:
+    """The pure decision behind the trial's CPU fallback, and the CPU plan it leads to."""
+    cuda = plan_onnx(DeviceFacts(accelerator="cuda", onnx_providers=EVERY_PROVIDER))
+    plans = {"llm": BackendPlan(n_gpu_layers=ALL_LAYERS), "half": BackendPlan(n_gpu_layers=9), "denoiser": cuda,
+             "cpu": plan_onnx(DeviceFacts()), "fine": BackendPlan(n_gpu_layers=ALL_LAYERS)}
+    failures = {"llm": ["check 0 (llm): the answer is empty"], "half": ["check 1 (llm): latency 9s exceeds 1s"],
+                "denoiser": ["check 2 (image): PSNR 84.6 dB is below 120 dB"], "cpu": ["check 3 (image): PSNR 3 dB is below 30 dB"],
+                "gone": ["check 4 (image): no such model"]}
+    moves = cpu_fallback(plans, failures)
+    # Not "cpu" (already there: a retry would only repeat), not "fine" (passed), not "gone" (not loaded).
+    assert set(moves) == {"llm", "half", "denoiser"}
+    assert "all GPU layers" in moves["llm"] and "the answer is empty" in moves["llm"]
+    assert "9 GPU layers" in moves["half"]
+    assert "TensorrtExecutionProvider, CUDAExecutionProvider" in moves["denoiser"] and "84.6 dB" in moves["denoiser"]
+    assert cpu_fallback(plans, {"cpu": failures["cpu"]}) == {} and cpu_fallback(plans, {}) == {}
+
+    moved = {n: p.on_cpu(moves[n]) if n in moves else p for n, p in plans.items()}
+    assert moved["denoiser"].providers == (CPU_PROVIDER,) and moved["denoiser"].session_config == {}
+    assert moved["llm"].n_gpu_layers == 0 and moved["llm"].fallback == moves["llm"]
+    # The suite runs once more on the CPU; if it fails again nothing is left to move: the trial rolls back.
+    assert cpu_fallback(moved, failures) == {}
+    # The agent reads the plans from the swap's JSON.
+    assert all(BackendPlan.from_json(p.to_json()) == p for p in (*plans.values(), *moved.values()))
+
+
+def test_an_accelerated_plan_that_fails_the_suite_passes_it_on_the_cpu(device: Device, tmp_path: Path) -> None:
+    """Real onnxruntime sessions (see tests.helpers.gelu for how this CPU-only machine gets an
+    accelerated plan): the suite fails on it, names the model, and passes once it is on the CPU."""
+    probe, exact = gelu.write_probe(tmp_path)
+    device.install("1.0.0", {"gelu": (ComponentKind.ONNX, gelu.write_gelu(tmp_path / "gelu.onnx")),
+                             "probe": (ComponentKind.FILE, probe), "exact": (ComponentKind.FILE, exact)},
+                   health=HealthSuite(checks=(gelu.check(),)))
+    options = BackendOptions(threads=1)
+    prepared = prepare_release(device.store.release_dir(device.store.link("current")), options)  # type: ignore[arg-type]
+    accelerated = replace(prepared, components=tuple(replace(p, plan=gelu.ACCELERATED) for p in prepared.components))
+
+    release = load_release(accelerated, options)
+    try:
+        assert release.backends["gelu"].plan.providers == gelu.ACCELERATED.providers  # onnxruntime really took both
+        verdict = evaluate(release.manifest.health, run_suite(release))
+        plans = {n: b.plan for n, b in release.backends.items()}
+    finally:
+        release.close()
+    assert not verdict.ok and "PSNR" in verdict.by_component["gelu"][0]
+    moves = cpu_fallback(plans, verdict.by_component)
+    assert set(moves) == {"gelu"} and "AzureExecutionProvider" in moves["gelu"]
+
+    release = load_release(accelerated.on_cpu(moves), options)
+    try:
+        plan = release.backends["gelu"].plan
+        assert plan.providers == (CPU_PROVIDER,) and plan.session_config == {} and plan.fallback == moves["gelu"]
+        assert evaluate(release.manifest.health, run_suite(release)).ok
+    finally:
+        release.close()
+
+
+def test_the_admin_swap_moves_models_to_the_cpu_and_back(device: Device, models: Models,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    release_id = standard_release(device, models)
+    (device.root / FALLBACKS).write_text("{not json")  # a damaged file costs the remembered moves, not the start
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        with pytest.raises(RuntimeBackendError, match="has no model 'nope' to move to the CPU"):
+            client.swap(release_id, cpu={"nope": "why"})
+        assert client.swap(release_id).changed is False  # nothing was remembered from the refused request
+        moved = client.swap(release_id, cpu={"denoiser": "its accelerator failed check 0"})
+        assert moved.changed and moved.plans["denoiser"]["fallback"] == "its accelerator failed check 0"
+        assert moved.plans["llm"]["fallback"] is None
+        assert client.swap(release_id).changed is False  # None: as last asked
+        # The explain command shows what the runtime serves.
+        assert run(["runtime", "plan", "--data-dir", str(device.root), "--json"]) == 0
+        explained = {c["name"]: c["plan"] for c in json.loads(capsys.readouterr().out)["components"]}
+        assert explained["denoiser"]["fallback"] == "its accelerator failed check 0"
+        again = client.swap(release_id, cpu={})  # every model as planned again
+        assert again.changed and again.plans["denoiser"]["fallback"] is None

@@ -82,15 +82,31 @@ def run_trial(release_dir: Path, *, parse_timeout_s: float) -> TrialResult:
 
 
 def runtime_trial(url: str, data_dir: Path, manifest: Manifest, release_id: str) -> TrialResult:
-    """Serve the new release in the device's runtime and run its inference checks there."""
-    from edgeship.runtime.client import RuntimeClient  # only devices with a runtime pay for it
+    """Serve the new release in the device's runtime and run its inference checks there.
+
+    Models whose accelerator failed a check are reloaded on the CPU and the suite runs once
+    more: if it passes, the trial goes on with the CPU plan (the plans say why).
+    """
+    # Only devices with a runtime pay for these imports.
+    from edgeship.runtime.client import RuntimeClient
+    from edgeship.runtime.plan import BackendPlan, cpu_fallback
 
     try:
         with RuntimeClient(data_dir, url) as runtime:
-            plans = runtime.swap(release_id).plans
+            plans = runtime.swap(release_id, cpu={}).plans  # {}: a new trial tries the accelerators again
             if not manifest.health.inference_checks():
                 return TrialResult(True, plans=plans)
             verdict = runtime.trial(manifest, release_id)
+            moves = cpu_fallback({n: BackendPlan.from_json(p) for n, p in plans.items()}, verdict.by_component)
+            if moves:
+                log.warning("%s: %s; trying again on the CPU", manifest.ref,
+                            "; ".join(f"{n}: {why}" for n, why in moves.items()))
+                first = verdict
+                plans = runtime.swap(release_id, cpu=moves).plans
+                verdict = runtime.trial(manifest, release_id)
+                if not verdict.ok:
+                    return TrialResult(False, f"inference checks failed on the CPU too: {verdict.reason} "
+                                              f"(on the accelerator: {first.reason})", plans)
     except RuntimeBackendError as exc:
         return TrialResult(False, f"runtime: {exc.message}")
     return TrialResult(verdict.ok, None if verdict.ok else f"inference checks failed: {verdict.reason}", plans)

@@ -184,7 +184,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.post("/admin/swap", dependencies=[Depends(admin)])
     def swap(body: SwapRequest) -> SwapOutcome:
-        return runtime.swap(body.release_id)
+        return runtime.swap(body.release_id, body.cpu)
 
     @app.post("/admin/adapters", dependencies=[Depends(admin)])
     def adapters(body: AdaptersRequest) -> dict[str, Any]:

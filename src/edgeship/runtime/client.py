@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -64,9 +65,13 @@ class RuntimeClient:
         except httpx.HTTPError:
             return False
 
-    def swap(self, release_id: str | None = None) -> SwapOutcome:
-        """Load ``release_id`` (None: what `current` points at) and serve it; raises if that failed."""
-        return SwapOutcome.model_validate(self._admin("/admin/swap", {"release_id": release_id}))
+    def swap(self, release_id: str | None = None, cpu: Mapping[str, str] | None = None) -> SwapOutcome:
+        """Load ``release_id`` (None: what `current` points at) and serve it; raises if that failed.
+
+        ``cpu``: models to run on the CPU -> why; {}: every model as planned; None: as last asked.
+        """
+        body = {"release_id": release_id, "cpu": None if cpu is None else dict(cpu)}
+        return SwapOutcome.model_validate(self._admin("/admin/swap", body))
 
     def adapters(self, default: str) -> dict[str, object]:
         """Set the adapters requests naming none run with ("NAME[*SCALE]+...", "": none); the base stays loaded."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from edgeship.errors import EdgeshipError, NotFoundError
 from edgeship.release.manifest import HealthSuite, ImageCheck, LlmCheck, RssCheck
+from edgeship.runtime.backend import Backend
 from edgeship.runtime.llama import GenerationParams, LlamaBackend
 from edgeship.runtime.release import LoadedRelease
 from edgeship.runtime.rss import rss_bytes
@@ -28,6 +29,7 @@ PSNR_IDENTICAL = 999.0  # dB; any real threshold is far below
 class CheckResult(BaseModel):
     index: int
     type: str
+    component: str | None = None  # the model that answered; None for memory, or when none could
     error: str | None = None  # the check could not run; it fails
     text: str | None = None
     tokens: int | None = None
@@ -47,6 +49,7 @@ class HealthReport(BaseModel):
 class HealthVerdict(BaseModel):
     ok: bool
     failures: list[str]
+    by_component: dict[str, list[str]] = {}  # the failures of checks a model answered, per model
 
     @property
     def reason(self) -> str | None:
@@ -63,17 +66,29 @@ def run_suite(release: LoadedRelease) -> HealthReport:
     for i, check in enumerate(checks):
         if isinstance(check, RssCheck):
             continue
+        component = None
         try:
-            results.append(_llm(release, i, check) if isinstance(check, LlmCheck) else _image(release, i, check))
+            backend = _backend(release, check)
+            component = backend.component.name
+            result = _llm(backend, i, check) if isinstance(check, LlmCheck) else _image(release, backend, i, check)
+            results.append(result.model_copy(update={"component": component}))
         except EdgeshipError as exc:
-            results.append(CheckResult(index=i, type=check.type, error=str(exc)))
+            results.append(CheckResult(index=i, type=check.type, component=component, error=str(exc)))
     rss = rss_bytes()
     results += [CheckResult(index=i, type=c.type, rss_bytes=rss) for i, c in enumerate(checks) if isinstance(c, RssCheck)]
     return HealthReport(release_id=release.release_id, results=sorted(results, key=lambda r: r.index), rss_bytes=rss)
 
 
-def _llm(release: LoadedRelease, index: int, check: LlmCheck) -> CheckResult:
-    backend = release.backend(check.component, LlamaBackend, "text")
+def _backend(release: LoadedRelease, check: LlmCheck | ImageCheck) -> Backend:
+    """The model ``check`` runs on: the one it names, else the release's only one of its kind."""
+    if isinstance(check, LlmCheck):
+        return release.backend(check.component, LlamaBackend, "text")
+    from edgeship.runtime.onnx import OnnxBackend
+
+    return release.backend(check.component, OnnxBackend, "tensor")
+
+
+def _llm(backend: Backend, index: int, check: LlmCheck) -> CheckResult:
     assert isinstance(backend, LlamaBackend)
     params = GenerationParams(max_tokens=check.max_tokens, temperature=0.0, seed=check.seed)
     started = time.perf_counter()
@@ -97,11 +112,10 @@ def _file(release: LoadedRelease, name: str) -> Path:
                         hint="add the file as a component of the release")
 
 
-def _image(release: LoadedRelease, index: int, check: ImageCheck) -> CheckResult:
+def _image(release: LoadedRelease, backend: Backend, index: int, check: ImageCheck) -> CheckResult:
     from edgeship.runtime import imaging
     from edgeship.runtime.onnx import OnnxBackend
 
-    backend = release.backend(check.component, OnnxBackend, "tensor")
     assert isinstance(backend, OnnxBackend)
     data, reference = _file(release, check.input).read_bytes(), _file(release, check.reference).read_bytes()
     started = time.perf_counter()
@@ -162,17 +176,19 @@ def evaluate(suite: HealthSuite, report: HealthReport, *, release_id: str | None
     failures = []
     if release_id is not None and report.release_id != release_id:
         failures.append(f"the runtime answered for release {report.release_id[:12]}, not {release_id[:12]}")
+    by_component: dict[str, list[str]] = {}
     by_index = {r.index: r for r in report.results}
     for i, check in enumerate(suite.inference_checks()):
         result = by_index.get(i)
         label = f"check {i} ({check.type})"
         if result is None or result.type != check.type:
             failures.append(f"{label} did not run")
-        elif result.error:
-            failures.append(f"{label}: {result.error}")
-        else:
-            failures += [f"{label}: {why}" for why in _judge(check, result)]
-    return HealthVerdict(ok=not failures, failures=failures)
+            continue
+        found = [f"{label}: {result.error}"] if result.error else [f"{label}: {why}" for why in _judge(check, result)]
+        failures += found
+        if found and result.component is not None:
+            by_component.setdefault(result.component, []).extend(found)
+    return HealthVerdict(ok=not failures, failures=failures, by_component=by_component)
 
 
 def _judge(check: LlmCheck | ImageCheck | RssCheck, r: CheckResult) -> list[str]:

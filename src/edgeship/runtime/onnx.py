@@ -69,6 +69,8 @@ class OnnxBackend:
         so = ort.SessionOptions()
         if options.threads:
             so.intra_op_num_threads = options.threads
+        for key, value in prepared.plan.session_config.items():
+            so.add_session_config_entry(key, value)
         # onnxruntime's exceptions share no base class below Exception.
         errors = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
                   ort_errors.NoSuchFile, ort_errors.NotImplemented, ort_errors.RuntimeException)

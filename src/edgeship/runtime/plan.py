@@ -3,13 +3,15 @@
 Pure: device facts (from the profile and from what the installed libraries can do), the
 release component and its memory estimate in; a plan out. llama.cpp gets a number of layers
 to offload to the GPU; onnxruntime gets execution providers in order of preference, CPU last.
-The backends follow the plan and fall back to the CPU when an accelerator fails them.
+The backends follow the plan and fall back to the CPU when an accelerator fails them: at
+load or warm-up (the runtime sees it), or in the release's health suite (:func:`cpu_fallback`
+picks which components the agent asks the runtime to reload on the CPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from edgeship.formats.facts import ModelFacts
@@ -36,6 +38,12 @@ PROVIDER_OPTIONS: Mapping[str, Mapping[str, Mapping[str, str]]] = {
     "intel-gpu": {"OpenVINOExecutionProvider": {"device_type": "GPU"}},
     "myriadx": {"OpenVINOExecutionProvider": {"device_type": "MYRIAD"}},
 }
+# onnxruntime session settings an accelerated session runs with. On CUDA, GELU becomes its tanh
+# approximation (FastGelu, one fused kernel): faster, within ~5e-4 of the exact erf form. A model
+# that cannot take that fails its health suite and is moved to the CPU, which keeps the exact form.
+SESSION_CONFIG: Mapping[str, Mapping[str, str]] = {
+    "cuda": {"optimization.enable_gelu_approximation": "1"},
+}
 # Accelerators llama.cpp can offload layers to (CUDA, Apple's GPU through Metal).
 GPU_ACCELERATORS = frozenset({"cuda", "ane"})
 
@@ -60,6 +68,7 @@ class BackendPlan:
     n_gpu_layers: int | None = None  # llama.cpp: 0 = CPU, ALL_LAYERS, or a count; None for ONNX
     providers: tuple[str, ...] = ()  # onnxruntime, in order, CPU last; () for GGUF
     provider_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # per provider, e.g. OpenVINO's device
+    session_config: Mapping[str, str] = field(default_factory=dict)  # onnxruntime session settings (SESSION_CONFIG)
     reason: str = ""
     fallback: str | None = None  # set when the backend left the plan for the CPU, and why
 
@@ -70,11 +79,36 @@ class BackendPlan:
     def on_cpu(self, why: str) -> BackendPlan:
         """The same component on the CPU only, remembering why the plan was left."""
         return replace(self, n_gpu_layers=0 if self.n_gpu_layers is not None else None,
-                       providers=(CPU_PROVIDER,) if self.providers else (), fallback=why)
+                       providers=(CPU_PROVIDER,) if self.providers else (), provider_options={}, session_config={},
+                       fallback=why)
+
+    @property
+    def where(self) -> str:
+        """Where the accelerated part runs, for a sentence: "all GPU layers", "CUDAExecutionProvider"."""
+        if self.n_gpu_layers:
+            return "all GPU layers" if self.n_gpu_layers == ALL_LAYERS else f"{self.n_gpu_layers} GPU layers"
+        return ", ".join(p for p in self.providers if p != CPU_PROVIDER) or "the CPU"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "providers": list(self.providers),
-                "provider_options": {k: dict(v) for k, v in self.provider_options.items()}}
+                "provider_options": {k: dict(v) for k, v in self.provider_options.items()},
+                "session_config": dict(self.session_config)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackendPlan:
+        """The plan from :meth:`to_json`; fields this version does not know (a newer runtime's) are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "providers": tuple(data.get("providers", ()))})
+
+
+def cpu_fallback(plans: Mapping[str, BackendPlan], failures: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The components to reload on the CPU after a failed health suite, each with why.
+
+    ``failures`` holds what failed per component that answered a check. Only components on an
+    accelerated plan move: a failure on the CPU would only repeat. Empty: no retry can help.
+    """
+    return {name: f"health suite failed on {plans[name].where} ({'; '.join(failed)}): running on the CPU"
+            for name, failed in failures.items() if failed and name in plans and plans[name].accelerated}
 
 
 def plan_gguf(facts: ModelFacts, estimate: MemoryEstimate, device: DeviceFacts) -> BackendPlan:
@@ -119,7 +153,9 @@ def plan_onnx(device: DeviceFacts) -> BackendPlan:
     else:
         reason = f"{device.accelerator}: {', '.join(offered)}, CPU as the fallback"
     options = {p: o for p, o in PROVIDER_OPTIONS.get(device.accelerator or "", {}).items() if p in offered}
-    return BackendPlan(providers=(*offered, CPU_PROVIDER), provider_options=options, reason=reason)
+    session = SESSION_CONFIG.get(device.accelerator or "", {}) if offered else {}
+    return BackendPlan(providers=(*offered, CPU_PROVIDER), provider_options=options, session_config=dict(session),
+                       reason=reason)
 
 
 def _mib(n: int) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeship.agent.store import CURRENT, DeviceStore
@@ -78,6 +79,16 @@ class PreparedRelease:
     def memory(self) -> int:
         """Bytes the release's models will need once loaded."""
         return sum(p.memory for p in self.components)
+
+    def on_cpu(self, moves: Mapping[str, str]) -> PreparedRelease:
+        """The release with the components named in ``moves`` planned for the CPU, each saying why."""
+        names = {p.component.name for p in self.components}
+        unknown = sorted(set(moves) - names)
+        if unknown:
+            raise NotFoundError(f"release {self.manifest.ref} has no model {unknown[0]!r} to move to the CPU",
+                                hint=f"its models: {', '.join(sorted(names))}")
+        return replace(self, components=tuple(p.on_cpu(moves[p.component.name]) if p.component.name in moves else p
+                                              for p in self.components))
 
 
 def prepare_release(directory: Path, options: BackendOptions) -> PreparedRelease:

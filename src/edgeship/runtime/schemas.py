@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -79,6 +79,9 @@ class SwapRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     release_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
                                    description="None: the release `current` points at")
+    cpu: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=4000)]] | None = Field(
+        default=None, max_length=64,
+        description="models to run on the CPU -> why; {}: every model as planned; None: as last asked")
 
 
 class AdaptersRequest(BaseModel):

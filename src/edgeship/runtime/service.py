@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,10 +22,11 @@ from edgeship.runtime.adapters import check_defaults, choose, describe_adapters,
 from edgeship.runtime.backend import Backend, BackendOptions
 from edgeship.runtime.config import RuntimeConfig, ensure_token
 from edgeship.runtime.device import device_facts
+from edgeship.runtime.fallbacks import CpuFallbacks
 from edgeship.runtime.health import HealthReport, run_suite
 from edgeship.runtime.llama import LlamaBackend, Lora
 from edgeship.runtime.metrics import RuntimeMetrics
-from edgeship.runtime.release import LoadedRelease, installed_release, load_release, prepare_release
+from edgeship.runtime.release import LoadedRelease, PreparedRelease, installed_release, load_release, prepare_release
 from edgeship.runtime.schemas import ChatRequest, CompletionRequest
 from edgeship.runtime.swap import Lease, ModelHost, NotReadyError, SwapOutcome
 from edgeship.runtime.tensors import from_json, summary, to_json
@@ -93,8 +94,10 @@ class Runtime:
         self.config = config
         self.store = DeviceStore(Path(config.data_dir))
         self.metrics = RuntimeMetrics()
-        options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx, device=device_facts(config))
-        self.host = ModelHost(lambda d: prepare_release(d, options), lambda p: load_release(p, options),
+        self.options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx, device=device_facts(config))
+        self.fallbacks = CpuFallbacks(Path(config.data_dir))
+        self.host = ModelHost(lambda d: self.prepare(d).on_cpu(self.fallbacks.get(d.name)),
+                              lambda p: load_release(p, self.options),
                               memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
                               drain_timeout_s=config.drain_timeout_s)
         self.publisher = publisher
@@ -120,12 +123,28 @@ class Runtime:
         if self.publisher is not None:
             self.publisher.close()
 
-    def swap(self, release_id: str | None) -> SwapOutcome:
-        """Serve ``release_id`` (None: whatever `current` points at now)."""
+    def prepare(self, directory: Path) -> PreparedRelease:
+        """Size the installed release at ``directory`` and plan where each model runs."""
+        return prepare_release(directory, self.options)
+
+    def swap(self, release_id: str | None, cpu: Mapping[str, str] | None = None) -> SwapOutcome:
+        """Serve ``release_id`` (None: whatever `current` points at now).
+
+        ``cpu`` names the models to run on the CPU, each with why (the agent's trial asks when an
+        accelerator failed the health suite); {} runs every model as planned again; None keeps
+        what was asked last for that release. A change reloads a release that is already serving.
+        """
         directory = installed_release(self.store, release_id)
+        before = self.fallbacks.get(directory.name)
+        changed = cpu is not None and dict(cpu) != before
         try:
-            outcome = self.host.swap(directory)
-        except RuntimeBackendError:
+            if changed:
+                assert cpu is not None
+                self.fallbacks.put(directory.name, cpu, installed=self.store.is_complete)
+            outcome = self.host.swap(directory, reload=changed)
+        except (RuntimeBackendError, NotFoundError):
+            if changed:  # the release keeps running (or will load) as it did before the request
+                self.fallbacks.put(directory.name, before, installed=self.store.is_complete)
             self.metrics.swaps.labels("failed").inc()
             self.metrics.ready.set(1 if self.host.current else 0)
             raise

@@ -143,12 +143,15 @@ class ModelHost:
 
     # -- swapping -------------------------------------------------------------------------
 
-    def swap(self, directory: Path) -> SwapOutcome:
-        """Serve the release at ``directory``; on failure the old one keeps serving and this raises."""
+    def swap(self, directory: Path, *, reload: bool = False) -> SwapOutcome:
+        """Serve the release at ``directory``; on failure the old one keeps serving and this raises.
+
+        ``reload``: load it again even if it is serving (its plan changed).
+        """
         with self._swap_lock:
             started = time.perf_counter()
             old = self._active
-            if old is not None and old.release.directory == directory:
+            if not reload and old is not None and old.release.directory == directory:
                 return SwapOutcome(release_id=old.release.release_id, previous_release_id=old.release.release_id,
                                    changed=False, load_seconds=0.0, swap_seconds=0.0, drain_first=False,
                                    not_ready_seconds=0.0, old_freed=False)
