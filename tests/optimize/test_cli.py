@@ -16,6 +16,8 @@ from edgeship.rollout import AssignmentReason, DeviceFacts, DeviceView, Rollout,
 from edgeship.samples.imagemodel import write_tiny_denoiser
 from edgeship.workspace import Workspace
 
+from tests.server.conftest import start_fleet
+
 from .conftest import Cli, write_imatrix
 
 CTX = 1024  # above the model's 512-token training context: a warning, not an error
@@ -38,6 +40,8 @@ def test_optimize_pushes_a_release_per_chosen_variant_that_the_engine_honours(
             "--push", "chain", "--version", "1.0.0", "--json")  # fmt: skip
     assert r.code == 0, r.err
     report = json.loads(r.out)
+    # The workspace names no server: said beside the report, as `release push --json` says it.
+    assert (report.pop("server"), report.pop("not_uploaded")) == (None, "edgeship.toml names no server")
     assert report == json.loads((out / "report.json").read_text())
     assert [v["name"] for v in report["variants"]] == ["F32", "Q4_K_M", "Q2_K"]
     assert report["warnings"] and "training context 512" in report["warnings"][0]
@@ -154,12 +158,36 @@ def test_optimize_keeps_the_report_when_the_upload_fails(cli: Cli, workspace: Wo
             "--push", "chain", "--version", "1.0.0", "--server", server, "--token", "t0ken")  # fmt: skip
     assert r.code == 1, r.err
     first = r.err.splitlines()[0]
-    assert first.startswith("error: ") and "upload failed: cannot reach" in first and str(out / "report.json") in r.err
+    assert first.startswith("error: ") and f"the upload to {server} failed: cannot reach" in first and str(out / "report.json") in r.err
     assert "hint: is the server running" in r.err and f"edgeship server sync --server {server}" in r.err
     assert "Traceback" not in r.err
     report = json.loads((out / "report.json").read_text())
     assert [(x["name"], x["version"]) for x in report["releases"]] == [("chain-f32", "1.0.0")]
     assert [(x.name, x.version) for x in workspace.releases()] == [("chain-f32", "1.0.0")]
+
+
+def test_optimize_push_uploads_to_the_workspace_server_unless_no_upload(cli: Cli, source_model: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `release push`: edgeship.toml names the server, so no --server is needed; --no-upload skips it and says so."""
+    monkeypatch.delenv("EDGESHIP_SERVER", raising=False)
+    fleet = start_fleet(tmp_path / "fleet", "")  # its workspace's edgeship.toml names the server and its token
+    try:
+        args = (source_model, "-p", "pi5-8gb", "--types", "Q4_0", "--out", tmp_path / "out", "--push", "chain", "-w", fleet.workspace)
+        r = cli("optimize", *args, "--version", "1.0.0")
+        assert r.code == 0 and f"uploaded to {fleet.url}" in r.out, r.err
+        assert "chain-f32@1.0.0" in fleet.admin.get("/v1/admin/repository").json()["releases"]
+
+        r = cli("optimize", *args, "--version", "1.0.1", "--no-upload")
+        assert r.code == 0 and "not uploaded (--no-upload)" in " ".join(r.out.split()), r.err
+        r = cli("optimize", *args, "--version", "1.0.2", "--no-upload", "--json")
+        assert r.code == 0 and json.loads(r.out)["server"] is None and json.loads(r.out)["not_uploaded"] == "--no-upload"
+        on_server = fleet.admin.get("/v1/admin/repository").json()["releases"]
+        assert "chain-f32@1.0.1" not in on_server and "chain-f32@1.0.2" not in on_server
+        assert [(x.name, x.version) for x in Workspace.open(fleet.workspace).releases() if x.name == "chain-f32"] == [
+            ("chain-f32", "1.0.0"), ("chain-f32", "1.0.1"), ("chain-f32", "1.0.2")]
+    finally:
+        fleet.admin.close()
+        fleet.server.stop()
 
 
 def test_optimize_table_without_text_with_an_imatrix(cli: Cli, source_model: Path, tmp_path: Path) -> None:

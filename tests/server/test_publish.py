@@ -84,7 +84,7 @@ def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Call
     ws.config.server_url = f"http://127.0.0.1:{free_port()}"
     ws.save_config()
     code, _, err = push("2.2.0")
-    assert code == 1 and "app@2.2.0 is signed in the workspace but was not uploaded" in err and "server sync" in err
+    assert code == 1 and "app@2.2.0 is signed in the workspace, but the upload to" in err and "server sync" in err
     assert "app@2.2.0" not in on_server()
     assert cli("server", "sync", "--server", f.url, "-w", f.workspace) == 0
     assert {"app@2.1.0", "app@2.1.1", "app@2.2.0"} <= set(on_server())

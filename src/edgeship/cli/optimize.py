@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from click.core import ParameterSource
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,8 +20,9 @@ from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, err_console, human_size, print_json
 from edgeship.cli.profiles import workspace_profiles
 from edgeship.cli.release import read_health
-from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
-from edgeship.errors import EdgeshipError, UsageError
+from edgeship.cli.remote import CaOpt, TokenOpt
+from edgeship.cli.upload import NoUploadOpt, UploadServerOpt, upload_signed
+from edgeship.errors import UsageError
 from edgeship.optimize.onnx_quant import optimize_onnx
 from edgeship.optimize.pipeline import Hooks, optimize_gguf
 from edgeship.optimize.profiles import Profile, pick_profiles
@@ -36,7 +38,6 @@ from edgeship.optimize.report import Report
 from edgeship.optimize.select import DEFAULT_HEADROOM
 from edgeship.optimize.tracking import log_report
 from edgeship.release.bundle import ComponentSpec
-from edgeship.workspace import Workspace
 
 
 def _progress_hooks(progress: Progress) -> Hooks:
@@ -90,6 +91,7 @@ def _print_choices(report: Report) -> None:
 
 
 def optimize(
+    context: typer.Context,
     model: Path = typer.Argument(..., help="F32/F16/BF16 GGUF model, or a float ONNX model (.onnx), to fit to the devices."),
     profiles: str = typer.Option(..., "--profiles", "-p", help="Comma-separated profile names (see `edgeship profiles list`)."),
     ctx: int = typer.Option(2048, "--ctx", help="Context size the devices will run with (memory is estimated for it)."),
@@ -112,7 +114,8 @@ def optimize(
         [], "--with", help="[NAME:]KIND=PATH added to every pushed release beside the model (repeatable), as `release push -c` takes it.",
     ),
     health: Path | None = typer.Option(None, "--health", help="JSON file with the health suite devices run after switching (as `release push --health`)."),
-    server: str | None = typer.Option(None, "--server", help="Also publish the pushed releases to this update server (as `release push --server`)."),
+    server: str | None = UploadServerOpt,
+    no_upload: bool = NoUploadOpt,
     token: str | None = TokenOpt,
     ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
@@ -130,7 +133,9 @@ def optimize(
         raise UsageError(f"{', '.join(misplaced)} does not apply to a {'ONNX' if is_onnx else 'GGUF'} model")
     if push and not version:
         raise UsageError("--push needs --version", hint="e.g. --push assistant --version 1.0.0")
-    pushing = [flag for flag, given in (("--with", with_), ("--health", health), ("--server", server),
+    # --server counts only when typed: an exported $EDGESHIP_SERVER must not stop a run without --push.
+    typed_server = context.get_parameter_source("server") is ParameterSource.COMMANDLINE
+    pushing = [flag for flag, given in (("--with", with_), ("--health", health), ("--server", typed_server), ("--no-upload", no_upload),
                                          ("--release-name", release_name != DEFAULT_RELEASE_NAME)) if given]
     if pushing and not push:
         raise UsageError(f"{', '.join(pushing)} only applies with --push", hint="e.g. --push assistant --version 1.0.0")
@@ -165,9 +170,10 @@ def optimize(
     # The report and the run are kept before the upload: a long run outlives a refused upload.
     path = report.write(out_dir)
     run_id = log_report(report, path, mlflow) if mlflow else None
-    published = _sync(ws, server, token, ca, path) if ws is not None and server else None
+    kept = f"the releases are signed in the workspace and {path} is written"
+    upload = upload_signed(ws, server, no_upload, token, ca, kept) if ws is not None else None
     if json_out:
-        print_json({**report.to_json(), **({"server": published} if server else {})})
+        print_json({**report.to_json(), **(upload.to_json() if upload else {})})
         return
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -175,24 +181,11 @@ def optimize(
     _print_choices(report)
     for r in report.releases:
         console.print(f"[green]pushed[/] {r.name}@{r.version} ({r.variant}) for {', '.join(r.profiles)}  release {r.release_id[:16]}…")
-    if published:
-        console.print(f"published to {published['url']}: {len(published['uploaded'])} files uploaded, {published['skipped']} already there")
+    if upload:
+        upload.say()
     console.print(f"report: {path}")
     if run_id:
         console.print(f"mlflow run: {run_id}")
-
-
-def _sync(ws: Workspace, server: str, token: str | None, ca: Path | None, report_file: Path) -> dict:
-    """Upload the workspace to ``server``; a failure says what is already kept and how to finish."""
-    try:
-        with operator_client(server, token, ca, ws.root) as client:
-            return sync_to_server(ws, client)
-    except EdgeshipError as exc:
-        raise type(exc)(
-            f"the releases are signed in the workspace and {report_file} is written, but the upload failed: {exc.message}",
-            hint=(f"{exc.hint}; then " if exc.hint else "")
-            + f"upload them with `edgeship server sync --server {server}` (and the same --token/--ca)",
-        ) from exc
 
 
 def _run_gguf(

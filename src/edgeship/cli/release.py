@@ -10,14 +10,14 @@ from rich.table import Table
 
 from edgeship.cli.common import JsonOpt, WorkspaceOpt, open_workspace
 from edgeship.cli.output import console, human_size, print_json
-from edgeship.cli.remote import CaOpt, TokenOpt, operator_client, sync_to_server
-from edgeship.errors import EdgeshipError, ServerError, UsageError, ValidationError
+from edgeship.cli.remote import CaOpt, TokenOpt
+from edgeship.cli.upload import NoUploadOpt, UploadServerOpt, upload_signed
+from edgeship.errors import UsageError, ValidationError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements, read_chat_template
 from edgeship.release.deltas import DEFAULT_HISTORY, BuiltDelta
 from edgeship.release.imageio import ImageIO
 from edgeship.release.manifest import HealthSuite, parse_ref
 from edgeship.store.digest import Digest
-from edgeship.workspace import Workspace
 
 app = typer.Typer(help="Build, sign and inspect releases.", no_args_is_help=True)
 
@@ -62,14 +62,8 @@ def push(
     deltas: int = typer.Option(
         DEFAULT_HISTORY, "--deltas", min=0, help="Sign deltas from this many previous releases of NAME (0: none)."
     ),
-    server: str | None = typer.Option(
-        None,
-        "--server",
-        envvar="EDGESHIP_SERVER",
-        help="Upload to this update server (default: the server url in edgeship.toml; resumable, `edgeship server sync` finishes a cut-off push).",
-        show_default=False,
-    ),
-    no_upload: bool = typer.Option(False, "--no-upload", help="Only sign into the workspace (even with --server or $EDGESHIP_SERVER); `edgeship server sync` uploads later."),
+    server: str | None = UploadServerOpt,
+    no_upload: bool = NoUploadOpt,
     token: str | None = TokenOpt,
     ca: Path | None = CaOpt,
     workspace: Path | None = WorkspaceOpt,
@@ -78,7 +72,6 @@ def push(
     """Validate the components, store them by digest, write the manifest, sign it, and upload
     it to the workspace's server (or --server) unless --no-upload."""
     ws = open_workspace(workspace)
-    target = upload_target(server, ws.config.server_url, no_upload)
     specs = [ComponentSpec.parse(c) for c in component]
     images = [ImageIO.parse(i) for i in image_io]
     ws.check_publishable(name, version)
@@ -115,8 +108,7 @@ def push(
         for d in built:
             verdict = f"saves {d.saving:.0%}" if d.kept else "not worth it, devices take the whole file"
             console.print(f"  delta {d.pair.new.name} from {d.pair.from_version}: {human_size(d.size)} ({verdict})")
-    published = _upload(ws, manifest.ref, target, token, ca) if target else None
-    not_uploaded = None if target else ("--no-upload" if no_upload else "edgeship.toml names no server")
+    upload = upload_signed(ws, server, no_upload, token, ca, kept=f"{manifest.ref} is signed in the workspace")
     if json_out:
         print_json(
             {
@@ -124,35 +116,11 @@ def push(
                 "version": manifest.version,
                 "release_id": release_id,
                 "deltas": [_delta_row(d) for d in built],
-                "server": published,
-                "not_uploaded": not_uploaded,
+                **upload.to_json(),
             }
         )
-    elif published is not None:
-        console.print(f"  uploaded to {published['url']}: {len(published['uploaded'])} file(s), {published['skipped']} already there")
     else:
-        console.print(f"[yellow]not uploaded[/] ({not_uploaded}): devices cannot get it yet; `edgeship server sync` uploads it"
-                      + ("" if no_upload else " once `edgeship server init` (or --server URL) names a server"))
-
-
-def upload_target(server: str | None, configured: str, no_upload: bool) -> str | None:
-    """The server a push uploads to: --server, else the workspace's; None with --no-upload (which
-    wins, so a shell that exports EDGESHIP_SERVER can still sign only) or when none is named."""
-    if no_upload:
-        return None
-    return server or configured or None
-
-
-def _upload(ws: Workspace, ref: str, url: str, token: str | None, ca: Path | None) -> dict:
-    try:
-        with operator_client(url, token, ca, ws.root) as client:
-            return sync_to_server(ws, client)
-    except EdgeshipError as exc:
-        # The release is signed either way: say so, so nobody pushes the same version again.
-        raise ServerError(
-            f"{ref} is signed in the workspace but was not uploaded to {url}: {exc.message}",
-            hint="`edgeship server sync` uploads it once the server answers" + (f" ({exc.hint})" if exc.hint else ""),
-        ) from exc
+        upload.say()
 
 
 def _delta_row(d: BuiltDelta) -> dict:
