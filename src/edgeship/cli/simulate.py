@@ -131,7 +131,7 @@ def _print(result: SimResult) -> None:
     d = result.decision
     console.print(
         f"[bold]{d.rollout.state.status.value}[/] after {_clock(result.duration)} simulated; "
-        f"{len(result.fleet.ran)} devices ran the release (pilot + first stage: {result.first_stage_size}); "
+        f"{int(result.fleet.ran.sum())} devices ran the release (pilot + first stage: {result.first_stage_size}); "
         f"{d.skipped} skipped for requirements; {result.fleet.rollback_orders} rollback orders carried out; "
         f"{result.on_previous_at_end} on the previous release at the end"
     )

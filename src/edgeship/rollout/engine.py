@@ -17,6 +17,7 @@ from edgeship.rollout.cohort import cohort_value
 from edgeship.rollout.health import HealthMetrics, HealthPool, HealthVerdict, compare, matched
 from edgeship.rollout.model import (
     FAILURE_STATES,
+    DeviceFacts,
     DeviceView,
     Rollout,
     RolloutState,
@@ -118,16 +119,29 @@ def place(rollout: Rollout, devices: Iterable[DeviceView]) -> Placement:
 
 
 def _place_one(rollout: Rollout, phases: tuple[Phase, ...], device: DeviceView) -> int | Assignment:
-    if not rollout.target.matches(device.id, device.tags):
+    fixed = fixed_place(rollout, device.id, device.tags, device.facts)
+    return stage_of(phases, cohort_value(rollout.id, device.id)) if fixed is None else fixed
+
+
+def fixed_place(rollout: Rollout, device_id: str, tags: Mapping[str, str], facts: DeviceFacts) -> int | Assignment | None:
+    """Where a device enters whatever its cohort value: not targeted, skipped, the pilot; None: by cohort.
+
+    Devices alike in ID-free selectors, tags and facts share the answer, so a caller placing
+    a large fleet of few kinds asks once per kind and hashes only the cohort values.
+    """
+    if not rollout.target.matches(device_id, tags):
         return _NOT_TARGETED
-    f = device.facts
-    unmet = rollout.requirements.unmet_by(f.ram, f.arch, f.accelerator)
+    unmet = rollout.requirements.unmet_by(facts.ram, facts.arch, facts.accelerator)
     if unmet:
         return Assignment(AssignmentReason.SKIPPED, detail="; ".join(unmet))
     pilot = rollout.policy.pilot
-    if pilot is not None and pilot.matches(device.id, device.tags):
+    if pilot is not None and pilot.matches(device_id, tags):
         return 0
-    value = cohort_value(rollout.id, device.id)
+    return None
+
+
+def stage_of(phases: tuple[Phase, ...], value: float) -> int:
+    """The first percentage stage whose share covers cohort ``value``."""
     for i, phase in enumerate(phases):
         if phase.percent is not None and value < phase.percent / 100.0:
             return i
@@ -237,9 +251,18 @@ class Tally:
         where = self._placement.get(d.id)
         if where is None:
             where = _place_one(rollout, rollout.policy.phases, d)
+        cls, pool = self.sort(where, d)
+        return where, cls, d.seen, pool, d.health
+
+    def sort(self, where: int | Assignment, d: DeviceView) -> tuple[int, HealthPool | None]:
+        """The class of report ``d`` from a device placed at ``where``, and the health pool it joins.
+
+        For callers that keep the tally in bulk (``count`` and the pools): devices alike in
+        place, state, releases and hardware class sort alike.
+        """
         if isinstance(where, Assignment):
-            return where, _WAITING, d.seen, None, None
-        release, previous, current = rollout.release, rollout.previous_release, d.current
+            return _WAITING, None
+        release, previous, current = self._rollout.release, self._rollout.previous_release, d.current
         pool = None
         if d.health is not None and (current == release or (current == previous and previous is not None)):
             f = d.facts
@@ -248,17 +271,21 @@ class Tally:
             pool = pools.get(key)
             if pool is None:
                 pool = pools[key] = HealthPool()
-        return where, _classify(d, release), d.seen, pool, d.health
+        return _classify(d, release), pool
+
+    def count(self, where: int | Assignment, cls: int, n: int) -> None:
+        """Count ``n`` more devices placed at ``where`` in class ``cls`` (negative: fewer); health apart."""
+        if isinstance(where, Assignment):
+            if where.reason is AssignmentReason.SKIPPED:
+                self.skipped += n
+            else:
+                self.not_targeted += n
+            return
+        self.counts[where][cls] += n
 
     def _count(self, entry: _Entry, sign: int) -> None:
         where, cls, _, pool, health = entry
-        if isinstance(where, Assignment):
-            if where.reason is AssignmentReason.SKIPPED:
-                self.skipped += sign
-            else:
-                self.not_targeted += sign
-            return
-        self.counts[where][cls] += sign
+        self.count(where, cls, sign)
         if pool is not None and health is not None:
             if sign > 0:
                 pool.add(health)

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from sortedcontainers import SortedList
 
 
@@ -59,6 +60,25 @@ def _exact(x: float) -> int:
     return num << (1075 - den.bit_length())
 
 
+def _exact_sum(values: np.ndarray) -> int:
+    """``sum(map(_exact, values))`` for an array of finite floats, without a Python call per value."""
+    mantissa, exponent = np.frexp(values)
+    # value = m * 2**(exponent - 53) with m an integer below 2**53, so in units of 2**-1074
+    # it is m << (exponent + 1021); values alike in exponent are summed as integers.
+    m = np.ldexp(mantissa, 53).astype(np.int64)
+    shift = exponent.astype(np.int64) + 1021
+    total = 0
+    low_shift = int(shift.min()) if len(shift) else 0
+    for s in (np.flatnonzero(np.bincount(shift - low_shift)) + low_shift).tolist():
+        part = m[shift == s]
+        if s < 0:  # subnormal: its low bits are zeros, so the shift is exact
+            part, s = part >> -s, 0
+        # Halves of 26 bits: a sum of a million of them still fits an int64.
+        high, low = part >> 26, part & ((1 << 26) - 1)
+        total += ((int(high.sum()) << 26) + int(low.sum())) << s
+    return total
+
+
 class HealthPool:
     """A multiset of health reports that devices join and leave; ``cohort()`` pools it.
 
@@ -82,12 +102,29 @@ class HealthPool:
 
     def add_all(self, items: list[HealthMetrics]) -> None:
         """``add`` each of ``items``, sorting the latencies once (a whole fleet at start)."""
-        self.devices += len(items)
-        self._errors += sum(map(_exact, [m.error_rate for m in items]))
-        self._latencies.update([m.latency_p95_ms for m in items])
-        outputs = [m.output_stat for m in items if m.output_stat is not None]
+        self.add_columns(
+            np.array([m.error_rate for m in items], dtype=float),
+            np.array([m.latency_p95_ms for m in items], dtype=float),
+            np.array([m.output_stat for m in items if m.output_stat is not None], dtype=float),
+        )
+
+    def add_columns(self, errors: np.ndarray, latencies: np.ndarray, outputs: np.ndarray) -> None:
+        """``add`` a batch of reports given as columns (``outputs``: the output statistics present)."""
+        self.devices += len(errors)
+        self._errors += _exact_sum(errors)
+        self._latencies.update(latencies.tolist())
         self._with_output += len(outputs)
-        self._outputs += sum(map(_exact, outputs))
+        self._outputs += _exact_sum(outputs)
+
+    def remove_columns(self, errors: np.ndarray, latencies: np.ndarray, outputs: np.ndarray) -> None:
+        """``remove`` a batch of reports given as columns, as ``add_columns`` took them."""
+        self.devices -= len(errors)
+        self._errors -= _exact_sum(errors)
+        remove = self._latencies.remove
+        for latency in latencies.tolist():
+            remove(latency)
+        self._with_output -= len(outputs)
+        self._outputs -= _exact_sum(outputs)
 
     def add(self, m: HealthMetrics) -> None:
         self.devices += 1

@@ -84,15 +84,25 @@ class MaintenanceWindow:
 
     def next_open(self, earliest: float, tz_name: str) -> float:
         """The first instant at or after ``earliest`` that lies inside the window."""
+        # A window skipped by DST may push us to the next day: three days cover every case.
+        for opens, _ in self.openings(earliest, earliest + 3 * 86400.0, tz_name)[:1]:
+            return max(opens, earliest)
+        raise AssertionError(f"no opening of {self} within three days of {earliest} in {tz_name}")
+
+    def openings(self, begin: float, end: float, tz_name: str) -> list[tuple[float, float]]:
+        """The window's intervals [opens, closes) in zone ``tz_name`` that close after ``begin``
+        and open before ``end``, in order (UTC timestamps; days a DST change empties are left out)."""
         tz = zone(tz_name)
-        local = datetime.fromtimestamp(earliest, tz)
-        # A window that opened yesterday may still be open (midnight crossing); a window
-        # skipped by DST may push us to the next day. Three days cover every case.
-        for offset in (-1, 0, 1, 2):
-            opens, closes = self._interval(local + timedelta(days=offset), tz)
-            if closes > earliest and closes > opens:
-                return max(opens, earliest)
-        raise AssertionError(f"no opening of {self} within three days of {local.isoformat()}")
+        # A window that opened the day before may still be open (midnight crossing).
+        day = datetime.fromtimestamp(begin, tz) - timedelta(days=1)
+        out: list[tuple[float, float]] = []
+        while True:
+            opens, closes = self._interval(day, tz)
+            if opens >= end:
+                return out
+            if closes > begin and closes > opens:
+                out.append((opens, closes))
+            day += timedelta(days=1)
 
 
 def next_switch_time(

@@ -1,10 +1,14 @@
-"""Virtual fleets: realistic mixes of hardware, time zones, links and check-in habits."""
+"""Virtual fleets: realistic mixes of hardware, time zones, links and check-in habits, as arrays.
+
+A million devices are a handful of numpy arrays (one entry per device), not a million
+objects; a device's tags, facts and ID are built only when someone asks for one.
+"""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from itertools import accumulate
+
+import numpy as np
 
 from edgeship.rollout import DeviceFacts
 
@@ -47,52 +51,77 @@ ZONES: tuple[tuple[str, str, float], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class VirtualDevice:
-    """What does not change about a simulated device during a run."""
+@dataclass(frozen=True)
+class Fleet:
+    """What does not change about the simulated devices during a run, one array entry per device."""
 
-    id: str
-    tags: dict[str, str]
-    facts: DeviceFacts
-    hardware: Hardware
-    link_bps: float  # download speed, bytes per second
-    checkin_s: float  # mean seconds between check-ins
-    pilot: bool
+    hardware: np.ndarray  # index into HARDWARE
+    zone: np.ndarray  # index into ZONES
+    link_bps: np.ndarray  # download speed, bytes per second
+    checkin_s: np.ndarray  # mean seconds between check-ins
+    pilot: np.ndarray  # bool: tagged ring=pilot
+
+    def __len__(self) -> int:
+        return len(self.hardware)
+
+    @staticmethod
+    def device_id(i: int) -> str:
+        return f"sim-{i:06d}"
+
+    def tags(self, i: int) -> dict[str, str]:
+        return _tags(bool(self.pilot[i]), int(self.zone[i]), int(self.hardware[i]))
+
+    def facts(self, i: int) -> DeviceFacts:
+        return _facts(int(self.hardware[i]), int(self.zone[i]))
+
+    def kinds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Devices alike in tags and facts: (one device of each kind, each device's kind)."""
+        key = (self.pilot.astype(np.int64) * len(ZONES) + self.zone) * len(HARDWARE) + self.hardware
+        _, first, kind = np.unique(key, return_index=True, return_inverse=True)
+        return first, kind.ravel()
+
+    def mix(self) -> dict[str, dict[str, int]]:
+        """Hardware and time-zone counts, most common first, for the report."""
+        return {
+            "hardware": _most_common(self.hardware, [h.name for h in HARDWARE]),
+            "timezones": _most_common(self.zone, [z[0] for z in ZONES]),
+            "pilot": {"devices": int(np.count_nonzero(self.pilot))},
+        }
 
 
-def make_fleet(n: int, rng: random.Random, pilot_share: float = 0.005, slow_link: float = 0.0) -> list[VirtualDevice]:
+def make_fleet(n: int, rng: np.random.Generator, pilot_share: float = 0.005, slow_link: float = 0.0) -> Fleet:
     """``n`` devices; a ``pilot_share`` of them (at least three) tagged ``ring=pilot``."""
     pilots = max(3, round(n * pilot_share)) if n >= 20 else 1
-    # Cumulative weights computed once: the same draws as ``weights=``, without re-adding per device.
-    hw_cum = list(accumulate(h.share for h in HARDWARE))
-    zone_cum = list(accumulate(z[2] for z in ZONES))
-    # Devices of one board, place and ring share their (read-only) tags and facts.
-    tags: dict[tuple[bool, str, str], dict[str, str]] = {}
-    facts: dict[tuple[str, str], DeviceFacts] = {}
-    out = []
-    for i in range(n):
-        hw = rng.choices(HARDWARE, cum_weights=hw_cum)[0]
-        tz, site, _ = rng.choices(ZONES, cum_weights=zone_cum)[0]
-        # Median ~2.5 MB/s (20 Mbit/s) with a long tail; a slow link is a 2G/satellite modem.
-        link = rng.lognormvariate(14.7, 0.8)
-        if rng.random() < slow_link:
-            link /= 40
-        pilot = i < pilots
-        tag = tags.get((pilot, site, hw.name))
-        if tag is None:
-            tag = tags[pilot, site, hw.name] = {"ring": "pilot" if pilot else "main", "site": site, "hw": hw.name}
-        fact = facts.get((hw.name, tz))
-        if fact is None:
-            fact = facts[hw.name, tz] = DeviceFacts(ram=hw.ram, arch=hw.arch, accelerator=hw.accelerator, timezone=tz)
-        out.append(
-            VirtualDevice(
-                id=f"sim-{i:06d}",
-                tags=tag,
-                facts=fact,
-                hardware=hw,
-                link_bps=link,
-                checkin_s=rng.uniform(300.0, 900.0),
-                pilot=pilot,
-            )
-        )
-    return out
+    hardware = _pick(rng, [h.share for h in HARDWARE], n)
+    zone = _pick(rng, [z[2] for z in ZONES], n)
+    # Median ~2.5 MB/s (20 Mbit/s) with a long tail; a slow link is a 2G/satellite modem.
+    link = rng.lognormal(14.7, 0.8, n)
+    link[rng.random(n) < slow_link] /= 40
+    return Fleet(
+        hardware=hardware,
+        zone=zone,
+        link_bps=link,
+        checkin_s=rng.uniform(300.0, 900.0, n),
+        pilot=np.arange(n) < pilots,
+    )
+
+
+def _pick(rng: np.random.Generator, shares: list[float], n: int) -> np.ndarray:
+    cum = np.cumsum(shares)
+    # The last bound is the total, so rounding in the shares never yields an index past the end.
+    return np.searchsorted(cum, rng.random(n) * cum[-1], side="right").astype(np.int8)
+
+
+def _tags(pilot: bool, zone: int, hardware: int) -> dict[str, str]:
+    return {"ring": "pilot" if pilot else "main", "site": ZONES[zone][1], "hw": HARDWARE[hardware].name}
+
+
+def _facts(hardware: int, zone: int) -> DeviceFacts:
+    hw = HARDWARE[hardware]
+    return DeviceFacts(ram=hw.ram, arch=hw.arch, accelerator=hw.accelerator, timezone=ZONES[zone][0])
+
+
+def _most_common(codes: np.ndarray, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(codes, minlength=len(names))
+    order = sorted(range(len(names)), key=lambda k: (-counts[k], k))
+    return {names[k]: int(counts[k]) for k in order if counts[k]}

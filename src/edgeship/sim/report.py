@@ -10,7 +10,7 @@ from typing import Any
 
 from edgeship.rollout import DeviceState
 from edgeship.rollout.policy import format_percents
-from edgeship.sim.runner import SimResult, fleet_mix
+from edgeship.sim.runner import SimResult
 
 # Chart order follows the agent's state machine, so the stack reads bottom-up as progress.
 _STATE_ORDER = [s.value for s in DeviceState]
@@ -33,12 +33,12 @@ def build_report(result: SimResult) -> dict[str, Any]:
             "notice_s": policy.notice,
             "tick_s": cfg.tick,
         },
-        "fleet": fleet_mix(result.devices),
+        "fleet": result.fleet.devices.mix(),
         "result": {
             **decision.summary(),
             "simulated_s": result.duration,
-            "devices_started": len(result.fleet.started),
-            "devices_ran_release": len(result.fleet.ran),
+            "devices_started": int(result.fleet.started.sum()),
+            "devices_ran_release": int(result.fleet.ran.sum()),
             "pilot_plus_first_stage": result.first_stage_size,
             "rollback_orders": result.fleet.rollback_orders,
             "on_previous_release_at_end": result.on_previous_at_end,

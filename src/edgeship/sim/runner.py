@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import random
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from edgeship.release.manifest import Requirements
 from edgeship.rollout import (
@@ -14,13 +14,11 @@ from edgeship.rollout import (
     Rollout,
     RolloutEvent,
     RolloutStatus,
-    Tally,
     decide_tally,
-    place,
 )
-from edgeship.sim.backend import FleetBackend
 from edgeship.sim.config import SimConfig
-from edgeship.sim.fleet import VirtualDevice, make_fleet
+from edgeship.sim.feed import TallyFeed
+from edgeship.sim.fleet import make_fleet
 from edgeship.sim.virtual import VirtualFleet
 
 # Stand-ins for release IDs: what matters to the engine is that they differ.
@@ -42,8 +40,7 @@ class Sample:
 @dataclass
 class SimResult:
     config: SimConfig
-    devices: list[VirtualDevice]
-    fleet: FleetBackend
+    fleet: VirtualFleet
     decision: Decision  # the last one
     events: list[RolloutEvent] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
@@ -52,7 +49,7 @@ class SimResult:
 
     @property
     def on_previous_at_end(self) -> int:
-        return sum(1 for v in self.fleet.views() if v.current == PREVIOUS)
+        return len(self.fleet.on_release) - int(self.fleet.on_release.sum())
 
     @property
     def duration(self) -> float:
@@ -75,29 +72,20 @@ def make_rollout(config: SimConfig) -> Rollout:
 
 def simulate(config: SimConfig, progress: Progress | None = None) -> SimResult:
     """Run one rollout against a virtual fleet and return what happened."""
-    devices = make_fleet(config.devices, random.Random(config.seed), config.pilot_share, config.faults.slow_link)
-    fleet = VirtualFleet(devices, config, RELEASE, PREVIOUS)
-    return run(make_rollout(config), fleet, config, devices, progress)
+    fleet = make_fleet(config.devices, np.random.default_rng(config.seed), config.pilot_share, config.faults.slow_link)
+    rollout = make_rollout(config)
+    feed = TallyFeed(rollout, fleet, PREVIOUS)
+    return run(rollout, VirtualFleet(fleet, config, feed), feed, config, progress)
 
 
-def run(
-    rollout: Rollout, fleet: FleetBackend, config: SimConfig, devices: list[VirtualDevice], progress: Progress | None
-) -> SimResult:
-    """Drive ``fleet`` with the engine on a simulated clock (any ``FleetBackend``)."""
-    placement = place(rollout, fleet.views())
+def run(rollout: Rollout, fleet: VirtualFleet, feed: TallyFeed, config: SimConfig, progress: Progress | None) -> SimResult:
+    """Drive ``fleet`` with the engine on a simulated clock; ``feed`` keeps the engine's tally."""
     first = 1 if rollout.policy.pilot is not None else 0
     t = config.start
     # The engine reads the fleet in aggregate; each tick feeds it only the reports that changed.
-    fleet.changed()
-    tally = Tally(rollout, fleet.views(), placement)
-    decision = decide_tally(rollout, tally, t)
-    result = SimResult(
-        config,
-        devices,
-        fleet,
-        decision,
-        first_stage_size=sum(1 for p in placement.values() if isinstance(p, int) and p <= first),
-    )
+    fleet.sync()
+    decision = decide_tally(rollout, feed.tally, t)
+    result = SimResult(config, fleet, decision, first_stage_size=feed.placed_upto(first))
     while True:
         fleet.apply(decision, t)
         counts = fleet.state_counts()
@@ -116,9 +104,8 @@ def run(
         # Between reports nothing changes for the engine, so skip quiet stretches (windows).
         t = max(t + (config.settle_tick if status.is_final else config.tick), wake)
         fleet.run_until(t)
-        for view in fleet.changed():
-            tally.update(view)
-        decision = decide_tally(decision.rollout, tally, t)
+        fleet.sync()
+        decision = decide_tally(decision.rollout, feed.tally, t)
     result.decision = decision
     return result
 
@@ -132,12 +119,3 @@ def _sample(t: float, decision: Decision, counts: Mapping[str, int]) -> Sample:
         states={k: v for k, v in counts.items() if v},
         stages=[(s.done, s.failed, s.in_progress) for s in decision.stages],
     )
-
-
-def fleet_mix(devices: list[VirtualDevice]) -> dict[str, dict[str, int]]:
-    """Hardware and time-zone counts, for the report."""
-    return {
-        "hardware": dict(Counter(d.hardware.name for d in devices).most_common()),
-        "timezones": dict(Counter(d.facts.timezone for d in devices).most_common()),
-        "pilot": {"devices": sum(d.pilot for d in devices)},
-    }

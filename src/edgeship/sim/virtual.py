@@ -1,279 +1,282 @@
-"""In-process virtual devices: the agent's state machine on a simulated clock.
+"""In-process virtual devices: the agent's state machine on a simulated clock, as arrays.
 
 Each device checks in now and then, downloads at its link speed, verifies, waits for its
 maintenance window, switches, runs a trial and commits or rolls back, reporting every
-state like the real agent. Faults and a misbehaving release are drawn from one seeded RNG
-and events run in (time, sequence) order, so a seed replays the same run.
+state like the real agent. A device holds at most two pending events (its next check-in
+for an order, and the next step of what it is doing); between two engine ticks devices
+do not affect one another, so every device due is moved one step at a time, all at once,
+until none is due. Faults and a misbehaving release are drawn in bulk from one seeded
+generator in a fixed order, so a seed replays the same run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import heapq
-import random
-from collections.abc import Callable, Mapping, Sequence
-from enum import IntEnum
-from typing import ClassVar
+from collections.abc import Mapping
 
-from edgeship.rollout import (
-    Assignment,
-    Decision,
-    DeviceState,
-    DeviceView,
-    HealthMetrics,
-    RolloutState,
-    next_switch_time,
-)
+import numpy as np
+
+from edgeship.rollout import Decision, DeviceState, DeviceView, HealthMetrics
 from edgeship.rollout.model import FAILURE_STATES
 from edgeship.sim.config import SimConfig
-from edgeship.sim.fleet import VirtualDevice
+from edgeship.sim.feed import INSTALL, ROLL_BACK, STATES, TallyFeed
+from edgeship.sim.fleet import HARDWARE, ZONES, Fleet
+from edgeship.sim.windows import DAY, SwitchTimes
 
 VERIFY_BPS = 150e6  # hashing speed on a small board, bytes per second
 SWITCH_S = 20.0  # load the new model beside the old one and flip the pointer
 REBOOT_S = (60.0, 240.0)  # seconds a crashed or power-cut device takes to come back
+TRIAL_S = (60.0, 240.0)
 OFFLINE_MEAN_S = 4 * 3600.0
 MAX_VERIFY_TRIES = 3
-_STATES = tuple(DeviceState)
-_STATE_INDEX = {id(s): i for i, s in enumerate(_STATES)}
-# States in which the device already runs the new release (not yet committed).
-_SWITCHED = frozenset({DeviceState.SWITCHING, DeviceState.TRIAL})
 
+_CODE = {s: np.int8(i) for i, s in enumerate(STATES)}
+_FAILURE = np.array([s in FAILURE_STATES for s in STATES])
+_SWITCHED = np.array([s in (DeviceState.SWITCHING, DeviceState.TRIAL) for s in STATES])
+_LATENCY = np.array([h.latency_ms for h in HARDWARE])
+_FRAGILITY = np.array([h.fragility for h in HARDWARE])
 
-class _Step(IntEnum):
-    PICKUP = 0
-    DOWNLOAD = 1
-    VERIFY = 2
-    STAGED = 3
-    SWITCH = 4
-    TRIAL = 5
-    TRIAL_DONE = 6
-    ROLLBACK_DONE = 7
+# The next step of what a device is doing.
+_NONE, _DOWNLOAD, _VERIFY, _STAGED, _SWITCH, _TRIAL, _TRIAL_DONE, _ROLLBACK_DONE = range(8)
+# The health a device reports: the previous release's, the new one's, the new one misbehaving.
+BASELINE, GOOD, DEGRADED = 0, 1, 2
 
-
-class _Agent:
-    """The mutable part of one virtual device."""
-
-    __slots__ = ("baseline", "epoch", "notified_at", "order", "pickup_pending", "pursuing", "spec", "tries")
-
-    def __init__(self, spec: VirtualDevice, baseline: HealthMetrics) -> None:
-        self.spec = spec
-        self.pursuing: str | None = None  # release being installed
-        self.epoch = 0  # bumped to cancel the events of an abandoned install
-        self.pickup_pending = False
-        self.tries = 0
-        self.notified_at = 0.0
-        self.order: Assignment | None = None  # the assignment being carried out
-        self.baseline = baseline
+NEVER = np.inf
 
 
 class VirtualFleet:
-    """A ``FleetBackend`` of simulated agents."""
+    """Simulated agents, one array entry each, driven by the engine's decisions."""
 
-    def __init__(self, devices: Sequence[VirtualDevice], config: SimConfig, release: str, previous: str) -> None:
-        self._config = config
-        self._release = release
-        self._rng = random.Random(config.seed ^ 0x5EED)
-        self._agents = [_Agent(d, self._baseline_health(d)) for d in devices]
-        self._views = [
-            DeviceView(d.id, d.tags, d.facts, previous, DeviceState.IDLE, previous, a.baseline)
-            for d, a in zip(devices, self._agents)
-        ]
-        self._queue: list[tuple[float, int, int, int, _Step]] = []  # (time, seq, device, epoch, step)
-        self._seq = 0
-        self._assignments: Mapping[str, Assignment] = {}
-        # Devices per state, indexed like _STATES (hashing an enum member runs Python code:
-        # a list index found by id() is several times cheaper, millions of times a run).
-        self._counts = [0] * len(_STATES)
-        self._counts[_STATE_INDEX[id(DeviceState.IDLE)]] = len(devices)
-        self._on_release = 0
-        self._applied_state: RolloutState | None = None
-        self._changed: set[int] = set()  # devices that reported since ``changed()`` was last called
-        self.started: set[str] = set()  # picked up the new release
-        self.ran: set[str] = set()  # switched to it (ran it, at least for a trial)
+    def __init__(self, fleet: Fleet, config: SimConfig, feed: TallyFeed) -> None:
+        n = len(fleet)
+        self.devices = fleet
+        self._fleet, self._config, self._feed = fleet, config, feed
+        self._rng = np.random.default_rng([config.seed, 0x5EED])
+        rng = self._rng
+        self._error = rng.uniform(0.002, 0.012, n)
+        self._latency = _LATENCY[fleet.hardware] * rng.lognormal(0.0, 0.1, n)
+        self._output = rng.normal(0.8, 0.02, n)
+        self.state = np.full(n, _CODE[DeviceState.IDLE], np.int8)
+        self.on_release = np.zeros(n, bool)  # runs (has committed) the new release
+        self.to_release = np.zeros(n, bool)  # its state refers to the new release (else the previous)
+        self.health_kind = np.full(n, BASELINE, np.int8)
+        self._installing = np.zeros(n, bool)  # pursuing the new release
+        self._pickup = np.full(n, NEVER)  # next check-in that acts on an order
+        self._next = np.full(n, NEVER)  # next step of what it is doing
+        self._step = np.zeros(n, np.int8)
+        self._tries = np.zeros(n, np.int8)
+        self._notified = np.zeros(n)
+        self.switched_at = np.full(n, np.nan)  # last switch to the new release
+        self.started = np.zeros(n, bool)  # picked up the new release
+        self.ran = np.zeros(n, bool)  # switched to it (ran it, at least for a trial)
         self.rollback_orders = 0
-        self.switches: list[tuple[str, float]] = []  # (device, time) of each switch to the new release
+        self._changed = np.ones(n, bool)  # reported since the last sync: every device, at the start
+        self._counts = np.bincount(self.state, minlength=len(STATES))  # devices per state
+        self._applied_state: object = None
+        policy = config.policy
+        self._switch_times = SwitchTimes(
+            policy.window, policy.notice, [z[0] for z in ZONES], config.start - DAY, config.start + config.max_duration + 30 * DAY
+        )
 
-    # FleetBackend
+    # The runner's side
 
-    def views(self) -> Sequence[DeviceView]:
-        return self._views
-
-    def changed(self) -> Sequence[DeviceView]:
-        views = self._views
-        out = [views[i] for i in sorted(self._changed)]
-        self._changed.clear()
-        return out
+    def sync(self) -> None:
+        """Feed the engine's tally every report since the last call."""
+        idx = np.flatnonzero(self._changed)
+        self._changed[idx] = False
+        self._feed.feed(idx, self._reports, self.health)
 
     def apply(self, decision: Decision, now: float) -> None:
-        self._assignments = decision.assignments
-        # A device's answer changes only with the rollout's state; within one state a
-        # device's own reports never give it new work, so the scan can be skipped.
+        """Publish the engine's orders; devices pick them up at their next check-in."""
+        self._feed.orders(decision)
+        # A device's order changes only with the rollout's state; within one state a device's
+        # own reports never give it new work, so the scan can be skipped.
         if decision.rollout.state == self._applied_state:
             return
         self._applied_state = decision.rollout.state
-        get = decision.assignments.get
-        for i, (agent, view) in enumerate(zip(self._agents, self._views)):
-            a = get(view.id)
-            # Most devices have no order (a later stage) or one already on its way.
-            if a is None or a.release is None or agent.pickup_pending:
-                continue
-            if _wants_change(agent, view, a):
-                agent.pickup_pending = True
-                self._at(now + self._checkin_delay(agent), i, _Step.PICKUP)
+        idle = np.flatnonzero(self._pickup == NEVER)
+        want = idle[self._wants(idle, self._feed.order(idle))]
+        self._pickup[want] = now + self._checkin_delay(want)
 
     def run_until(self, t: float) -> None:
-        handlers = self._handlers
-        while self._queue and self._queue[0][0] <= t:
-            when, _, i, epoch, step = heapq.heappop(self._queue)
-            if step is _Step.PICKUP or epoch == self._agents[i].epoch:
-                handlers[step](self, i, when)
+        """Let the devices act until time ``t``: each device's events in its own time order."""
+        due = np.flatnonzero(np.minimum(self._pickup, self._next) <= t)
+        while len(due):
+            pickup, step = self._pickup[due], self._next[due]
+            picks = due[(pickup <= t) & (pickup <= step)]
+            steps = due[(step <= t) & (step < pickup)]
+            self._on_pickup(picks, self._pickup[picks])
+            self._on_step(steps)
+            # Only a device that just acted can have become due again.
+            due = np.concatenate((picks, steps))
 
     def next_event(self) -> float | None:
-        return self._queue[0][0] if self._queue else None
+        when = min(float(self._pickup.min()), float(self._next.min()))
+        return None if when == NEVER else when
 
     def state_counts(self) -> Mapping[str, int]:
-        return {**{s.value: n for s, n in zip(_STATES, self._counts)}, "on_release": self._on_release}
+        return {**{s.value: int(c) for s, c in zip(STATES, self._counts)}, "on_release": int(np.count_nonzero(self.on_release))}
+
+    def health(self, idx: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Error rate, latency p95 and output statistic devices ``idx`` report with health ``kind``."""
+        err, lat, out = self._error[idx].copy(), self._latency[idx].copy(), self._output[idx].copy()
+        good, bad = kind == GOOD, kind == DEGRADED
+        lat[good] *= 0.95
+        err[bad] += 0.15
+        lat[bad] *= 1.8
+        out[bad] = 0.5
+        return err, lat, out
+
+    def views(self) -> list[DeviceView]:
+        """Every device as last reported, one object each: for checks on small fleets."""
+        release, previous = self._feed.rollout.release, self._feed.rollout.previous_release
+        fleet = self._fleet
+        err, lat, out = self.health(np.arange(len(fleet)), self.health_kind)
+        return [
+            DeviceView(fleet.device_id(i), fleet.tags(i), fleet.facts(i), release if self.on_release[i] else previous,
+                       STATES[self.state[i]], release if self.to_release[i] else previous,
+                       HealthMetrics(float(err[i]), float(lat[i]), output_stat=float(out[i])))
+            for i in range(len(fleet))
+        ]
 
     # Device behaviour
 
-    def _baseline_health(self, d: VirtualDevice) -> HealthMetrics:
-        rng = self._rng
-        return HealthMetrics(
-            error_rate=rng.uniform(0.002, 0.012),
-            latency_p95_ms=d.hardware.latency_ms * rng.lognormvariate(0, 0.1),
-            output_stat=rng.gauss(0.8, 0.02),
-        )
+    def _reports(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.state[idx], self.on_release[idx], self.to_release[idx], self.health_kind[idx]
 
-    def _checkin_delay(self, agent: _Agent) -> float:
+    def _report(self, idx: np.ndarray, state: DeviceState) -> None:
+        self._counts -= np.bincount(self.state[idx], minlength=len(STATES))
+        self._counts[_CODE[state]] += len(idx)
+        self.state[idx] = _CODE[state]
+        self._changed[idx] = True
+
+    def _wants(self, idx: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Whether each order asks the device to do something it is not already doing."""
+        on, installing = self.on_release[idx], self._installing[idx]
+        gave_up = self.to_release[idx] & _FAILURE[self.state[idx]]
+        install = (order == INSTALL) & ~on & ~installing & ~gave_up
+        back = (order == ROLL_BACK) & (on | installing)
+        return install | back
+
+    def _checkin_delay(self, idx: np.ndarray) -> np.ndarray:
         # A poller at a random phase: the next check-in is anywhere within one period.
-        delay = self._rng.uniform(0, agent.spec.checkin_s)
+        rng = self._rng
+        delay = rng.uniform(0.0, 1.0, len(idx)) * self._fleet.checkin_s[idx]
         # Pilot devices sit in the lab, always online.
-        if not agent.spec.pilot and self._rng.random() < self._config.faults.offline:
-            delay += self._rng.expovariate(1 / OFFLINE_MEAN_S)
+        offline = (rng.random(len(idx)) < self._config.faults.offline) & ~self._fleet.pilot[idx]
+        delay[offline] += rng.exponential(OFFLINE_MEAN_S, int(np.count_nonzero(offline)))
         return delay
 
-    def _at(self, t: float, i: int, step: _Step) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (t, self._seq, i, self._agents[i].epoch, step))
+    def _reboots(self, n: int, rate: float) -> np.ndarray:
+        """Seconds lost to crashes: each try crashes with ``rate`` and costs a reboot."""
+        extra = np.zeros(n)
+        live = np.flatnonzero(self._rng.random(n) < rate)
+        while len(live):
+            extra[live] += self._rng.uniform(*REBOOT_S, len(live))
+            live = live[self._rng.random(len(live)) < rate]
+        return extra
 
-    def _report(
-        self, i: int, state: DeviceState, t: float, target: str | None = None, current: str | None = None,
-        health: HealthMetrics | None = None,
-    ) -> None:
-        """The device reports ``state`` (and a new target, or a new release it runs with its health)."""
-        view = self._views[i]
-        self._counts[_STATE_INDEX[id(view.state)]] -= 1
-        self._counts[_STATE_INDEX[id(state)]] += 1
-        if current is not None:
-            self._on_release += (current == self._release) - (view.current == self._release)
-        else:
-            current, health = view.current, view.health
-        # Built directly: dataclasses.replace costs several times more, millions of times a run.
-        self._views[i] = DeviceView(view.id, view.tags, view.facts, current, state, target or view.target, health, view.seen)
-        self._changed.add(i)
+    def _at(self, idx: np.ndarray, when: np.ndarray | float, step: int) -> None:
+        self._next[idx] = when
+        self._step[idx] = step
 
-    def _pickup(self, i: int, t: float) -> None:
-        agent, view = self._agents[i], self._views[i]
-        agent.pickup_pending = False
-        a = self._assignments.get(view.id)
-        if a is None or not _wants_change(agent, view, a):
-            return
-        assert a.release is not None
-        agent.epoch += 1
-        if a.rollback:
-            self.rollback_orders += 1
-            agent.pursuing = None
-            if view.current == a.release and view.state not in _SWITCHED:  # drop the install, stay
-                self._report(i, DeviceState.ROLLED_BACK, t, target=a.release)
-            else:  # the previous release is still installed: switch back to it at once
-                self._report(i, DeviceState.SWITCHING, t, target=a.release)
-                self._at(t + SWITCH_S, i, _Step.ROLLBACK_DONE)
-            return
-        agent.pursuing, agent.tries, agent.notified_at, agent.order = a.release, 0, t, a
-        self.started.add(view.id)
-        self._report(i, DeviceState.ASSIGNED, t, target=a.release)
-        self._download(i, t)
+    def _on_pickup(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self._pickup[idx] = NEVER
+        order = self._feed.order(idx)
+        go = self._wants(idx, order)
+        idx, t, order = idx[go], t[go], order[go]
+        back = order == ROLL_BACK
+        self._roll_back(idx[back], t[back])
+        idx, t = idx[~back], t[~back]
+        self._installing[idx] = True
+        self._tries[idx] = 0
+        self._notified[idx] = t
+        self.started[idx] = True
+        self.to_release[idx] = True
+        self._report(idx, DeviceState.ASSIGNED)
+        self._download(idx, t)
 
-    def _download(self, i: int, t: float) -> None:
-        agent = self._agents[i]
-        took = self._config.release_size / agent.spec.link_bps
+    def _roll_back(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self.rollback_orders += len(idx)
+        self._installing[idx] = False
+        self.to_release[idx] = False
+        self._at(idx, NEVER, _NONE)  # the install in progress is dropped
+        # Still on the previous release and not running the new one: drop the install, stay.
+        stay = ~self.on_release[idx] & ~_SWITCHED[self.state[idx]]
+        self._report(idx[stay], DeviceState.ROLLED_BACK)
+        # Otherwise the previous release is still installed: switch back to it at once.
+        back = idx[~stay]
+        self._report(back, DeviceState.SWITCHING)
+        self._at(back, t[~stay] + SWITCH_S, _ROLLBACK_DONE)
+
+    def _on_step(self, idx: np.ndarray) -> None:
+        t, step = self._next[idx], self._step[idx]
+        for code, handler in (
+            (_DOWNLOAD, VirtualFleet._download),
+            (_VERIFY, VirtualFleet._verify),
+            (_STAGED, VirtualFleet._staged),
+            (_SWITCH, VirtualFleet._switch),
+            (_TRIAL, VirtualFleet._trial),
+            (_TRIAL_DONE, VirtualFleet._trial_done),
+            (_ROLLBACK_DONE, VirtualFleet._rollback_done),
+        ):
+            mine = step == code
+            if mine.any():
+                handler(self, idx[mine], t[mine])
+
+    def _download(self, idx: np.ndarray, t: np.ndarray) -> None:
+        took = self._config.release_size / self._fleet.link_bps[idx]
         # A crash mid-download costs a reboot; the download resumes where it stopped.
-        while self._rng.random() < self._config.faults.crash_download:
-            took += self._rng.uniform(*REBOOT_S)
-        self._report(i, DeviceState.DOWNLOADING, t)
-        self._at(t + took, i, _Step.VERIFY)
+        took += self._reboots(len(idx), self._config.faults.crash_download)
+        self._report(idx, DeviceState.DOWNLOADING)
+        self._at(idx, t + took, _VERIFY)
 
-    def _verify(self, i: int, t: float) -> None:
-        agent = self._agents[i]
-        self._report(i, DeviceState.VERIFYING, t)
+    def _verify(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self._report(idx, DeviceState.VERIFYING)
         done = t + self._config.release_size / VERIFY_BPS
-        if self._rng.random() >= self._config.faults.corrupt:
-            self._at(done, i, _Step.STAGED)
-            return
-        agent.tries += 1
-        if agent.tries >= MAX_VERIFY_TRIES:
-            agent.pursuing = None
-            self._report(i, DeviceState.FAILED, done)
-        else:
-            self._at(done, i, _Step.DOWNLOAD)
+        corrupt = self._rng.random(len(idx)) < self._config.faults.corrupt
+        self._at(idx[~corrupt], done[~corrupt], _STAGED)
+        bad, done = idx[corrupt], done[corrupt]
+        self._tries[bad] += 1
+        out = self._tries[bad] >= MAX_VERIFY_TRIES
+        self._installing[bad[out]] = False
+        self._report(bad[out], DeviceState.FAILED)
+        self._at(bad[out], NEVER, _NONE)
+        self._at(bad[~out], done[~out], _DOWNLOAD)
 
-    def _staged(self, i: int, t: float) -> None:
-        agent = self._agents[i]
-        order = agent.order
-        assert order is not None
-        at = max(t, next_switch_time(agent.notified_at, order.window, agent.spec.facts.timezone, order.notice))
-        self._report(i, DeviceState.WAITING_WINDOW if at > t else DeviceState.STAGED, t)
-        self._at(at, i, _Step.SWITCH)
+    def _staged(self, idx: np.ndarray, t: np.ndarray) -> None:
+        at = np.maximum(t, self._switch_times(self._notified[idx], self._fleet.zone[idx]))
+        later = at > t
+        self._report(idx[later], DeviceState.WAITING_WINDOW)
+        self._report(idx[~later], DeviceState.STAGED)
+        self._at(idx, at, _SWITCH)
 
-    def _switch(self, i: int, t: float) -> None:
-        self.switches.append((self._views[i].id, t))
-        took = SWITCH_S
+    def _switch(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self.switched_at[idx] = t
         # Power lost mid-switch: the journal brings the device back and the switch reruns.
-        while self._rng.random() < self._config.faults.power_loss_switch:
-            took += self._rng.uniform(*REBOOT_S)
-        self._report(i, DeviceState.SWITCHING, t)
-        self._at(t + took, i, _Step.TRIAL)
+        took = SWITCH_S + self._reboots(len(idx), self._config.faults.power_loss_switch)
+        self._report(idx, DeviceState.SWITCHING)
+        self._at(idx, t + took, _TRIAL)
 
-    def _trial(self, i: int, t: float) -> None:
-        self.ran.add(self._views[i].id)
-        self._report(i, DeviceState.TRIAL, t)
-        self._at(t + self._rng.uniform(60.0, 240.0), i, _Step.TRIAL_DONE)
+    def _trial(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self.ran[idx] = True
+        self._report(idx, DeviceState.TRIAL)
+        self._at(idx, t + self._rng.uniform(*TRIAL_S, len(idx)), _TRIAL_DONE)
 
-    def _trial_done(self, i: int, t: float) -> None:
-        agent, cfg, rng = self._agents[i], self._config, self._rng
-        release, agent.pursuing = agent.pursuing, None
-        base = agent.baseline
-        bad = rng.random() < cfg.release_bad_rate * agent.spec.hardware.fragility
-        if bad and rng.random() < cfg.bad_trial_failure:
-            self._report(i, DeviceState.ROLLED_BACK, t)  # the agent's own rollback: target stays
-            return
-        if bad:
-            health = HealthMetrics(base.error_rate + 0.15, base.latency_p95_ms * 1.8, output_stat=0.5)
-        else:
-            health = HealthMetrics(base.error_rate, base.latency_p95_ms * 0.95, output_stat=base.output_stat)
-        self._report(i, DeviceState.COMMITTED, t, current=release, health=health)
+    def _trial_done(self, idx: np.ndarray, t: np.ndarray) -> None:
+        cfg, rng = self._config, self._rng
+        self._installing[idx] = False
+        self._at(idx, NEVER, _NONE)
+        bad = rng.random(len(idx)) < cfg.release_bad_rate * _FRAGILITY[self._fleet.hardware[idx]]
+        caught = bad & (rng.random(len(idx)) < cfg.bad_trial_failure)
+        # The agent's own rollback: it stays on the previous release, its target stays.
+        self._report(idx[caught], DeviceState.ROLLED_BACK)
+        done = idx[~caught]
+        self.on_release[done] = True
+        self.health_kind[done] = np.where(bad[~caught], DEGRADED, GOOD)
+        self._report(done, DeviceState.COMMITTED)
 
-    def _rollback_done(self, i: int, t: float) -> None:
-        view = self._views[i]
-        self._report(i, DeviceState.ROLLED_BACK, t, current=view.target, health=self._agents[i].baseline)
-
-    _handlers: ClassVar[dict[_Step, Callable[[VirtualFleet, int, float], None]]] = {
-        _Step.PICKUP: _pickup,
-        _Step.DOWNLOAD: _download,
-        _Step.VERIFY: _verify,
-        _Step.STAGED: _staged,
-        _Step.SWITCH: _switch,
-        _Step.TRIAL: _trial,
-        _Step.TRIAL_DONE: _trial_done,
-        _Step.ROLLBACK_DONE: _rollback_done,
-    }
-
-
-def _wants_change(agent: _Agent, view: DeviceView, a: Assignment) -> bool:
-    """Whether this assignment asks the device to do something it is not already doing."""
-    if a.release is None:
-        return False
-    if a.rollback:
-        return view.current != a.release or agent.pursuing is not None
-    gave_up = view.target == a.release and view.state in FAILURE_STATES
-    return a.release != view.current and a.release != agent.pursuing and not gave_up
+    def _rollback_done(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self._at(idx, NEVER, _NONE)
+        self.on_release[idx] = False
+        self.health_kind[idx] = BASELINE
+        self._report(idx, DeviceState.ROLLED_BACK)
