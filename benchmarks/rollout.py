@@ -1,9 +1,9 @@
 """Rollout engine figures: decisions per second for 100,000 devices, a decision from a tally
-fed only the changed reports, full simulated rollouts (100,000 and 1,000,000 devices) and,
-with --pg, one rollout-job pass over a million device rows in PostgreSQL: today's full
-re-read against the cached pass that reads only the changed rows.
+fed only the changed reports and, with --pg, one rollout-job pass over a million device rows
+in PostgreSQL: today's full re-read against the cached pass that reads only the changed rows.
+Full simulated rollouts (``edgeship simulate``) are measured by benchmarks/simulate.py.
 
-Run: python benchmarks/rollout.py [--devices 100000] [--repeat 5] [--sim-devices 100000,1000000]
+Run: python benchmarks/rollout.py [--devices 100000] [--repeat 5]
      [--pg postgresql+psycopg://user:pw@host/db --rows 1000000 --changed 1000]
 """
 
@@ -31,8 +31,6 @@ from edgeship.rollout import (
     decide_tally,
     place,
 )
-from edgeship.sim.config import Faults, SimConfig
-from edgeship.sim.runner import simulate
 
 
 def fleet(n: int) -> list[DeviceView]:
@@ -75,21 +73,6 @@ def bench_decide(n: int, repeat: int) -> None:
 
     inc = _best(incremental, repeat)
     print(f"  tally fed {len(changed):,} changed reports + decide {inc:6.3f} s  = x{warm / inc:,.0f} faster than decide with cache")
-
-
-def bench_simulation(n: int) -> None:
-    faults = Faults.parse("crash-download=0.01,power-loss-switch=0.005,slow-link=0.1,offline=0.05")
-    for label, bad in (("good release", 0.0), ("bad release (0.3)", 0.3)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = simulate(SimConfig(devices=n, seed=1, release_bad_rate=bad, faults=faults))
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        state = result.decision.rollout.state
-        print(
-            f"simulated rollout, {n:,} devices, {label}: {wall:.1f} s wall ({cpu:.1f} s CPU), "
-            f"{result.duration / 3600:.1f} h simulated, {len(result.samples)} engine ticks, "
-            f"ended {state.status.value} in {result.decision.rollout.policy.phases[state.phase].name}, "
-            f"{len(result.fleet.ran):,} devices ran the release"
-        )
 
 
 def bench_job(url: str, rows: int, changed: int) -> None:
@@ -149,14 +132,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--sim-devices", default="100000,1000000", help="fleet sizes to simulate, comma-separated")
     parser.add_argument("--pg", help="a PostgreSQL URL: measure the rollout job over --rows device rows in a new schema")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--changed", type=int, default=1000, help="devices that check in between the two cached passes")
     args = parser.parse_args()
     bench_decide(args.devices, args.repeat)
-    for n in (int(x) for x in args.sim_devices.split(",") if x):
-        bench_simulation(n)
     if args.pg:
         bench_job(args.pg, args.rows, args.changed)
 
