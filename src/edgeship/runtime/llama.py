@@ -80,22 +80,52 @@ def _plain_cpu_buffers(bindings: Any) -> Iterator[None]:
             bindings.llama_model_default_params = original
 
 
-class LlamaBackend:
-    """One GGUF model. llama.cpp contexts are not thread-safe: one generation at a time."""
+class _SharedModel:
+    """One llama.cpp model and context, shared by the backends of every loaded release that ships
+    the same GGUF bytes with the same plan (a release that changes only a template or its
+    manifest): a swap between them loads nothing. Freed when its last backend closes."""
 
-    def __init__(self, prepared: Prepared, llama: Llama, template: ChatTemplate | None) -> None:
+    def __init__(self, llama: Llama) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()  # llama.cpp contexts are not thread-safe: one generation at a time
+        self.lora: Lora = ()  # the adapters attached to the context now
+        self.adapters = False  # adapters were initialised on it: they live until the model is freed
+        self._users = 1
+        self._count = threading.Lock()
+
+    def join(self) -> bool:
+        """One more backend uses the model; False once it is freed (too late to share)."""
+        with self._count:
+            if self._users == 0:
+                return False
+            self._users += 1
+            return True
+
+    def leave(self) -> None:
+        """One backend is done with the model; the last one frees it (after the generation in flight)."""
+        with self._count:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            with self.lock:
+                self.llama.close()
+
+
+class LlamaBackend:
+    """One GGUF model of one release. Its llama.cpp model may be shared with another release's backend."""
+
+    def __init__(self, prepared: Prepared, model: _SharedModel, template: ChatTemplate | None) -> None:
         self.component = prepared.component
-        self._llama = llama
+        self._model = model
+        self._llama = model.llama
         self._estimate = prepared.memory
         self.plan = prepared.plan
-        self._lock = threading.Lock()
-        self._lora: Lora = ()  # the adapters attached to the context now
         self.template = template
         # Read now: describe() answers from async handlers without the lock, maybe just as a swap frees the model.
-        self._facts = {"architecture": prepared.facts.arch, "n_ctx": llama.n_ctx(),
+        self._facts = {"architecture": prepared.facts.arch, "n_ctx": model.llama.n_ctx(),
                        "n_ctx_train": prepared.facts.ctx_train}
-        if template is not None:
-            llama.chat_handler = _chat_handler(llama, self.component, template)
+        # Per backend, not on the shared Llama: two releases sharing a model may bring two templates.
+        self._chat_handler = _chat_handler(model.llama, self.component, template) if template is not None else None
 
     @classmethod
     def load(cls, prepared: Prepared, options: BackendOptions) -> LlamaBackend:
@@ -110,14 +140,36 @@ class LlamaBackend:
                 f"llama.cpp cannot load component {component.name}: {exc}",
                 hint="check that the GGUF file is complete and of an architecture this llama.cpp supports",
             ) from exc
-        metadata = llama.metadata
+        model = _SharedModel(llama)
+        try:
+            return cls._over(prepared, model)
+        except BaseException:
+            model.leave()
+            raise
+
+    def shares(self, prepared: Prepared) -> bool:
+        """Whether ``prepared`` can run on this backend's loaded model: the same GGUF bytes, planned alike,
+        and no adapters initialised on it (they stay until the model is freed: sharing would pile them up)."""
+        return (prepared.component.kind is self.component.kind and prepared.component.digest == self.component.digest
+                and prepared.plan == self.plan and not self._model.adapters)
+
+    def sibling(self, prepared: Prepared) -> LlamaBackend | None:
+        """A backend for ``prepared`` (see :meth:`shares`) on this one's model, already warm; None if it is freed."""
+        if not self._model.join():
+            return None
+        try:
+            return self._over(prepared, self._model)
+        except BaseException:
+            self._model.leave()
+            raise
+
+    @classmethod
+    def _over(cls, prepared: Prepared, model: _SharedModel) -> LlamaBackend:
+        metadata = model.llama.metadata
+        component = prepared.component
         template = choose_template(component.meta.get(CHAT_TEMPLATE_META), metadata.get("tokenizer.chat_template"),
                                    metadata.get("general.architecture"))
-        try:
-            backend = cls(prepared, llama, template)
-        except BaseException:
-            llama.close()
-            raise
+        backend = cls(prepared, model, template)
         if template is None:
             log.warning("model %s (%s): no chat template; chats are refused, completions work",
                         component.name, metadata.get("general.architecture"))
@@ -137,8 +189,7 @@ class LlamaBackend:
                 "plan": self.plan.to_json()}
 
     def close(self) -> None:
-        with self._lock:
-            self._llama.close()
+        self._model.leave()
 
     def complete(self, prompt: str, params: GenerationParams, lora: Lora = ()) -> dict[str, Any]:
         with self._generating(lora):
@@ -151,19 +202,22 @@ class LlamaBackend:
     def chat(self, messages: list[dict[str, Any]], params: GenerationParams, lora: Lora = ()) -> dict[str, Any]:
         stop = self._chat_stop()
         with self._generating(lora):
+            self._llama.chat_handler = self._chat_handler
             return self._llama.create_chat_completion(messages, **params.kwargs(stop))  # type: ignore[arg-type,return-value]
 
     def stream_chat(self, messages: list[dict[str, Any]], params: GenerationParams,
                     lora: Lora = ()) -> Generator[dict[str, Any], None, None]:
         stop = self._chat_stop()
         with self._generating(lora):
+            self._llama.chat_handler = self._chat_handler
             yield from self._llama.create_chat_completion(messages, stream=True, **params.kwargs(stop))  # type: ignore[arg-type,misc]
 
     def init_adapter(self, path: Path) -> Any:
         """Initialise the LoRA adapter at ``path`` on this model (not attached yet; freed with the model)."""
         import llama_cpp
 
-        with self._lock:
+        with self._model.lock:
+            self._model.adapters = True
             handle = llama_cpp.llama_adapter_lora_init(self._llama._model.model, str(path).encode())
         if not handle:
             raise RuntimeBackendError(f"llama.cpp cannot load {path.name} as a LoRA adapter of {self.component.name}",
@@ -178,8 +232,8 @@ class LlamaBackend:
     @contextlib.contextmanager
     def _generating(self, lora: Lora) -> Iterator[None]:
         """One generation at a time, with ``lora`` attached to the context (changed only when it differs)."""
-        with self._lock, _library_errors():
-            if lora != self._lora:
+        with self._model.lock, _library_errors():
+            if lora != self._model.lora:
                 self._attach(lora)
             yield
 
@@ -193,7 +247,7 @@ class LlamaBackend:
         if llama_cpp.llama_set_adapters_lora(self._llama._ctx.ctx, handles, len(lora), scales):
             raise RuntimeBackendError(f"llama.cpp refused to attach adapters to {self.component.name}",
                                       hint="the adapters may not fit this model's context; restart the runtime")
-        self._lora = lora
+        self._model.lora = lora
         # Llama() reuses the KV cache of a prompt's common prefix; cached under other adapters, it is stale.
         self._llama.reset()
 

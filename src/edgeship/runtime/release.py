@@ -8,12 +8,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import EdgeshipError, NotFoundError, RuntimeBackendError
 from edgeship.release.manifest import ComponentKind, Manifest
 from edgeship.runtime.adapters import AdapterChoice, LoraAdapter, adapter_components, base_of, installed_bases
 from edgeship.runtime.backend import Backend, BackendOptions, Prepared, load_backend, prepare
+
+if TYPE_CHECKING:
+    from edgeship.runtime.llama import LlamaBackend
 
 MANIFEST = "manifest.json"
 _RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -27,6 +31,8 @@ class LoadedRelease:
     directory: Path
     backends: dict[str, Backend]
     load_seconds: float = 0.0
+    warmup_seconds: float = 0.0  # of load_seconds: the first inference of each model it loaded
+    shared: tuple[str, ...] = ()  # models running on the previous release's loaded model: nothing loaded
     loaded_at: float = field(default_factory=time.time)
     adapters: dict[str, LoraAdapter] = field(default_factory=dict)
     default_adapters: tuple[AdapterChoice, ...] = ()  # what a request naming no adapters runs with
@@ -42,6 +48,12 @@ class LoadedRelease:
         if model is None:
             raise NotFoundError(f"this release has {len(fitting)} {what} models; say which", hint=f"available: {names}")
         raise NotFoundError(f"no {what} model {model!r} in release {self.manifest.ref}", hint=f"available: {names}")
+
+    def twin(self, prepared: Prepared) -> LlamaBackend | None:
+        """This release's backend whose loaded model ``prepared`` can run on (the same GGUF bytes), if any."""
+        from edgeship.runtime.llama import LlamaBackend
+
+        return next((b for b in self.backends.values() if isinstance(b, LlamaBackend) and b.shares(prepared)), None)
 
     def close(self) -> None:
         for b in self.backends.values():
@@ -90,6 +102,10 @@ class PreparedRelease:
         return replace(self, components=tuple(p.on_cpu(moves[p.component.name]) if p.component.name in moves else p
                                               for p in self.components))
 
+    def memory_beside(self, loaded: LoadedRelease) -> int:
+        """Bytes loading it needs while ``loaded`` serves: the models it can share with ``loaded`` need none."""
+        return sum(p.memory for p in self.components if loaded.twin(p) is None)
+
 
 def prepare_release(directory: Path, options: BackendOptions) -> PreparedRelease:
     """Read the release's manifest and size each model it serves, from its files alone."""
@@ -106,13 +122,21 @@ def _served(kind: ComponentKind) -> bool:
     return kind in (ComponentKind.GGUF, ComponentKind.ONNX)
 
 
-def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRelease:
-    """Load and warm up every model of the prepared release; all or nothing."""
+def load_release(prepared: PreparedRelease, options: BackendOptions, beside: LoadedRelease | None = None) -> LoadedRelease:
+    """Load and warm up every model of the prepared release; all or nothing. A GGUF model that
+    ``beside`` (the release serving now) has loaded already, byte for byte, is shared instead:
+    a release that changes a template or its manifest swaps in without loading anything."""
     started = time.perf_counter()
     backends: dict[str, Backend] = {}
+    warmups: list[float] = []
+    shared: list[str] = []
     try:
         for p in prepared.components:
-            backends[p.component.name] = _load_and_warm(p, options)
+            twin = beside.twin(p) if beside is not None else None
+            sibling = twin.sibling(p) if twin is not None else None
+            if sibling is not None:
+                shared.append(p.component.name)
+            backends[p.component.name] = sibling or _load_and_warm(p, options, warmups)
         adapters = _init_adapters(prepared, backends)
     except BaseException:
         # All or nothing: a half-loaded release must not keep memory the old one needs.
@@ -120,7 +144,7 @@ def load_release(prepared: PreparedRelease, options: BackendOptions) -> LoadedRe
             b.close()
         raise
     return LoadedRelease(prepared.directory.name, prepared.manifest, prepared.directory, backends,
-                         time.perf_counter() - started, adapters=adapters)
+                         time.perf_counter() - started, sum(warmups), tuple(shared), adapters=adapters)
 
 
 def _init_adapters(prepared: PreparedRelease, backends: dict[str, Backend]) -> dict[str, LoraAdapter]:
@@ -136,21 +160,24 @@ def _init_adapters(prepared: PreparedRelease, backends: dict[str, Backend]) -> d
     return out
 
 
-def _load_and_warm(prepared: Prepared, options: BackendOptions) -> Backend:
+def _load_and_warm(prepared: Prepared, options: BackendOptions, warmups: list[float]) -> Backend:
     """Load and warm up one model as planned; if its accelerator fails either, on the CPU instead."""
     try:
-        return _warm(load_backend(prepared, options))
+        return _warm(load_backend(prepared, options), warmups)
     except EdgeshipError as exc:
         if not prepared.plan.accelerated:
             raise
         log.warning("component %s: %s; loading it on the CPU", prepared.component.name, exc.message)
-        return _warm(load_backend(prepared.on_cpu(exc.message), options))
+        return _warm(load_backend(prepared.on_cpu(exc.message), options), warmups)
 
 
-def _warm(backend: Backend) -> Backend:
+def _warm(backend: Backend, warmups: list[float]) -> Backend:
+    """Warm ``backend`` up, adding how long it took to ``warmups``; closed if that fails."""
+    started = time.perf_counter()
     try:
         backend.warmup()
     except BaseException:
         backend.close()
         raise
+    warmups.append(time.perf_counter() - started)
     return backend

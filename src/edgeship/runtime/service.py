@@ -97,7 +97,7 @@ class Runtime:
         self.options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx, device=device_facts(config))
         self.fallbacks = CpuFallbacks(Path(config.data_dir))
         self.host = ModelHost(lambda d: self.prepare(d).on_cpu(self.fallbacks.get(d.name)),
-                              lambda p: load_release(p, self.options),
+                              lambda p, beside: load_release(p, self.options, beside),
                               memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
                               drain_timeout_s=config.drain_timeout_s)
         self.publisher = publisher

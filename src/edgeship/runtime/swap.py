@@ -31,12 +31,21 @@ class SwapOutcome(BaseModel):
     release_id: str
     previous_release_id: str | None
     changed: bool  # False: that release was already serving
-    load_seconds: float
+    load_seconds: float  # loading the new release's models, their warm-up included
     swap_seconds: float  # from the call until the old release was freed (or the drain timed out)
     drain_first: bool  # memory forced the old release out before the new one loaded
     not_ready_seconds: float  # how long no release answered (0 unless drain_first)
     old_freed: bool  # False: requests still ran on the old release at drain timeout; freed when they end
     plans: dict[str, dict[str, Any]] = {}  # component -> the backend plan it runs with (GPU layers, providers)
+    # Where swap_seconds went: prepare, then load (warm-up within it), the new release serves
+    # from serving_seconds on; then the old release drains its requests and is freed.
+    prepare_seconds: float = 0.0  # reading the new release's manifest and model headers
+    warmup_seconds: float = 0.0  # of load_seconds: the first inference of each loaded model
+    serving_seconds: float = 0.0  # from the call until new requests went to the new release
+    drain_seconds: float = 0.0  # then until the old release's last request ended
+    free_seconds: float = 0.0  # then freeing the old release's models
+    cpu_seconds: float = 0.0  # CPU time the swapping thread spent until the new release served (llama.cpp loads in it)
+    shared: list[str] = []  # models that run on the old release's loaded model (same GGUF bytes): not loaded
 
 
 @dataclass(eq=False)
@@ -47,6 +56,8 @@ class _Slot:
     retired: bool = False
     closing: bool = False
     closed: threading.Event = field(default_factory=threading.Event)
+    idle_at: float = 0.0  # perf_counter when, retired, its last request ended
+    freed_at: float = 0.0  # perf_counter when its models were freed
 
 
 class Lease:
@@ -69,7 +80,7 @@ class Lease:
 
 
 Preparer = Callable[[Path], PreparedRelease]
-Loader = Callable[[PreparedRelease], LoadedRelease]
+Loader = Callable[[PreparedRelease, LoadedRelease | None], LoadedRelease]  # the release and the one serving now
 
 
 class ModelHost:
@@ -110,6 +121,7 @@ class ModelHost:
         # Under the lock: exactly one caller frees a retired, idle slot.
         if slot.retired and slot.inflight == 0 and not slot.closing:
             slot.closing = True
+            slot.idle_at = time.perf_counter()
             return True
         return False
 
@@ -118,6 +130,7 @@ class ModelHost:
             slot.release.close()
             return_free_memory()
         finally:
+            slot.freed_at = time.perf_counter()
             slot.closed.set()
 
     # -- state ----------------------------------------------------------------------------
@@ -149,7 +162,7 @@ class ModelHost:
         ``reload``: load it again even if it is serving (its plan changed).
         """
         with self._swap_lock:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             old = self._active
             if not reload and old is not None and old.release.directory == directory:
                 return SwapOutcome(release_id=old.release.release_id, previous_release_id=old.release.release_id,
@@ -160,24 +173,28 @@ class ModelHost:
             except RuntimeBackendError as exc:
                 self.last_error = f"cannot size release {directory.name[:12]}: {exc}"
                 raise
+            prepare_seconds = time.perf_counter() - started
             if (old is not None and self.memory_budget is not None
-                    and old.prepared.memory + prepared.memory > self.memory_budget):
-                return self._swap_drain_first(old, prepared, started)
-            new = self._load_or_report(prepared)
+                    and old.prepared.memory + prepared.memory_beside(old.release) > self.memory_budget):
+                return self._swap_drain_first(old, prepared, (started, cpu_started), prepare_seconds)
+            new = self._load_or_report(prepared, old.release if old is not None else None)
             self._install(new)
+            serving = (time.perf_counter(), time.thread_time())
             freed = self._retire(old) if old is not None else True
-            return self._outcome(new, old, started, drain_first=False, not_ready=0.0, freed=freed)
+            return self._outcome(new, old, (started, cpu_started), prepare_seconds, serving, drain_first=False,
+                                 not_ready=0.0, freed=freed)
 
-    def _load_or_report(self, prepared: PreparedRelease) -> _Slot:
+    def _load_or_report(self, prepared: PreparedRelease, beside: LoadedRelease | None) -> _Slot:
         try:
-            release = self._load(prepared)
+            release = self._load(prepared, beside)
         except RuntimeBackendError as exc:
             self.last_error = f"loading release {prepared.directory.name[:12]} failed: {exc}"
             raise
         self.last_error = None
         return _Slot(release, prepared)
 
-    def _swap_drain_first(self, old: _Slot, prepared: PreparedRelease, started: float) -> SwapOutcome:
+    def _swap_drain_first(self, old: _Slot, prepared: PreparedRelease, started: tuple[float, float],
+                          prepare_seconds: float) -> SwapOutcome:
         # Both releases do not fit: stop taking requests (they wait, up to ready_wait_s),
         # let the old one finish and free it, then load the new one into the room it left.
         gap = time.perf_counter()
@@ -193,22 +210,36 @@ class ModelHost:
                         hint="retry the swap when the device is less busy, or raise --drain-timeout")
             old.closed.wait()
         try:
-            new = self._load_or_report(prepared)
+            new = self._load_or_report(prepared, None)
         except RuntimeBackendError as exc:
-            self._install(self._load_or_report(old.prepared))
+            self._install(self._load_or_report(old.prepared, None))
             self.last_error = (f"loading release {prepared.directory.name[:12]} failed ({exc.message}); "
                                f"serving {old.release.release_id[:12]} again")
             raise
         self._install(new)
-        return self._outcome(new, old, started, drain_first=True, not_ready=time.perf_counter() - gap, freed=True)
+        serving = (time.perf_counter(), time.thread_time())
+        return self._outcome(new, old, started, prepare_seconds, serving, drain_first=True,
+                             not_ready=serving[0] - gap, freed=True)
 
-    def _outcome(self, new: _Slot, old: _Slot | None, started: float, *, drain_first: bool, not_ready: float,
-                 freed: bool) -> SwapOutcome:
-        return SwapOutcome(release_id=new.release.release_id,
+    def _outcome(self, new: _Slot, old: _Slot | None, started_at: tuple[float, float], prepare_seconds: float,
+                 serving_at: tuple[float, float], *, drain_first: bool, not_ready: float, freed: bool) -> SwapOutcome:
+        """The outcome of a swap that began at ``started_at`` and served from ``serving_at`` ((wall, thread CPU) each)."""
+        (started, cpu_started), (serving, cpu_serving) = started_at, serving_at
+        ended = time.perf_counter()
+        drain = free = 0.0
+        if old is not None:
+            retired = serving if not drain_first else started + prepare_seconds
+            drain = (old.idle_at if freed else ended) - retired
+            free = old.freed_at - old.idle_at if freed else 0.0
+        release = new.release
+        return SwapOutcome(release_id=release.release_id,
                            previous_release_id=old.release.release_id if old else None, changed=True,
-                           load_seconds=new.release.load_seconds, swap_seconds=time.perf_counter() - started,
+                           load_seconds=release.load_seconds, swap_seconds=ended - started,
                            drain_first=drain_first, not_ready_seconds=not_ready, old_freed=freed,
-                           plans={name: b.plan.to_json() for name, b in new.release.backends.items()})
+                           plans={name: b.plan.to_json() for name, b in release.backends.items()},
+                           prepare_seconds=prepare_seconds, warmup_seconds=release.warmup_seconds,
+                           serving_seconds=serving - started, drain_seconds=drain, free_seconds=free,
+                           cpu_seconds=cpu_serving - cpu_started, shared=list(release.shared))
 
     def close(self) -> None:
         """Stop serving and free the loaded release once its requests end."""
