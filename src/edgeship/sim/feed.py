@@ -89,15 +89,12 @@ class TallyFeed:
         """Read the engine's answer for each (place, class) of this decision."""
         answers = decision.assignments
         assert isinstance(answers, Orders)  # decide_tally's orders, worked out per (place, class)
-        rollout = decision.rollout
         offset = len(self._fixed)
         for row in range(self._table.shape[0]):
             where: int | Assignment = row - offset if row >= offset else self._fixed[offset - 1 - row]
             for cls in range(CLASSES):
                 a = answers.answer(where, cls)
-                self._table[row, cls] = (
-                    NO_ORDER if a.release is None else ROLL_BACK if a.rollback else INSTALL if a.release == rollout.release else NO_ORDER
-                )
+                self._table[row, cls] = NO_ORDER if a.release is None else ROLL_BACK if a.rollback else INSTALL
 
     def order(self, idx: np.ndarray) -> np.ndarray:
         """What the last decision orders devices ``idx`` to do (NO_ORDER, INSTALL, ROLL_BACK)."""
