@@ -83,6 +83,14 @@ def test_unknown_fault_is_a_usage_error() -> None:
         Faults.parse("offline=2")
 
 
+@pytest.mark.parametrize("fault", ["crash-download=1", "power-loss-switch=1"])
+def test_a_fault_on_every_attempt_is_refused_not_run_forever(fault: str) -> None:
+    # Retried until it gets through: at rate 1 the simulation never ended.
+    with pytest.raises(UsageError, match="never end"):
+        Faults.parse(fault)
+    assert Faults.parse("corrupt=1,offline=1").corrupt == 1  # these give up or wait: the run ends
+
+
 def test_cli_writes_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = run(
         ["simulate", "--devices", "800", "--release-bad-rate", "0.3", "--on-fail", "rollback",

@@ -22,6 +22,14 @@ class Faults:
     offline: float = 0.0  # chance a device is offline (hours) when it would check in
     corrupt: float = 0.0  # downloaded bytes fail verification (re-downloaded, 3 tries)
 
+    def __post_init__(self) -> None:
+        # A crashed download or switch is retried until it gets through: at 1 it never would.
+        for name in ("crash_download", "power_loss_switch"):
+            if getattr(self, name) >= 1:
+                key = name.replace("_", "-")
+                raise UsageError(f"fault {key}={getattr(self, name)}: every attempt would fail and the run never end",
+                                 hint=f"give a rate below 1, e.g. {key}=0.5")
+
     @classmethod
     def parse(cls, text: str | None) -> Faults:
         """``"crash-download=0.01,offline=0.05"``."""
