@@ -230,8 +230,8 @@ def test_inputs_the_fuzzer_found_get_4xx_not_5xx(fleet: Fleet) -> None:
 
 
 def test_checkin_refusals_match_the_other_routes(fleet: Fleet) -> None:
-    """The check-in route skips FastAPI's request parsing (routes/lean.py): its refusals must be
-    the ones every other route gives for the same faults."""
+    """Check-ins are answered by a fast path before FastAPI's router (fast_checkin.py): its
+    refusals must be the ones every other route gives for the same faults."""
     d = fleet.enroll()
     url = f"/v1/devices/{d.id}/checkin"
     with fleet.anon() as c:

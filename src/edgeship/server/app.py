@@ -23,6 +23,7 @@ from edgeship import __version__
 from edgeship.errors import EdgeshipError
 from edgeship.server import logs, rollout_job
 from edgeship.server.context import ServerContext
+from edgeship.server.fast_checkin import FastCheckin, checkin_route
 from edgeship.server.middleware import BodyLimitMiddleware, ObserveMiddleware
 from edgeship.server.problems import HTTP_ERRORS, error_body, error_responses, status_of
 from edgeship.server.routes import admin, devices, federated, ops, repo, rollouts
@@ -68,6 +69,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_exception_handler(EdgeshipError, _edgeship_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Innermost, so that request IDs, metrics and body limits apply to it as to every route.
+    app.add_middleware(FastCheckin, ctx=ctx, route=checkin_route(devices.router.routes), error_response=_edgeship_response)
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: _body_limit(settings, path))
     app.add_middleware(ObserveMiddleware, metrics=ctx.metrics, log_requests=settings.access_log)
     return app
@@ -116,6 +119,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 async def _edgeship_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EdgeshipError)
+    return _edgeship_response(exc)
+
+
+def _edgeship_response(exc: EdgeshipError) -> JSONResponse:
     status, code = status_of(exc)
     if status >= 500:
         log.error("request failed: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.broker import mosquitto_hash
-from edgeship.errors import EdgeshipError, NotFoundError
+from edgeship.errors import ConflictError, EdgeshipError, NotFoundError
 from edgeship.mqtt import device_password
 from edgeship.server import schemas
 from edgeship.server.assignments import resolve_assignment, resolve_assignments
@@ -127,15 +128,17 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
 
 _D = Device.__table__.c
 _CHECKIN_FIELDS = ("state", "current", "previous", "last_seen_at")
-# Prepared once, in two shapes (with and without new facts). The credential is checked in the
-# same statement: comparing stored hashes in SQL leaks no useful timing, since they are sha256
-# of 256-bit secrets. Check-in is the server's hottest path; this makes it one round trip
-# per device plus the batch's assignment lookup.
+# Check-in is the server's hottest path, so a batch of check-ins (``GroupCommit``) costs a
+# fixed number of statements whatever its size: one SELECT of the batch's devices (credential,
+# tags), at most two UPDATEs sent as executemany (with and without new facts), and the
+# batch's assignment lookup. The UPDATE repeats the credential test, so that a device
+# decommissioned or re-keyed between the two statements (another instance, on PostgreSQL)
+# is not written: its missing row count sends the batch down the per-device path.
+_DEVICES = select(_D.id, _D.secret_hash, _D.tags).where(_D.id.in_(bindparam("ids", expanding=True)), _D.decommissioned_at.is_(None))
 _CHECKIN = (
     update(Device.__table__)
     .where(_D.id == bindparam("device_id"), _D.secret_hash == bindparam("presented_hash"), _D.decommissioned_at.is_(None))
     .values({f: bindparam(f) for f in _CHECKIN_FIELDS})
-    .returning(_D.tags)
 )
 _CHECKIN_FACTS = _CHECKIN.values(facts=bindparam("facts"))
 
@@ -154,12 +157,25 @@ def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: i
     transaction (``GroupCommit`` batches concurrent check-ins). A refused call gets its error
     in its place and the others go on: a refusal writes nothing."""
     now = _now()
+    conn = session.connection()
+    stored = {r.id: r for r in conn.execute(_DEVICES, {"ids": sorted({c.device_id for c in calls})})}
     devices: list[DeviceIdentity | EdgeshipError] = []
+    writes: dict[bool, list[dict[str, Any]]] = {False: [], True: []}  # by "sends facts"
     for call in calls:
-        try:
-            devices.append(_record(session, call, now))
+        row = stored.get(call.device_id)
+        if row is not None and call.cred.id == call.device_id and hmac.compare_digest(call.cred.secret_hash, row.secret_hash):
+            devices.append(DeviceIdentity(call.device_id, row.tags))
+            writes[call.req.facts is not None].append(_checkin_values(call, now))
+            continue
+        try:  # the slow path says why (unknown, wrong secret, decommissioned, someone else's)
+            devices.append(require_device(session, call.cred, call.device_id))
         except EdgeshipError as exc:
             devices.append(exc)
+    for with_facts, values in writes.items():
+        if values and conn.execute(_CHECKIN_FACTS if with_facts else _CHECKIN, values).rowcount != len(values):
+            # Changed since the SELECT: end the transaction, so that each call is written
+            # alone and finds the device as it now is (GroupCommit retries them one by one).
+            raise ConflictError("a device changed while it checked in", hint="check in again")
     assignments = resolve_assignments(session, [d for d in devices if isinstance(d, DeviceIdentity)])
     return [
         d if isinstance(d, EdgeshipError)
@@ -168,7 +184,7 @@ def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: i
     ]
 
 
-def _record(session: Session, call: CheckinCall, now: datetime) -> DeviceIdentity:
+def _checkin_values(call: CheckinCall, now: datetime) -> dict[str, Any]:
     req = call.req
     values: dict[str, Any] = {
         "device_id": call.device_id,
@@ -180,11 +196,7 @@ def _record(session: Session, call: CheckinCall, now: datetime) -> DeviceIdentit
     }
     if req.facts is not None:
         values["facts"] = req.facts.model_dump(exclude_none=True)
-    row = None
-    if call.cred.id == call.device_id:
-        row = session.connection().execute(_CHECKIN_FACTS if req.facts is not None else _CHECKIN, values).first()
-    # No row: the slow path says why (unknown, wrong secret, decommissioned, someone else's).
-    return DeviceIdentity(call.device_id, row.tags) if row is not None else require_device(session, call.cred, call.device_id)
+    return values
 
 
 def get_device(session: Session, device_id: str) -> Device:

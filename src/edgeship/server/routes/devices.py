@@ -21,8 +21,10 @@ def enroll(body: schemas.EnrollRequest, ctx: ServerContext = Depends(context)) -
         return fleet.enroll(session, body, ctx.settings.poll_interval_s)
 
 
-# Called lean (routes/lean.py): the credential comes from the route, not FastAPI. Answered
-# once stored: concurrent check-ins are written in one transaction (group_commit.py).
+# Well-formed check-ins are answered before the router (fast_checkin.py); this route documents
+# the endpoint and answers the others (refusals, odd bodies). Called lean (routes/lean.py): the
+# credential comes from the route, not FastAPI. Answered once stored: concurrent check-ins are
+# written in one transaction (group_commit.py).
 async def checkin(device_id: str, body: schemas.CheckinRequest, request: Request, cred: Credential = Depends(credential)) -> Response:
     ctx: ServerContext = request.app.state.ctx
     answer = await ctx.checkins.submit(fleet.CheckinCall(cred, device_id, body))

@@ -1,0 +1,130 @@
+"""The check-in fast path (fast_checkin.py) and the batch's bulk writes (fleet.checkin_batch):
+the fast path answers as the full route does and is observed as it is; a batch stores each
+device's own report with a fixed number of statements, and never acknowledges a device that
+changed between its read and its write."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+
+from edgeship.errors import ConflictError
+from edgeship.server import fleet as fleet_mod
+from edgeship.server import schemas
+from edgeship.server.credentials import Credential
+from edgeship.server.db import Database
+from edgeship.server.models import Device as DeviceRow
+from edgeship.server.problems import Unauthorized
+from tests.server.conftest import Fleet
+
+
+def _checkin(version: str, **more: Any) -> dict:
+    return {"state": "committed", "current": {"name": "app", "version": version, "release_id": None}, **more}
+
+
+def test_fast_path_answers_as_the_full_route(fleet: Fleet) -> None:
+    """The same check-in sent as the fast path takes it (application/json) and as only the full
+    route takes it (a charset parameter): same answer, both stored, both counted under the
+    check-in route with a request ID, and a decommissioned device refused alike."""
+    fleet.admin.post("/v1/admin/assignments", json={"release": "app@1.0.0", "tag": "lane=fast"}).raise_for_status()
+    d = fleet.enroll({"lane": "fast"})
+    url = f"/v1/devices/{d.id}/checkin"
+    before = _counted(fleet)
+    answers = []
+    with fleet.anon() as c:
+        for version, content_type in (("1.0.1", "application/json"), ("1.0.2", "application/json; charset=utf-8")):
+            r = c.post(url, json=_checkin(version), headers={**d.auth, "content-type": content_type})
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "application/json" and len(r.headers["x-request-id"]) == 32
+            answers.append(r.json())
+            assert fleet.admin.get(f"/v1/admin/devices/{d.id}").json()["current"]["version"] == version
+        assert answers[0] == answers[1]
+        assert answers[0]["assignment"]["version"] == "1.0.0" and answers[0]["tags"] == {"lane": "fast"}
+        assert _counted(fleet) == before + 2
+        fleet.admin.delete(f"/v1/admin/devices/{d.id}").raise_for_status()
+        for content_type in ("application/json", "application/json; charset=utf-8"):
+            r = c.post(url, json=_checkin("1.0.3"), headers={**d.auth, "content-type": content_type})
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+            assert r.json()["error"]["code"] == "unauthorized"
+
+
+def _counted(fleet: Fleet) -> float:
+    """Successful check-ins the server's metrics count under the check-in route."""
+    text = fleet.anon().get("/metrics").text
+    label = 'method="POST",route="/v1/devices/{device_id}/checkin",status="200"'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("edgeship_http_requests_total{") and label in line)
+
+
+def _enrolled(db: Database, n: int) -> list[Credential]:
+    with db.write() as session:
+        token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
+    creds = []
+    for _ in range(n):
+        with db.write() as session:
+            answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts(arch="old")), 30)
+        creds.append(Credential(answer.device_id, answer.secret))
+    return creds
+
+
+@pytest.fixture
+def db(fresh_database_url: str) -> Any:
+    database = Database(fresh_database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def test_a_batch_stores_each_devices_own_report(db: Database) -> None:
+    """One batch mixing check-ins with and without facts, one device twice: each row holds its
+    own device's report, and facts change only where facts were sent."""
+    a, b, c = _enrolled(db, 3)
+    req = schemas.CheckinRequest.model_validate
+    calls = [
+        fleet_mod.CheckinCall(a, a.id, req(_checkin("1.0.0", facts={"arch": "new-a"}))),
+        fleet_mod.CheckinCall(b, b.id, req(_checkin("2.0.0"))),
+        fleet_mod.CheckinCall(c, c.id, req(_checkin("3.0.0", facts={"arch": "new-c", "ram": 5}))),
+        fleet_mod.CheckinCall(b, b.id, req(_checkin("2.0.1", state="idle"))),
+    ]
+    with db.write() as session:
+        results = fleet_mod.checkin_batch(session, calls, 30)
+    assert all(isinstance(r, schemas.CheckinResponse) and r.tags == {"k": "v"} for r in results), results
+    with db.read() as session:
+        rows = {r.id: r for r in session.scalars(select(DeviceRow))}
+    assert (rows[a.id].current["version"], rows[a.id].facts) == ("1.0.0", {"arch": "new-a"})
+    assert (rows[b.id].current["version"], rows[b.id].state, rows[b.id].facts) == ("2.0.1", "idle", {"arch": "old"})
+    assert (rows[c.id].current["version"], rows[c.id].facts) == ("3.0.0", {"arch": "new-c", "ram": 5})
+    assert rows[a.id].last_seen_at is not None and rows[b.id].last_seen_at is not None
+
+
+def test_a_device_decommissioned_between_read_and_write_is_not_acknowledged(db: Database) -> None:
+    """The batch reads its devices, then writes them: a device decommissioned in between (by
+    another instance) must not be answered as checked in. The batch fails (GroupCommit then
+    writes each call alone), and alone the device is refused."""
+    good, gone = _enrolled(db, 2)
+    req = schemas.CheckinRequest.model_validate(_checkin("1.0.0"))
+    calls = [fleet_mod.CheckinCall(good, good.id, req), fleet_mod.CheckinCall(gone, gone.id, req)]
+    decommission = update(DeviceRow.__table__).where(DeviceRow.id == gone.id).values(decommissioned_at=datetime.now(timezone.utc))
+
+    done = []
+
+    def between(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not done and statement.startswith("UPDATE devices SET") and "last_seen_at" in statement:  # the check-in write
+            done.append(conn.execute(decommission).rowcount)
+
+    event.listen(db.engine, "before_cursor_execute", between)
+    try:
+        with pytest.raises(ConflictError), db.write() as session:
+            fleet_mod.checkin_batch(session, calls, 30)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", between)
+    assert done == [1]
+    with db.write() as session:
+        session.execute(decommission)
+    results = []
+    for call in calls:
+        with db.write() as session:
+            results += fleet_mod.checkin_batch(session, [call], 30)
+    assert isinstance(results[0], schemas.CheckinResponse) and isinstance(results[1], Unauthorized)
