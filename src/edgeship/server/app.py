@@ -7,6 +7,7 @@ are in the database, files in storage, so any number of instances can serve one 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,7 +81,18 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn worker processes: settings come from ``EDGESHIP_*`` variables."""
     settings = ServerSettings.load()
     logs.configure(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_heap()
+    return app
+
+
+def freeze_heap() -> None:
+    """Leave the objects built so far out of the garbage collector's full passes (call once per
+    server process, when its app is built). The app is ~170,000 long-lived objects; a full pass
+    over them takes 100+ ms, and stalled every request in flight: the check-in p99 was these
+    pauses."""
+    gc.collect()
+    gc.freeze()
 
 
 def _body_limit(settings: ServerSettings, path: str) -> int | None:

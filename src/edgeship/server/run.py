@@ -8,7 +8,7 @@ from typing import Any
 import uvicorn
 
 from edgeship.server import logs
-from edgeship.server.app import create_app
+from edgeship.server.app import create_app, freeze_heap
 from edgeship.server.db import Database
 from edgeship.server.settings import ServerSettings
 
@@ -27,7 +27,9 @@ def serve(settings: ServerSettings) -> None:
     if settings.tls:
         options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        app = create_app(settings)
+        freeze_heap()
+        uvicorn.run(app, **options)
         return
     # Migrate once here so that workers starting together do not race on the schema.
     db = Database(settings.effective_database_url)
