@@ -1,4 +1,4 @@
-"""A large fleet written straight into the server's tables (no API), and a rollout over it.
+"""A large fleet written straight into the server's tables (no API), and a rollout or experiment over it.
 
 PostgreSQL builds a million device rows with one ``generate_series`` INSERT in seconds;
 the rollout job's tests and ``benchmarks/rollout.py`` use it to measure a pass at fleet
@@ -23,6 +23,7 @@ from edgeship.server.models import RolloutRecord
 
 OLD, NEW = "a" * 64, "b" * 64
 OLD_REF, NEW_REF = "detector@1.0.0", "detector@2.0.0"
+EXP_A, EXP_A_REF = "c" * 64, "detector@3.0.0"  # an experiment's A arm; its B arm is OLD
 
 
 def seed_devices(session: Session, n: int, seen: datetime) -> None:
@@ -62,6 +63,19 @@ def start_rollout(
         target="*", status="rolling", live=True, document=rollout_to_dict(rollout), summary={}, created_at=at, updated_at=at,
     ))
     return rollout
+
+
+def start_experiment(session: Session, now: float, experiment_id: str = "ab-bulk", target: str = "site=s0", duration: float = 86400.0) -> RolloutRecord:
+    """A live A/B experiment, EXP_A against OLD on half each of ``target``, stored as the server stores one (no rows yet)."""
+    at = datetime.fromtimestamp(now, timezone.utc)
+    record = RolloutRecord(
+        id=experiment_id, kind="experiment", release_ref=EXP_A_REF, release_id=EXP_A, previous_ref=OLD_REF, previous_release_id=OLD,
+        target=target, status="running", live=True, document={"split": 0.5, "started": now, "duration": duration}, summary={},
+        created_at=at, updated_at=at,
+    )
+    session.add(record)
+    session.flush()
+    return record
 
 
 def check_in(session: Session, ids: list[str], release: str, state: str = "committed") -> None:

@@ -41,35 +41,38 @@ def _device(i: int, seen: datetime) -> Device:
     )
 
 
-def _change(db: Database, rng: random.Random, ids: list[str], ordered: list[str]) -> None:
-    """A random slice of fleet life: installs (mostly by devices told to), failures, health
-    reports, new and departed devices."""
+def _change(dbs: list[Database], rng: random.Random, ids: list[str], ordered: list[str]) -> None:
+    """A random slice of fleet life, the same in each database: installs (mostly by devices
+    told to), failures, health reports, new and departed devices."""
     now = datetime.now(timezone.utc)
     told = rng.sample(ordered, min(20, len(ordered)))
-    with db.write() as session:
-        for device_id in sorted(set(told + rng.sample(ids, 25 - len(told)))):
-            device = session.get(Device, device_id)
-            assert device is not None
-            # Told devices mostly install; the others mostly check in and report health.
-            kind = rng.random() * (0.6 if device_id in told else 1.6)
-            device.last_seen_at = now
-            if kind < 0.5:
-                device.current = {"name": "detector", "version": "2.0.0", "release_id": NEW}
-            report = session.get(DeviceReport, device_id) or DeviceReport(device_id=device_id)
-            report.state = "failed" if kind > 0.97 else "committed"
-            report.target_release_id = NEW if kind > 0.97 or kind < 0.5 else OLD
-            report.health_release_id = NEW if kind < 0.5 else OLD
-            report.health = {"error_rate": rng.choice([0.0, 0.01, 0.02]), "latency_p95_ms": rng.choice([100.0, 110.0])}
-            report.folded_at = now
-            session.add(report)
-        for device_id in rng.sample(ids, 2):
-            device = session.get(Device, device_id)
-            assert device is not None
-            if device.decommissioned_at is None:
-                device.decommissioned_at = now
-        new = len(ids)
-        session.add(_device(new, now))
-        ids.append(f"dev-{new:07d}")
+    # Told devices mostly install; the others mostly check in and report health.
+    reports = [(d, rng.random() * (0.6 if d in told else 1.6), rng.choice([0.0, 0.01, 0.02]), rng.choice([100.0, 110.0]))
+               for d in sorted(set(told + rng.sample(ids, 25 - len(told))))]
+    leaving = rng.sample(ids, 2)
+    new = len(ids)
+    ids.append(f"dev-{new:07d}")
+    for db in dbs:
+        with db.write() as session:
+            for device_id, kind, error_rate, latency in reports:
+                device = session.get(Device, device_id)
+                assert device is not None
+                device.last_seen_at = now
+                if kind < 0.5:
+                    device.current = {"name": "detector", "version": "2.0.0", "release_id": NEW}
+                report = session.get(DeviceReport, device_id) or DeviceReport(device_id=device_id)
+                report.state = "failed" if kind > 0.97 else "committed"
+                report.target_release_id = NEW if kind > 0.97 or kind < 0.5 else OLD
+                report.health_release_id = NEW if kind < 0.5 else OLD
+                report.health = {"error_rate": error_rate, "latency_p95_ms": latency}
+                report.folded_at = now
+                session.add(report)
+            for device_id in leaving:
+                device = session.get(Device, device_id)
+                assert device is not None
+                if device.decommissioned_at is None:
+                    device.decommissioned_at = now
+            session.add(_device(new, now))
 
 
 def _rows(db: Database) -> dict[str, tuple[str, bool]]:
@@ -107,7 +110,7 @@ def test_each_cached_pass_decides_like_a_full_recompute(db: Database, monkeypatc
         assert _rows(db) == wanted, step
         if step:
             assert 0 < cache.rows_read <= 28  # 25 changed, 2 departed, 1 new: not the fleet
-        _change(db, rng, ids, sorted(wanted))
+        _change([db], rng, ids, sorted(wanted))
     assert expected.rollout.state.phase > 0  # the rollout moved through its stages on the way
 
 

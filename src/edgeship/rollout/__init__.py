@@ -14,9 +14,10 @@ from edgeship.rollout.engine import (
     pause,
     place,
     promote,
+    reordered,
     resume,
 )
-from edgeship.rollout.experiment import Experiment, ExperimentVerdict, collect, evaluate
+from edgeship.rollout.experiment import Arms, Experiment, ExperimentVerdict, collect, evaluate
 from edgeship.rollout.health import HealthMargins, HealthMetrics
 from edgeship.rollout.model import (
     DeviceFacts,
@@ -31,6 +32,7 @@ from edgeship.rollout.selector import Selector
 from edgeship.rollout.window import MaintenanceWindow, next_switch_time
 
 __all__ = [
+    "Arms",
     "Assignment",
     "AssignmentReason",
     "Decision",
@@ -62,5 +64,6 @@ __all__ = [
     "pause",
     "place",
     "promote",
+    "reordered",
     "resume",
 ]

@@ -463,6 +463,31 @@ class Orders(Mapping[str, Assignment]):
         return len(self._tally)
 
 
+def reordered(tally: Tally, before: Rollout, after: Rollout) -> set[str]:
+    """The devices whose order changes when ``before``'s state moves to ``after``'s (same plan).
+
+    Only what a device's stored row holds counts (release, rollback, window, notice), so a
+    pause touches the devices it holds, not the fleet. A device's answer depends only on where
+    it entered and its class, so each distinct pair is compared once; the scan is in memory.
+    """
+    old, new = Orders(before, tally), Orders(after, tally)
+    verdicts: dict[tuple[int, int], bool] = {}
+    out = set()
+    for device_id, (where, cls, *_) in tally._entries.items():
+        if isinstance(where, Assignment):
+            continue  # not targeted or skipped: the same answer in every state
+        differs = verdicts.get((where, cls))
+        if differs is None:
+            differs = verdicts[where, cls] = _row(old.answer(where, cls)) != _row(new.answer(where, cls))
+        if differs:
+            out.add(device_id)
+    return out
+
+
+def _row(a: Assignment) -> tuple[object, ...] | None:
+    return None if a.release is None else (a.release, a.rollback, a.window, a.notice)
+
+
 def _stage_counts(rollout: Rollout, counts: list[list[int]], now: float) -> tuple[StageCount, ...]:
     state = rollout.state
     # Devices of a phase not reached yet, or held by a pause, are not "in progress".

@@ -47,9 +47,39 @@ class Experiment:
     def release_of(self, device_id: str) -> str:
         return self.release_a if self.arm(device_id) == A else self.release_b
 
+    def release_for(self, d: DeviceView) -> str | None:
+        """The device's release, or None when the experiment does not target it."""
+        return self.release_of(d.id) if self.target.matches(d.id, d.tags) else None
+
     def assign(self, devices: Iterable[DeviceView]) -> dict[str, str]:
         """The release for every targeted device."""
-        return {d.id: self.release_of(d.id) for d in devices if self.target.matches(d.id, d.tags)}
+        return Arms(self, devices).releases
+
+
+class Arms:
+    """An experiment's release for each targeted device, kept up to date one device report at a time.
+
+    Like a rollout's ``Tally``: built once from the fleet, then fed only the devices that
+    changed, so a caller's work follows the changes, not the fleet.
+    """
+
+    def __init__(self, experiment: Experiment, devices: Iterable[DeviceView] = ()) -> None:
+        self.experiment = experiment
+        self.releases: dict[str, str] = {}
+        for d in devices:
+            self.update(d)
+
+    def update(self, d: DeviceView) -> None:
+        """Take ``d`` as the device's latest report (a new device or a changed one)."""
+        release = self.experiment.release_for(d)
+        if release is None:
+            self.releases.pop(d.id, None)
+        else:
+            self.releases[d.id] = release
+
+    def discard(self, device_id: str) -> None:
+        """Forget a device (decommissioned)."""
+        self.releases.pop(device_id, None)
 
 
 @dataclass(frozen=True)

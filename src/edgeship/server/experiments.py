@@ -7,7 +7,7 @@ and asks ``edgeship.rollout.evaluate`` which release is better.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +16,6 @@ from edgeship.errors import RolloutError, UsageError
 from edgeship.rollout import (
     Assignment,
     AssignmentReason,
-    DeviceView,
     Experiment,
     Selector,
     collect,
@@ -38,7 +37,7 @@ from edgeship.server.rollouts import (
 from edgeship.units import parse_duration
 
 
-def _experiment(record: RolloutRecord) -> Experiment:
+def experiment_of(record: RolloutRecord) -> Experiment:
     d = record.document
     return Experiment(
         id=record.id, release_a=record.release_id, release_b=record.previous_release_id or "", split=d["split"],
@@ -67,21 +66,34 @@ def start(session: Session, repo: ServerRepository, req: schemas.ExperimentCreat
     return status(session, record.id, now)
 
 
-def assign(session: Session, record: RolloutRecord, now: float, views: Sequence[DeviceView] | None = None) -> None:
-    """Give every targeted device its arm's release; after the experiment ends the rows stay as they are."""
-    experiment = _experiment(record)
-    fleet = device_views(session) if views is None else views
-    wanted = {device: Assignment(AssignmentReason.ASSIGNED, release) for device, release in experiment.assign(fleet).items()}
-    materialize(session, record, wanted, {record.release_id: record.release_ref, experiment.release_b: record.previous_ref or ""})
+def assign(
+    session: Session, record: RolloutRecord, now: float, arms: Mapping[str, str] | None = None, changed: Collection[str] | None = None
+) -> list[str]:
+    """Give every targeted device its arm's release; after the experiment ends the rows stay as they are.
+
+    ``arms`` (device → release, the job keeps one per experiment) stands for the fleet, else
+    it is read in ``session``. ``changed`` (with ``arms``): the devices whose rows may be out
+    of date; only theirs are looked at (an experiment's answers never change all at once).
+    Returns the devices whose row it withdrew.
+    """
+    experiment = experiment_of(record)
+    if arms is None:
+        arms, changed = experiment.assign(device_views(session)), None
+    answers = {r: Assignment(AssignmentReason.ASSIGNED, r) for r in (experiment.release_a, experiment.release_b)}
+    ids = arms if changed is None else [d for d in changed if d in arms]
+    wanted = {d: answers[arms[d]] for d in ids}
+    refs = {record.release_id: record.release_ref, experiment.release_b: record.previous_ref or ""}
+    withdrawn = materialize(session, record, wanted, refs, changed)
     finished = now >= experiment.started + experiment.duration
     record.status = "finished" if finished else "running"
     record.live = not finished
     record.updated_at = utc(now)
+    return withdrawn
 
 
 def status(session: Session, experiment_id: str, now: float) -> schemas.ExperimentOut:
     record = get_record(session, experiment_id, EXPERIMENT)
-    experiment = _experiment(record)
+    experiment = experiment_of(record)
     views = device_views(session)
     refs = (record.release_ref, record.previous_ref)
     ratings: dict[str, list[float]] = {}

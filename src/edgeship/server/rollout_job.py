@@ -13,6 +13,7 @@ send them and none sends one twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -22,12 +23,12 @@ from datetime import datetime, timedelta, timezone
 
 import anyio
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from edgeship.errors import EdgeshipError
-from edgeship.rollout import DeviceView, RolloutState, Tally
+from edgeship.rollout import Arms, DeviceView, RolloutState, Tally, reordered
 from edgeship.rollout.codec import rollout_from_dict
 from edgeship.server import experiments, rollouts, webhooks
 from edgeship.server.context import ServerContext
@@ -59,65 +60,111 @@ def claim_turn(db: Database, name: str, every_s: float) -> bool:
 # just before the previous pass may commit just after it, and instances' clocks differ a little.
 CHANGE_LAG_S = 5.0
 
+# A live record's fleet, kept up to date one changed device at a time: a rollout's tally,
+# an experiment's arms.
+Book = Tally | Arms
+
+
+def _plan_key(record: RolloutRecord) -> str:
+    # Everything a book depends on: what the record targets and plans, not its state.
+    plan = {k: v for k, v in record.document.items() if k != "state"}
+    return json.dumps([record.kind, record.target, record.release_id, record.previous_release_id, plan], sort_keys=True)
+
+
+def _book(record: RolloutRecord, views: list[DeviceView]) -> Book:
+    if record.kind == rollouts.EXPERIMENT:
+        return Arms(experiments.experiment_of(record), views)
+    # No placement cache: a check-in may change a device's facts, and so where it enters.
+    return Tally(rollout_from_dict(record.document), views)
+
+
+def _state(record: RolloutRecord) -> RolloutState | None:
+    """What of a record moves after it starts: a rollout's state (an experiment's answers never move)."""
+    return None if record.kind == rollouts.EXPERIMENT else rollout_from_dict(record.document).state
+
 
 @dataclass
 class FleetCache:
-    """This instance's tally of each live rollout's fleet, and how far it has read the change feed.
+    """This instance's book of each live rollout's and experiment's fleet, and how far it has read the change feed.
 
-    A rollout's tally is built from the whole fleet the first time this instance decides
-    it; after that each pass reads only the devices changed since the last one
-    (``reports.changed_views``), so a pass costs what changed, not the fleet. The tally
-    belongs to the rollout's release, target and plan; its state is always read from the
-    database, so another instance or an operator may move the rollout in between.
+    A record's book is built from the whole fleet the first time this instance sees it;
+    after that each pass reads only the devices changed since the last one
+    (``reports.changed_views``), so a pass costs what changed, not the fleet. Every state a
+    record is stored in comes with rows that match it for the whole fleet (whoever moved
+    it wrote them in the same transaction), so a pass looks only at the rows of the devices
+    that changed, that another record freed, or whose order the record's new state changes.
     """
 
-    tallies: dict[str, tuple[str, Tally]] = field(default_factory=dict)  # rollout → (plan key, tally)
-    # Per rollout, the state whose answers this instance last wrote for the whole fleet.
-    written: dict[str, RolloutState] = field(default_factory=dict)
+    books: dict[str, tuple[str, Book]] = field(default_factory=dict)  # record → (plan key, book)
+    # Per record, the state this instance last knew its stored rows to match; a record not
+    # listed (new to this instance) has all its rows looked at.
+    synced: dict[str, RolloutState | None] = field(default_factory=dict)
+    # Devices whose rows a record withdrew, or whose order another hand changed: any record
+    # may want them now, so the next pass looks at them too.
+    freed: set[str] = field(default_factory=set)
+    records: int = 0  # records stored when this instance last looked (none is ever deleted)
     read_until: datetime | None = None
     rows_read: int = 0  # device rows read by the last pass (the work ∝ changes)
 
-    def catch_up(self, session: Session) -> tuple[list[DeviceView], list[str]] | None:
-        """The devices changed since the last pass (and the IDs of those gone); None: no mark yet."""
+    def catch_up(self, session: Session, live: list[RolloutRecord]) -> set[str]:
+        """Bring every live record's book up to date; returns the devices changed since the last pass."""
         mark = datetime.now(timezone.utc) - timedelta(seconds=CHANGE_LAG_S)
-        since, self.read_until = self.read_until, mark
         self.rows_read = 0
-        if since is None or not self.tallies:
-            return None
-        changed, gone = changed_views(session, since)
-        self.rows_read = len(changed) + len(gone)
-        for _, tally in self.tallies.values():
-            for view in changed:
-                tally.update(view)
-            for device_id in gone:
-                tally.discard(device_id)
-        return changed, gone
+        changed: set[str] = set()
+        if self.read_until is not None and self.books:
+            views, gone = changed_views(session, self.read_until)
+            self.rows_read = len(views) + len(gone)
+            for _, book in self.books.values():
+                for view in views:
+                    book.update(view)
+                for device_id in gone:
+                    book.discard(device_id)
+            changed = {v.id for v in views} | set(gone)
+        left = set(self.books) - {r.id for r in live}
+        if left:  # finished: by this instance, or by an operator (whose abort may have freed rows)
+            for record in session.scalars(select(RolloutRecord).where(RolloutRecord.id.in_(left))):
+                self.rebase(record)
+            for record_id in left:
+                del self.books[record_id]
+                self.synced.pop(record_id, None)
+        new = [r for r in live if self.books.get(r.id, ("",))[0] != _plan_key(r)]
+        for record in live:
+            if record not in new:
+                self.rebase(record)
+        records = session.scalar(select(func.count()).select_from(RolloutRecord)) or 0
+        if new or records != self.records:
+            # A record this instance never saw may have taken rows and freed them again
+            # (started, then paused or aborted): every record looks at all its rows once.
+            self.synced.clear()
+            self.records = records
+        if new:
+            fleet = device_views(session)
+            self.rows_read += len(fleet)
+            for record in new:
+                self.books[record.id] = (_plan_key(record), _book(record, fleet))
+        self.read_until = mark  # only now: a failed read is read again next pass
+        return changed
 
-    def tally(self, session: Session, record: RolloutRecord) -> tuple[Tally, bool]:
-        """The rollout's tally, and whether it is new (built from the whole fleet now)."""
+    def rebase(self, record: RolloutRecord) -> None:
+        """Take the record's stored state as the one its rows match; if another hand moved it
+        (an operator, another instance), the devices whose order that changed join ``freed``."""
+        if record.id not in self.synced:
+            return
+        state, seen = _state(record), self.synced[record.id]
+        if state == seen:
+            return
+        tally = self.books[record.id][1]
+        assert isinstance(tally, Tally) and seen is not None  # only rollouts have states
         rollout = rollout_from_dict(record.document)
-        key = json.dumps({k: v for k, v in record.document.items() if k != "state"}, sort_keys=True)
-        cached = self.tallies.get(record.id)
-        if cached is not None and cached[0] == key:
-            return cached[1], False
-        views = device_views(session)
-        self.rows_read += len(views)
-        # No placement cache: a check-in may change a device's facts, and so where it enters.
-        tally = Tally(rollout, views)
-        self.tallies[record.id] = (key, tally)
-        return tally, True
-
-    def forget_except(self, live: set[str]) -> None:
-        for gone in set(self.tallies) - live:
-            del self.tallies[gone]
-            self.written.pop(gone, None)
+        self.freed |= reordered(tally, dataclasses.replace(rollout, state=seen), rollout)
+        self.synced[record.id] = state
 
 
 def tick(ctx: ServerContext, now: float | None = None, cache: FleetCache | None = None) -> int:
     """One pass: fold events, then decide every live rollout and experiment; returns how many.
 
-    ``cache`` (kept by ``run`` between passes) holds the rollouts' tallies; a fresh one,
-    as on an instance's first pass, reads the whole fleet.
+    ``cache`` (kept by ``run`` between passes) holds the records' books; a fresh one, as on
+    an instance's first pass, reads the whole fleet.
     """
     cache = FleetCache() if cache is None else cache
     release_ids = {f"{e['name']}@{e['version']}": e["release_id"] for e in ctx.repo.releases()} if ctx.repo.ready else {}
@@ -126,41 +173,32 @@ def tick(ctx: ServerContext, now: float | None = None, cache: FleetCache | None 
             if fold_events(session, release_ids) < FOLD_BATCH:
                 break
     with ctx.db.read() as session:
-        live = session.execute(select(RolloutRecord.id, RolloutRecord.kind).where(RolloutRecord.live).order_by(RolloutRecord.created_at)).all()
-        # Experiments still read the whole fleet, once per pass, outside the write lock.
-        views = device_views(session) if any(kind == rollouts.EXPERIMENT for _, kind in live) else []
-        delta = cache.catch_up(session)
-    cache.forget_except({rollout_id for rollout_id, kind in live if kind == rollouts.ROLLOUT})
+        live = list(session.scalars(select(RolloutRecord).where(RolloutRecord.live).order_by(RolloutRecord.created_at)))
+        # The fleet is read here, outside the write lock: whole once per record, then only changes.
+        looked = cache.catch_up(session, live) | cache.freed
+    cache.freed = set()
     try:
-        for rollout_id, kind in live:
+        for rollout_id, kind in [(r.id, r.kind) for r in live]:
             with ctx.db.write() as session:
                 record = rollouts.get_record(session, rollout_id, kind, lock=True)
                 if not record.live:
                     continue  # another instance finished it while this one waited for the lock
                 at = time.time() if now is None else now
-                if kind == rollouts.EXPERIMENT:
-                    experiments.assign(session, record, at, views)
+                cache.rebase(record)  # moved since the read above: by an operator, or another instance
+                only = looked | cache.freed if record.id in cache.synced else None
+                book = cache.books[record.id][1]
+                if isinstance(book, Arms):
+                    withdrawn = experiments.assign(session, record, at, book.releases, only)
                 else:
-                    _evaluate(session, record, at, cache, delta)
+                    _, withdrawn = rollouts.evaluate(session, record, at, tally=book, changed=only)
+                state = _state(record)
+            cache.synced[record.id] = state  # committed: the rows match this state
+            cache.freed.update(withdrawn)
     except BaseException:
-        # A write that did not commit leaves rows unwritten: the next pass rewrites them all.
-        cache.written.clear()
+        # Rows a failed transaction did not write are looked at again next pass.
+        cache.freed |= looked
         raise
     return len(live)
-
-
-def _evaluate(
-    session: Session, record: RolloutRecord, at: float, cache: FleetCache, delta: tuple[list[DeviceView], list[str]] | None
-) -> None:
-    tally, new = cache.tally(session, record)
-    stored = rollout_from_dict(record.document).state
-    # Only the changed devices' rows need a look if this instance wrote every row under the
-    # state the rollout is in (and the decision keeps it there: ``evaluate`` checks that).
-    changed = None
-    if not new and delta is not None and cache.written.get(record.id) == stored:
-        changed = {v.id for v in delta[0]} | set(delta[1])
-    decision = rollouts.evaluate(session, record, at, tally=tally, changed=changed)
-    cache.written[record.id] = decision.rollout.state
 
 
 async def run(ctx: ServerContext) -> None:

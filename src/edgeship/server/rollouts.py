@@ -36,6 +36,7 @@ from edgeship.rollout import (
     decide_tally,
     pause,
     promote,
+    reordered,
     resume,
 )
 from edgeship.rollout.codec import rollout_from_dict, rollout_to_dict
@@ -199,19 +200,23 @@ def act(session: Session, rollout_id: str, action: str, req: schemas.RolloutActi
 
 def evaluate(
     session: Session, record: RolloutRecord, now: float, tally: Tally | None = None, changed: Collection[str] | None = None
-) -> Decision:
+) -> tuple[Decision, list[str]]:
     """Decide the rollout against the fleet as of ``now``; store the state, the devices' rows, the notifications.
 
     The fleet comes from ``tally`` (the job keeps one per rollout), else it is read in
-    ``session``. ``changed``: the devices whose report changed since this rollout's rows
-    were last written under the same state; then only their rows are looked at, unless the
-    state moves on now.
+    ``session``. ``changed`` (with ``tally``): the devices whose rows may be out of date
+    under the stored state (their report changed, or another rollout freed their row); then
+    only their rows are looked at, and those of the devices whose order the new state
+    changes. Every stored state comes with rows that match it, so no other row can be wrong.
+    Returns the decision and the devices whose row this rollout withdrew.
     """
     rollout = rollout_from_dict(record.document)
     if tally is None:
         decision = decide(rollout, device_views(session), now)
     else:
         decision = decide_tally(rollout, tally, now)
+        if changed is not None and decision.rollout.state != rollout.state:
+            changed = set(changed) | reordered(tally, rollout, decision.rollout)
     state = decision.rollout.state
     record.document = rollout_to_dict(decision.rollout)
     record.status = state.status.value
@@ -222,10 +227,9 @@ def evaluate(
     # with it weeks later, and must still be ordered back.
     record.live = not state.status.is_final or state.rollback
     record.updated_at = utc(now)
-    only = changed if changed is not None and state == rollout.state else None
-    materialize(session, record, decision.assignments, {rollout.release: record.release_ref, **_previous(record)}, only)
+    withdrawn = materialize(session, record, decision.assignments, {rollout.release: record.release_ref, **_previous(record)}, changed)
     _notify(session, record, decision.events)
-    return decision
+    return decision, withdrawn
 
 
 def _previous(record: RolloutRecord) -> dict[str, str]:
@@ -257,12 +261,13 @@ _CHUNK = 500  # device IDs per DELETE … IN (…): below every backend's bound-
 def materialize(
     session: Session, record: RolloutRecord, assignments: Mapping[str, Assignment], refs: Mapping[str, str],
     only: Collection[str] | None = None,
-) -> None:
+) -> list[str]:
     """Make the rollout's ``rollout_assignments`` rows match ``assignments`` (for the devices in ``only``, if given).
 
     Only devices told to install something get a row; a device without one falls back to
     plain assignment orders. A row of a newer rollout is left alone. Plain rows rather than
     ORM objects, and only the changes written: without ``only`` this runs for the whole fleet.
+    Returns the devices whose row it deleted: an older rollout may want them now.
     """
     owners = dict(session.execute(select(RolloutRecord.id, RolloutRecord.created_at)).all())
     rows = select(_RA.c.device_id, *(_RA.c[f] for f in _ROW_FIELDS))
@@ -308,6 +313,7 @@ def materialize(
             update(_RA).where(_RA.c.device_id == bindparam("b_device_id")).values({f: bindparam(f) for f in _ROW_FIELDS}),
             updates,
         )
+    return stale
 
 
 def rollout_out(record: RolloutRecord, now: float) -> schemas.RolloutOut:
