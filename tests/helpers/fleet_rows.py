@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from edgeship.release.manifest import Requirements
-from edgeship.rollout import Rollout, RolloutPolicy, RolloutState, Stage
+from edgeship.rollout import Rollout, RolloutPolicy, RolloutState, Selector, Stage
 from edgeship.rollout.codec import rollout_to_dict
 from edgeship.server.db import Database
 from edgeship.server.models import RolloutRecord
@@ -51,18 +51,22 @@ def seed_devices(session: Session, n: int, seen: datetime) -> None:
 
 
 def start_rollout(
-    session: Session, now: float, stages: tuple[float, ...] = (1.0, 10.0, 100.0), requirements: Requirements | None = None
-) -> Rollout:
-    """A live rollout of NEW (no pilot group) stored as the server stores one."""
+    session: Session, now: float, stages: tuple[float, ...] = (1.0, 10.0, 100.0), requirements: Requirements | None = None,
+    rollout_id: str = "ro-bulk", release: tuple[str, str] = (NEW, NEW_REF), target: str = "*",
+) -> RolloutRecord:
+    """A live rollout of ``release`` (ID, ref; no pilot group) stored as the server stores one (no rows yet)."""
     policy = RolloutPolicy(pilot=None, stages=tuple(Stage(p, 600.0, 0.05) for p in stages))
-    rollout = Rollout("ro-bulk", NEW, previous_release=OLD, release_ref=NEW_REF, policy=policy,
-                      requirements=requirements or Requirements(), state=RolloutState(since=now, ordered_since=now))
+    rollout = Rollout(rollout_id, release[0], previous_release=OLD, release_ref=release[1], policy=policy,
+                      requirements=requirements or Requirements(), target=Selector.parse(target),
+                      state=RolloutState(since=now, ordered_since=now))
     at = datetime.fromtimestamp(now, timezone.utc)
-    session.add(RolloutRecord(
-        id=rollout.id, kind="rollout", release_ref=NEW_REF, release_id=NEW, previous_ref=OLD_REF, previous_release_id=OLD,
-        target="*", status="rolling", live=True, document=rollout_to_dict(rollout), summary={}, created_at=at, updated_at=at,
-    ))
-    return rollout
+    record = RolloutRecord(
+        id=rollout.id, kind="rollout", release_ref=release[1], release_id=release[0], previous_ref=OLD_REF, previous_release_id=OLD,
+        target=target, status="rolling", live=True, document=rollout_to_dict(rollout), summary={}, created_at=at, updated_at=at,
+    )
+    session.add(record)
+    session.flush()
+    return record
 
 
 def start_experiment(session: Session, now: float, experiment_id: str = "ab-bulk", target: str = "site=s0", duration: float = 86400.0) -> RolloutRecord:
