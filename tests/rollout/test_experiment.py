@@ -7,10 +7,11 @@ import random
 import pytest
 
 from edgeship.errors import RolloutError
-from edgeship.rollout import DeviceState, DeviceView, HealthMetrics
+from edgeship.rollout import DeviceState, DeviceView, HealthMetrics, Selector
 from edgeship.rollout.experiment import (
     TOO_EARLY,
     ArmData,
+    Arms,
     Experiment,
     collect,
     evaluate,
@@ -102,3 +103,20 @@ def test_bad_experiments_are_refused() -> None:
         Experiment("x", "a", "b", split=1.0)
     with pytest.raises(RolloutError, match="two different"):
         Experiment("x", "a", "a")
+
+
+def test_arms_fed_changes_match_a_full_assignment() -> None:
+    targeted = Experiment("exp-1", "rel-a", "rel-b", target=Selector.parse("site=a"))
+    rng = random.Random(5)
+    fleet = {f"dev-{i}": DeviceView(f"dev-{i}", {"site": rng.choice("ab")}) for i in range(200)}
+    arms = Arms(targeted, fleet.values())
+    for _ in range(300):
+        device_id = f"dev-{rng.randrange(260)}"  # a changed report, a new device or one leaving
+        if rng.random() < 0.2:
+            fleet.pop(device_id, None)
+            arms.discard(device_id)
+        else:
+            fleet[device_id] = DeviceView(device_id, {"site": rng.choice("ab")})
+            arms.update(fleet[device_id])
+        assert arms.releases == targeted.assign(fleet.values())
+    assert set(arms.releases.values()) == {"rel-a", "rel-b"}

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeship.rollout import (
+    Assignment,
     Decision,
     DeviceFacts,
     DeviceState,
@@ -23,7 +24,10 @@ from edgeship.rollout import (
     Tally,
     decide,
     decide_tally,
+    pause,
+    reordered,
 )
+from edgeship.rollout.engine import Orders
 from edgeship.release.manifest import Requirements
 
 NEW, OLD = "new" * 4, "old" * 4
@@ -113,3 +117,31 @@ def test_tally_fed_changes_decides_like_a_full_recompute(
 def test_a_fleet_listed_with_repeats_counts_each_devices_last_report(rollout: Rollout, listed: list[DeviceView]) -> None:
     last = {v.id: v for v in listed}
     same(decide(rollout, listed, 5.0), decide(rollout, list(last.values()), 5.0))
+
+
+def _row(a: Assignment | None) -> tuple[object, ...] | None:
+    return None if a is None or a.release is None else (a.release, a.rollback, a.window, a.notice)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rollouts(), rollouts(), st.lists(views, max_size=40))
+def test_reordered_names_exactly_the_devices_whose_stored_row_differs_between_two_states(
+    before: Rollout, other: Rollout, fleet: list[DeviceView]
+) -> None:
+    phase = min(other.state.phase, len(before.policy.phases) - 1)
+    after = dataclasses.replace(before, state=dataclasses.replace(other.state, phase=phase))  # the same plan, another state
+    tally = Tally(before, fleet)
+    old = Orders(before, tally)
+    new = Orders(after, tally)
+    assert reordered(tally, before, after) == {d for d in tally if _row(old[d]) != _row(new[d])}
+
+
+def test_a_pause_reorders_only_the_devices_it_holds() -> None:
+    policy = RolloutPolicy(pilot=None, stages=(Stage(50.0, 0.0, 0.5), Stage(100.0, 0.0, 0.5)))
+    rolling = Rollout("ro-p", NEW, previous_release=OLD, policy=policy, state=RolloutState(since=0.0))
+    fleet = [DeviceView(i, {}, DeviceFacts(8 * GiB, "arm64"), NEW if n % 2 else OLD, DeviceState.COMMITTED, None, None, 0.0)
+             for n, i in enumerate(IDS)]
+    tally = Tally(rolling, fleet)
+    paused = pause(rolling, 1.0)
+    waiting_in_stage = {d.id for d in fleet if d.current == OLD and Orders(rolling, tally)[d.id].release == NEW}
+    assert waiting_in_stage and reordered(tally, rolling, paused) == waiting_in_stage
