@@ -1,7 +1,8 @@
 """Rollout engine figures: decisions per second for 100,000 devices, a decision from a tally
-fed only the changed reports and, with --pg, one rollout-job pass over a million device rows
-in PostgreSQL: today's full re-read against the cached pass that reads only the changed rows.
-Full simulated rollouts (``edgeship simulate``) are measured by benchmarks/simulate.py.
+fed only the changed reports and, with --pg, rollout-job passes over a million device rows in
+PostgreSQL with a live rollout and a live experiment: the full re-read against cached passes
+that read only the changed rows. Full simulated rollouts (``edgeship simulate``) are measured
+by benchmarks/simulate.py.
 
 Run: python benchmarks/rollout.py [--devices 100000] [--repeat 5]
      [--pg postgresql+psycopg://user:pw@host/db --rows 1000000 --changed 1000]
@@ -76,16 +77,28 @@ def bench_decide(n: int, repeat: int) -> None:
 
 
 def bench_job(url: str, rows: int, changed: int) -> None:
-    """One rollout-job pass over ``rows`` device rows: the full re-read, then the cached pass."""
+    """Rollout-job passes over ``rows`` device rows with a live rollout and a live experiment:
+    the full re-read, then cached passes after ``changed`` devices change."""
     # The server is an optional extra, and the fleet rows come from the tests' helpers.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from sqlalchemy import select
 
+    from edgeship.server import experiments
+    from edgeship.server.fleet import decommission
     from edgeship.server.db import Database
-    from edgeship.server.models import RolloutAssignment
-    from edgeship.server.rollout_job import FleetCache, tick
-    from tests.helpers.fleet_rows import NEW, an_hour_ago, check_in, job_context, seed_devices, start_rollout
+    from edgeship.server.models import RolloutAssignment, RolloutRecord
+    from edgeship.server.rollout_job import CHANGE_LAG_S, FleetCache, tick
+    from tests.helpers.fleet_rows import NEW, OLD, an_hour_ago, check_in, enroll, job_context, seed_devices, start_experiment, start_rollout
     from tests.helpers.server import postgres_schema
+
+    def timed(fn: Callable[[], object]) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def line(label: str, wall: float, cpu: float, rest: str = "") -> None:
+        # CPU: this process only (the job's Python); PostgreSQL's share is in the wall time.
+        print(f"  {label:<68}{wall:7.2f} s ({cpu:6.2f} s CPU){rest}")
 
     os.environ.setdefault("EDGESHIP_TEST_DATABASE_URL", url)
     with postgres_schema() as schema_url:
@@ -97,24 +110,44 @@ def bench_job(url: str, rows: int, changed: int) -> None:
             with db.write() as session:
                 seed_devices(session, rows, an_hour_ago())
                 start_rollout(session, now)
-            print(f"rollout job, {rows:,} device rows in PostgreSQL (seeded in {time.perf_counter() - t0:.1f} s):")
+                start_experiment(session, now + 1)  # site s0: a seventh of the fleet, half on each arm
+            print(f"rollout job, {rows:,} device rows in PostgreSQL (seeded in {time.perf_counter() - t0:.1f} s), "
+                  f"a live rollout and a live experiment (load average {os.getloadavg()[0]:.1f}):")
             ctx = job_context(db)
-            tick(ctx, now)  # the rollout's first pass writes the first stage's rows
+            tick(ctx, now)  # the first pass writes the first stage's and the experiment's rows
             # A pass with a fresh cache reads and decides the whole fleet: what every pass did
-            # before the tallies (and what an instance's first pass still does).
+            # before the books (and what an instance's first pass still does).
             cache = FleetCache()
-            t0 = time.perf_counter()
-            tick(ctx, now + 1, cache)
-            full = time.perf_counter() - t0
-            print(f"  pass reading the whole fleet (every pass, before)  {full:6.2f} s, {cache.rows_read:,} rows read")
+            full, full_cpu = timed(lambda: tick(ctx, now + 1, cache))
+            line("pass reading the whole fleet (an instance's first)", full, full_cpu, f", {cache.rows_read:,} rows read")
+
+            def whole_experiment() -> None:  # what every pass cost per live experiment before
+                with db.write() as session:
+                    record = session.get(RolloutRecord, "ab-bulk")
+                    assert record is not None
+                    experiments.assign(session, record, now + 1)
+
+            exp_full, exp_full_cpu = timed(whole_experiment)
+            line("the experiment alone, reading the whole fleet (every pass before)", exp_full, exp_full_cpu)
             with db.read() as session:
-                ids = list(session.scalars(select(RolloutAssignment.device_id).limit(changed)))
+                ids = list(session.scalars(select(RolloutAssignment.device_id).where(RolloutAssignment.rollout_id == "ro-bulk").limit(changed)))
+                held = list(session.scalars(select(RolloutAssignment.device_id).where(RolloutAssignment.rollout_id == "ab-bulk").limit(changed)))
             with db.write() as session:
                 check_in(session, ids, NEW)
-            t0 = time.perf_counter()
-            tick(ctx, now + 2, cache)
-            inc = time.perf_counter() - t0
-            print(f"  next pass, after {len(ids):,} check-ins             {inc:6.2f} s, {cache.rows_read:,} rows read  = x{full / inc:,.0f} faster")
+            time.sleep(CHANGE_LAG_S)  # so the next pass is the last to re-read these check-ins
+            inc, inc_cpu = timed(lambda: tick(ctx, now + 2, cache))
+            line(f"next pass, after {len(ids):,} check-ins of the rollout's devices", inc, inc_cpu,
+                 f", {cache.rows_read:,} rows read  = x{full / inc:,.0f} faster than the whole fleet")
+            # The experiment's devices: most check in, some enroll at its site, some leave.
+            few = max(1, changed // 100)
+            with db.write() as session:
+                check_in(session, held[2 * few :], OLD)
+                for device_id in held[:few]:
+                    decommission(session, device_id)
+                enroll(session, [f"dev-9{i:06d}" for i in range(few)], "s0")
+            exp, exp_cpu = timed(lambda: tick(ctx, now + 3, cache))
+            line(f"next pass, after {cache.rows_read:,} of the experiment's devices changed", exp, exp_cpu,
+                 f", {cache.rows_read:,} rows read  = x{exp_full / exp:,.0f} faster than the experiment alone reading the fleet")
         finally:
             db.dispose()
 

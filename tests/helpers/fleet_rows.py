@@ -19,7 +19,7 @@ from edgeship.release.manifest import Requirements
 from edgeship.rollout import Rollout, RolloutPolicy, RolloutState, Selector, Stage
 from edgeship.rollout.codec import rollout_to_dict
 from edgeship.server.db import Database
-from edgeship.server.models import RolloutRecord
+from edgeship.server.models import Device, RolloutRecord
 
 OLD, NEW = "a" * 64, "b" * 64
 OLD_REF, NEW_REF = "detector@1.0.0", "detector@2.0.0"
@@ -89,6 +89,16 @@ def check_in(session: Session, ids: list[str], release: str, state: str = "commi
         text("UPDATE devices SET current = CAST(:current AS json), state = :state, last_seen_at = :now WHERE id = ANY(:ids)"),
         {"current": json.dumps({"name": "detector", "version": version, "release_id": release}), "state": state,
          "now": datetime.now(timezone.utc), "ids": ids},
+    )
+
+
+def enroll(session: Session, ids: list[str], site: str) -> None:
+    """New devices ``ids`` at ``site`` enroll now (not heard from yet)."""
+    now = datetime.now(timezone.utc)
+    session.add_all(
+        Device(id=i, secret_hash="0" * 64, tags={"ring": "main", "site": site}, facts={"ram": 8 << 30, "arch": "arm64"},
+               state="committed", current=None, enrolled_at=now)
+        for i in ids
     )
 
 

@@ -25,7 +25,7 @@ from edgeship.server.reports import device_views
 from edgeship.server import experiments, fleet, rollout_job, rollouts
 from edgeship.server.rollout_job import FleetCache, tick
 from edgeship.server.rollout_schemas import RolloutAction
-from tests.helpers.fleet_rows import NEW, OLD, an_hour_ago, check_in, job_context, seed_devices, start_experiment, start_rollout
+from tests.helpers.fleet_rows import NEW, OLD, an_hour_ago, check_in, enroll, job_context, seed_devices, start_experiment, start_rollout
 from tests.helpers.server import fresh_database_url, postgres_schema  # noqa: F401 - fresh_database_url is a fixture
 
 N = 300
@@ -332,7 +332,7 @@ def test_an_experiment_pass_over_a_million_devices_reads_only_the_changed_rows(m
     its devices leave. The pass reads those rows, gives the new devices their arm and takes the
     departed devices' rows back."""
     monkeypatch.setattr(rollout_job, "CHANGE_LAG_S", 0.0)  # the other test's changes are not read again
-    db, now = million.db, datetime.now(timezone.utc)
+    db = million.db
     rng = random.Random(3)
     with db.read() as session:
         held = list(session.scalars(select(RolloutAssignment.device_id).where(RolloutAssignment.rollout_id == "ab-bulk").limit(2000)))
@@ -346,9 +346,7 @@ def test_an_experiment_pass_over_a_million_devices_reads_only_the_changed_rows(m
         check_in(session, checking_in, OLD)
         for device_id in leaving:
             fleet.decommission(session, device_id)
-        for device_id in joining:
-            session.add(Device(id=device_id, secret_hash="0" * 64, tags={"ring": "main", "site": "s0"}, facts={"ram": 8 << 30, "arch": "arm64"},
-                               state="committed", current=None, enrolled_at=now, last_seen_at=None))
+        enroll(session, joining, "s0")
     with rows_fetched(db) as fetched:
         tick(job_context(db), million.now + 2, million.cache)
     assert million.cache.rows_read == 1000
