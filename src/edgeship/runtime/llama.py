@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import sys
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -64,7 +67,8 @@ _load_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _plain_cpu_buffers(bindings: Any) -> Iterator[None]:
+def _loading(bindings: Any) -> Iterator[None]:
+    """While Llama() loads: weight repacking off, and llama.cpp's log silenced (see _silent_log)."""
     original = bindings.llama_model_default_params
 
     def params() -> Any:
@@ -72,12 +76,35 @@ def _plain_cpu_buffers(bindings: Any) -> Iterator[None]:
         p.use_extra_bufts = False
         return p
 
-    with _load_lock:
+    with _load_lock, _silent_log(bindings):
         bindings.llama_model_default_params = params
         try:
             yield
         finally:
             bindings.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def _silent_log(bindings: Any) -> Iterator[None]:
+    """llama.cpp's log goes nowhere, and without taking the GIL, until the block ends (glibc only).
+
+    llama-cpp-python logs through a Python callback, which llama.cpp calls ~1,400 times while
+    it loads Gemma 3 (a line per tensor, per cache layer...): each call waits for the GIL the
+    threads serving requests hold, and a swap's load took ~0.15 s longer under load. With
+    verbose=False the lines go to /dev/null anyway. The no-op is libc's abs(int): C callers
+    clean up the arguments, so the text and user data it ignores do no harm.
+    """
+    libc = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    if libc is None:
+        yield
+        return
+    previous, data = bindings.llama_log_callback(), ctypes.c_void_p()
+    bindings.llama_log_get(ctypes.byref(previous), ctypes.byref(data))
+    bindings.llama_log_set(ctypes.cast(ctypes.CDLL(libc).abs, bindings.llama_log_callback), None)
+    try:
+        yield
+    finally:
+        bindings.llama_log_set(previous, data)
 
 
 class _SharedModel:
@@ -132,7 +159,7 @@ class LlamaBackend:
         component, path = prepared.component, prepared.path
         llama_cpp = require(component, "llama_cpp", "llama-cpp-python", "llm")
         try:
-            with _plain_cpu_buffers(llama_cpp.llama_cpp):
+            with _loading(llama_cpp.llama_cpp):
                 llama = llama_cpp.Llama(model_path=str(path), n_ctx=options.n_ctx, n_threads=options.threads,
                                         n_gpu_layers=prepared.plan.n_gpu_layers or 0, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -178,7 +205,14 @@ class LlamaBackend:
         return backend
 
     def warmup(self) -> None:
-        self.complete("Hi", GenerationParams(max_tokens=1, temperature=0.0))
+        # On one thread: a prompt of one word needs no second one, and with a busy neighbour on the
+        # cores the threads' barriers cost far more than the token (0.1-1.7 s on two threads, 0.06 s on one).
+        llama = self._llama
+        llama._ctx.set_n_threads(llama.n_threads, 1)
+        try:
+            self.complete("Hi", GenerationParams(max_tokens=1, temperature=0.0))
+        finally:
+            llama._ctx.set_n_threads(llama.n_threads, llama.n_threads_batch)
 
     def memory_bytes(self) -> int:
         return self._estimate
