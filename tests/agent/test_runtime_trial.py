@@ -40,8 +40,8 @@ class AcceleratedRuntime(Runtime):
     tests.helpers.gelu (a real provider of this onnxruntime and the CUDA plan's real session
     setting): only the plan table is stood in for, this machine having no accelerator."""
 
-    def prepare(self, directory: Path) -> PreparedRelease:
-        prepared = super().prepare(directory)
+    def prepare(self, directory: Path, beside: PreparedRelease | None = None) -> PreparedRelease:
+        prepared = super().prepare(directory, beside)
         return replace(prepared, components=tuple(replace(p, plan=gelu.ACCELERATED) if p.component.name == "gelu" else p
                                                   for p in prepared.components))
 

@@ -137,14 +137,44 @@ def test_swaps_give_the_old_model_s_memory_back(real_gguf: Path, tmp_path: Path)
 
     from .harness import Device as RuntimeDevice
 
+    # Other bytes than the model's (its template in the metadata): each swap loads one model and frees the other.
+    edited = tmp_path / "gemma-qa" / real_gguf.name
+    edited.parent.mkdir()
+    with_string(real_gguf, edited, "tokenizer.chat_template", QA_TEMPLATE)
     device = RuntimeDevice(tmp_path / "device")
-    files = {"llm": (ComponentKind.GGUF, real_gguf)}
-    a = device.install("1.0.0", files)
-    b = device.install("2.0.0", files, meta={"llm": {"chat_template": QA_TEMPLATE}}, make_current=False)
+    a = device.install("1.0.0", {"llm": (ComponentKind.GGUF, real_gguf)})
+    b = device.install("2.0.0", {"llm": (ComponentKind.GGUF, edited)}, make_current=False)
     with BackgroundServer(RuntimeConfig(data_dir=device.root, n_ctx=512, threads=1)) as runtime, \
             RuntimeClient(device.root, runtime.url) as client:
         loaded = rss_bytes()
         for release in (b, a, b, a):
-            assert client.swap(release).old_freed
+            outcome = client.swap(release)
+            assert outcome.old_freed and outcome.shared == []
         # glibc keeps a freed model's buffers unless asked to give them back: ~50 MiB more per swap.
         assert rss_bytes() - loaded < 24 * 2**20
+
+
+def test_a_template_only_release_shares_the_loaded_model_under_load(real_gguf: Path, tmp_path: Path) -> None:
+    from edgeship.release.manifest import ComponentKind
+    from edgeship.runtime import RuntimeClient
+
+    from .harness import Device as RuntimeDevice
+
+    device = RuntimeDevice(tmp_path / "device")
+    files = {"llm": (ComponentKind.GGUF, real_gguf)}
+    a = device.install("1.0.0", files)
+    b = device.install("2.0.0", files, meta={"llm": {"chat_template": QA_TEMPLATE}}, make_current=False)
+    question = {"model": "llm", "prompt": QUESTION, "max_tokens": 3, "temperature": 0}
+    chat = {"model": "llm", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8, "temperature": 0}
+    with BackgroundServer(RuntimeConfig(data_dir=device.root, n_ctx=512, threads=1)) as runtime, \
+            RuntimeClient(device.root, runtime.url) as client:
+        with Load(runtime.url, prompt=question, predict=False) as load:
+            outcomes = [client.swap(release) for release in (b, a, b)]
+        assert all(o.shared == ["llm"] and o.old_freed for o in outcomes)
+        assert load.answers and [x for x in load.answers if x[2] != 200] == []
+        # 2.0.0's template (Q: ... A:) makes the base model answer the chat, on the model 1.0.0 loaded.
+        [model] = httpx.get(f"{runtime.url}/v1/models").json()["data"]
+        assert model["release_id"] == b and model["chat_template"]["source"] == "release"
+        reply = httpx.post(f"{runtime.url}/v1/chat/completions", json=chat, timeout=120)
+        assert "Paris" in reply.json()["choices"][0]["message"]["content"]

@@ -11,6 +11,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from edgeship.release.bundle import CHAT_TEMPLATE_META
 from edgeship.release.manifest import ComponentKind
@@ -106,6 +107,25 @@ def test_a_shared_model_needs_no_room_beside_the_serving_release(device: Device,
         shared = client.swap(b)
         assert not shared.drain_first and shared.not_ready_seconds == 0 and shared.shared == ["llm"]
         assert client.swap(c).drain_first  # other bytes: both do not fit
+
+
+def test_a_swap_to_the_same_gguf_does_not_read_its_header_again(device: Device, models: Models,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship.formats import facts
+
+    install(device, models, "1.0.0", SHORT, make_current=True)
+    b = install(device, models, "2.0.0", LONG)
+    c = install(device, models, "3.0.0", SHORT, llama="llama_b")
+    read: list[str] = []
+    parse = facts.read_header
+    monkeypatch.setattr(facts, "read_header", lambda path, **kw: read.append(path.name) or parse(path, **kw))
+    with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:
+        client.swap(b)
+        assert read == [models.llama_a.name]  # at the start only: 2.0.0 has the same file
+        client.swap(c)
+        assert read == [models.llama_a.name, models.llama_b.name]
+        assert server.runtime.host.current is not None
+        assert server.runtime.host.current.backends["llm"].describe()["architecture"] == "llama"
 
 
 def test_swaps_between_releases_sharing_a_model_under_load_fail_no_request(device: Device, models: Models) -> None:

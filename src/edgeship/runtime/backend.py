@@ -60,12 +60,13 @@ class Prepared:
         return replace(self, plan=self.plan.on_cpu(why))
 
 
-def prepare(component: Component, path: Path, options: BackendOptions) -> Prepared:
-    """Size ``component`` (installed at ``path``) from its file, before loading it."""
+def prepare(component: Component, path: Path, options: BackendOptions, facts: Any = None) -> Prepared:
+    """Size ``component`` (installed at ``path``) from its file, before loading it; ``facts``: its
+    header's, if read already (another release has the same file)."""
     if component.kind is ComponentKind.GGUF:
         from edgeship.runtime.llama import prepare_gguf
 
-        return prepare_gguf(component, path, options)
+        return prepare_gguf(component, path, options, facts)
     # onnxruntime keeps the weights once, plus arenas for activations of about the same order.
     return Prepared(component, path, 2 * component.size, plan_onnx(options.device))
 

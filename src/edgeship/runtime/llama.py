@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeship.errors import EdgeshipError, RuntimeBackendError, UsageError
 from edgeship.formats import read_facts
+from edgeship.formats.facts import ModelFacts
 from edgeship.optimize.memory import estimate_memory
 from edgeship.release.manifest import Component
 from edgeship.runtime.backend import BackendOptions, Prepared, require
@@ -43,10 +44,11 @@ class GenerationParams:
                 "stop": [*(self.stop or []), *extra_stop], "seed": self.seed}
 
 
-def prepare_gguf(component: Component, path: Path, options: BackendOptions) -> Prepared:
-    """Read the GGUF header once: its facts size the model now and are kept for the load."""
+def prepare_gguf(component: Component, path: Path, options: BackendOptions,
+                 facts: ModelFacts | None = None) -> Prepared:
+    """Read the GGUF header once (unless its ``facts`` are known): they size the model now and are kept for the load."""
     try:
-        facts = read_facts(path)
+        facts = facts or read_facts(path)
     except EdgeshipError as exc:
         raise RuntimeBackendError(f"cannot read the GGUF header of component {component.name}: {exc}",
                                   hint="the file is damaged or not GGUF; reinstall the release") from exc

@@ -102,16 +102,22 @@ class PreparedRelease:
         return replace(self, components=tuple(p.on_cpu(moves[p.component.name]) if p.component.name in moves else p
                                               for p in self.components))
 
+    def facts(self) -> dict[str, object]:
+        """What each model's header said, by the digest of its file."""
+        return {p.component.digest: p.facts for p in self.components if p.facts is not None}
+
     def memory_beside(self, loaded: LoadedRelease) -> int:
         """Bytes loading it needs while ``loaded`` serves: the models it can share with ``loaded`` need none."""
         return sum(p.memory for p in self.components if loaded.twin(p) is None)
 
 
-def prepare_release(directory: Path, options: BackendOptions) -> PreparedRelease:
-    """Read the release's manifest and size each model it serves, from its files alone."""
+def prepare_release(directory: Path, options: BackendOptions, beside: PreparedRelease | None = None) -> PreparedRelease:
+    """Read the release's manifest and size each model it serves, from its files alone. A model
+    file that ``beside`` (the release serving now) has too, byte for byte, is not read again."""
     manifest = read_manifest(directory)
     models = (*manifest.components, *installed_bases(manifest, directory))
-    served = tuple(prepare(c, directory / c.path, options) for c in models if _served(c.kind))
+    known = beside.facts() if beside is not None else {}
+    served = tuple(prepare(c, directory / c.path, options, known.get(c.digest)) for c in models if _served(c.kind))
     if not served:
         raise RuntimeBackendError(f"release {manifest.ref} has no model the runtime can serve",
                                   hint="add a model/gguf or model/onnx component")

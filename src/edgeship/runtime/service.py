@@ -96,7 +96,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.options = BackendOptions(threads=config.threads, n_ctx=config.n_ctx, device=device_facts(config))
         self.fallbacks = CpuFallbacks(Path(config.data_dir))
-        self.host = ModelHost(lambda d: self.prepare(d).on_cpu(self.fallbacks.get(d.name)),
+        self.host = ModelHost(lambda d, beside: self.prepare(d, beside).on_cpu(self.fallbacks.get(d.name)),
                               lambda p, beside: load_release(p, self.options, beside),
                               memory_budget=config.memory_budget, ready_wait_s=config.ready_wait_s,
                               drain_timeout_s=config.drain_timeout_s)
@@ -123,9 +123,10 @@ class Runtime:
         if self.publisher is not None:
             self.publisher.close()
 
-    def prepare(self, directory: Path) -> PreparedRelease:
-        """Size the installed release at ``directory`` and plan where each model runs."""
-        return prepare_release(directory, self.options)
+    def prepare(self, directory: Path, beside: PreparedRelease | None = None) -> PreparedRelease:
+        """Size the installed release at ``directory`` and plan where each model runs (``beside``:
+        the release serving now, whose model headers need not be read again)."""
+        return prepare_release(directory, self.options, beside)
 
     def swap(self, release_id: str | None, cpu: Mapping[str, str] | None = None) -> SwapOutcome:
         """Serve ``release_id`` (None: whatever `current` points at now).

@@ -79,7 +79,7 @@ class Lease:
         self.close()
 
 
-Preparer = Callable[[Path], PreparedRelease]
+Preparer = Callable[[Path, PreparedRelease | None], PreparedRelease]  # the release's directory, the one serving now
 Loader = Callable[[PreparedRelease, LoadedRelease | None], LoadedRelease]  # the release and the one serving now
 
 
@@ -169,7 +169,7 @@ class ModelHost:
                                    changed=False, load_seconds=0.0, swap_seconds=0.0, drain_first=False,
                                    not_ready_seconds=0.0, old_freed=False)
             try:
-                prepared = self._prepare(directory)
+                prepared = self._prepare(directory, old.prepared if old is not None else None)
             except RuntimeBackendError as exc:
                 self.last_error = f"cannot size release {directory.name[:12]}: {exc}"
                 raise
