@@ -16,7 +16,9 @@ into its metadata (other bytes, the same weights: a full load). Figures:
    ``--rounds`` loads; wall and CPU seconds) and raw ``Llama()`` plus the same one-token warm-up;
 2. tokens/s: the same greedy completion streamed through POST /v1/completions (SSE) and through
    ``create_completion(stream=True)``, non-streamed through both too; rounds interleave the four
-   so machine noise hits them alike; medians; ratio = runtime / raw;
+   so machine noise hits them alike; medians; ratio = runtime / raw; and the CPU time per token
+   of each (the runtime's whole process, HTTP included, against this process's), which
+   neighbours on the machine disturb less;
 3. time to first token, streamed, both ways (medians);
 4. swaps under a continuous load of completions, ``--swaps`` each way: 1.0.0 <-> 2.0.0 (shared
    model) and 1.0.0 <-> 3.0.0 (full loads): p50/p99 of the swap (from the call until the old
@@ -100,8 +102,9 @@ def load_times(args: argparse.Namespace, model: Path) -> dict[str, float]:
             "raw_load_warm_s": statistics.median(warmed)}
 
 
-def generation(args: argparse.Namespace, model: Path, url: str) -> dict[str, float]:
-    """Tokens/s and time to first token, interleaved rounds, medians."""
+def generation(args: argparse.Namespace, model: Path, url: str, server: int) -> dict[str, float]:
+    """Tokens/s, CPU time per token (the runtime's: its process ``server``'s, HTTP included; raw: this
+    process's) and time to first token, interleaved rounds, medians."""
     from llama_cpp import Llama
 
     raw = Llama(model_path=str(model), n_ctx=args.ctx, n_threads=args.threads, verbose=False)
@@ -145,15 +148,19 @@ def generation(args: argparse.Namespace, model: Path, url: str) -> dict[str, flo
         run()
     tps: dict[str, list[float]] = {k: [] for k in runs}
     ttft: dict[str, list[float]] = {k: [] for k in runs}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in runs}
     for i in range(args.rounds):
         # Alternate which side goes first, so neither always runs on a cooler machine.
         order = list(runs) if i % 2 == 0 else list(reversed(runs))
         for name in order:
+            cpu = (lambda: cpu_seconds(server)) if name.startswith("api") else time.process_time
+            cpu_started = cpu()
             seconds, first, n = runs[name]()
             # A stream's last chunk only carries finish_reason: chunks - 1 tokens, after the first one.
             tokens = n - 1 if "stream" in name else n
             tps[name].append(tokens / seconds)
             ttft[name].append(first)
+            cpu_ms[name].append(1000 * (cpu() - cpu_started) / n)  # n: the first token's prompt is in it too
     raw.close()
     http.close()
     med = {k: statistics.median(v) for k, v in tps.items()}
@@ -161,7 +168,14 @@ def generation(args: argparse.Namespace, model: Path, url: str) -> dict[str, flo
             "stream_ratio": med["api_stream"] / med["raw_stream"],
             "raw_tps": med["raw"], "api_tps": med["api"], "plain_ratio": med["api"] / med["raw"],
             "raw_ttft_ms": 1000 * statistics.median(ttft["raw_stream"]),
-            "api_ttft_ms": 1000 * statistics.median(ttft["api_stream"])}
+            "api_ttft_ms": 1000 * statistics.median(ttft["api_stream"]),
+            **{f"{k}_cpu_ms_per_token": statistics.median(v) for k, v in cpu_ms.items()}}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 PHASES = ("prepare", "load", "warmup", "serving", "drain", "free", "cpu")
@@ -243,7 +257,7 @@ def main() -> None:
                                           "rss_loaded_mib": loaded / 2**20, "estimate_mib": estimate.total / 2**20,
                                           "rss_loaded_vs_estimate": loaded / estimate.total - 1}
             figures |= load_times(args, model)
-            figures |= generation(args, model, url)
+            figures |= generation(args, model, url, proc.pid)
             figures |= swaps(args, url, device, (v1, v2), "shared")
             figures |= swaps(args, url, device, (v1, v3), "full")
             figures |= {"rss_after_swaps_mib": rss(proc.pid) / 2**20}
