@@ -10,6 +10,7 @@ cannot render.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,10 +170,18 @@ def test_a_template_only_release_shares_the_loaded_model_under_load(real_gguf: P
             "max_tokens": 8, "temperature": 0}
     with BackgroundServer(RuntimeConfig(data_dir=device.root, n_ctx=512, threads=1)) as runtime, \
             RuntimeClient(device.root, runtime.url) as client:
+        outcomes = []
         with Load(runtime.url, prompt=question, predict=False) as load:
-            outcomes = [client.swap(release) for release in (b, a, b)]
-        assert all(o.shared == ["llm"] and o.old_freed for o in outcomes)
-        assert load.answers and [x for x in load.answers if x[2] != 200] == []
+            for release in (a, b, a, b):
+                seen = len(load.answers)
+                if release != a or seen:  # 1.0.0 serves from the start
+                    outcomes.append(client.swap(release))
+                deadline = time.monotonic() + 120
+                while not any(x[3] == release for x in load.answers[seen:]):  # requests on it before the next swap
+                    assert time.monotonic() < deadline, f"no request answered by {release[:12]}"
+                    time.sleep(0.05)
+        assert len(outcomes) == 3 and all(o.shared == ["llm"] and o.old_freed for o in outcomes)
+        assert [x for x in load.answers if x[2] != 200] == []
         # 2.0.0's template (Q: ... A:) makes the base model answer the chat, on the model 1.0.0 loaded.
         [model] = httpx.get(f"{runtime.url}/v1/models").json()["data"]
         assert model["release_id"] == b and model["chat_template"]["source"] == "release"
