@@ -1,11 +1,13 @@
 """The check-in fast path (fast_checkin.py) and the batch's bulk writes (fleet.checkin_batch):
-the fast path answers as the full route does and is observed as it is; a batch stores each
-device's own report with a fixed number of statements, and never acknowledges a device that
-changed between its read and its write."""
+the fast path answers as the full route does, is observed as it is and keeps the body limit;
+a batch stores each device's own report with a fixed number of statements, and never
+acknowledges a device that changed between its read and its write; a worker process keeps its
+startup heap out of the garbage collector's full passes."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ from sqlalchemy import event, select, update
 
 from edgeship.errors import ConflictError
 from edgeship.server import fleet as fleet_mod
-from edgeship.server.app import app_from_env
 from edgeship.server import schemas
+from edgeship.server.app import app_from_env
 from edgeship.server.credentials import Credential
 from edgeship.server.db import Database
 from edgeship.server.models import Device as DeviceRow
@@ -143,3 +145,22 @@ def test_a_worker_process_leaves_its_startup_heap_out_of_gc(tmp_path: Path, monk
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_an_oversized_checkin_streamed_to_the_fast_path_gets_413(fleet: Fleet) -> None:
+    """The fast path reads the body itself: a chunked check-in (no Content-Length) that grows
+    past the body limit is cut off and answered 413, and nothing is stored."""
+    d = fleet.enroll()
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"state": "committed", "facts": {"arch": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    with fleet.anon() as c:
+        r = c.post(f"/v1/devices/{d.id}/checkin", content=chunks(), headers={**d.auth, "content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+        assert c.post(f"/v1/devices/{d.id}/checkin", json=_checkin("1.0.0"), headers=d.auth).status_code == 200
+    seen = fleet.admin.get(f"/v1/admin/devices/{d.id}").json()
+    assert seen["facts"] == {"arch": "aarch64", "ram": 8 << 30} and seen["current"]["version"] == "1.0.0"
