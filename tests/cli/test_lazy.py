@@ -51,6 +51,19 @@ def test_a_command_imports_its_module_only() -> None:
     assert not {"fastapi", "sqlalchemy"} & {m.split(".")[0] for m in modules}
 
 
+# Only `edgeship server` (run, not asked for help) serves: no command's help may load the stack.
+SERVER_STACK = {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_commands_help_loads_the_server_stack(name: str) -> None:
+    r = edgeship(name, "--help", python=["-X", "importtime"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = imported(r.stderr)
+    assert COMMANDS[name].module in modules, "the report covers the command's module"
+    assert not SERVER_STACK & {m.split(".")[0] for m in modules}
+
+
 def test_help_lists_every_command_with_its_line() -> None:
     r = edgeship("--help")
     assert r.returncode == 0, r.stderr

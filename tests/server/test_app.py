@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edgeship.errors import ConflictError, UsageError
-from edgeship.server import ServerSettings, create_app
+from edgeship.server.app import create_app
+from edgeship.server.settings import ServerSettings
 from tests.server.conftest import Fleet, cli, make_workspace
 
 

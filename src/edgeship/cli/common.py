@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from edgeship.trust import keys as keyfiles
 from edgeship.workspace import Workspace
 
 WorkspaceOpt = typer.Option(
@@ -22,6 +21,8 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 def passphrase_from_env_or_prompt(path: Path) -> bytes | None:
     """Unlock an encrypted key from $EDGESHIP_KEY_PASSPHRASE, or ask when a person is there."""
+    from edgeship.trust import keys as keyfiles  # signing libraries only when a key is unlocked
+
     secret = keyfiles.passphrase_from_env(path)
     if secret is None and sys.stdin.isatty():
         secret = typer.prompt(f"Passphrase for {path.name}", hide_input=True).encode()

@@ -1,6 +1,2 @@
-"""Signatures and TUF metadata: the operator-side repository and the device-side verifier."""
-
-from edgeship.trust.client import ReleaseVerifier, VerifiedRelease
-from edgeship.trust.repository import Expiry, KeyRing, Repository
-
-__all__ = ["Expiry", "KeyRing", "ReleaseVerifier", "Repository", "VerifiedRelease"]
+"""Signatures and TUF metadata: the operator-side repository (``trust.repository``) and the
+device-side verifier (``trust.client``); imported by module, so a command loads only the side it uses."""
