@@ -16,13 +16,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeship.errors import EdgeshipError
-from edgeship.server import fleet, schemas, strict_json
+from edgeship.server import fleet, schemas
 from edgeship.server.context import ServerContext
 from edgeship.server.credentials import bearer
+from edgeship.server.routes.lean import model_from_json
 
 PATH = "/v1/devices/{device_id}/checkin"
 # Device IDs are `dev_` and hex; anything else (NUL, percent signs, slashes) takes the full route.
@@ -75,10 +76,10 @@ def _parse(scope: Scope, device_id: str, body: bytes) -> fleet.CheckinCall | Non
     if authorization is None or headers.get(b"content-type") != b"application/json" or b"%00" in scope["query_string"]:
         return None
     try:
-        # As the route reads a JSON body (strict_json, then the model), so both accept the same.
-        req = schemas.CheckinRequest.model_validate(strict_json.loads(body, "the request body"))
+        # The route's own reader, so that both accept the same bodies.
+        req = model_from_json(schemas.CheckinRequest, body, "application/json")
         cred = bearer(authorization.decode("latin-1"), "credential")
-    except (ValidationError, EdgeshipError):
+    except (RequestValidationError, EdgeshipError):
         return None
     return fleet.CheckinCall(cred, device_id, req)
 

@@ -13,7 +13,7 @@ route of routes/body.py raises, so the app's handlers answer them the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from edgeship.errors import UsageError
 from edgeship.server import strict_json
 from edgeship.server.routes.deps import credential, text_url, vouch_device
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class LeanRoute(APIRoute):
@@ -43,7 +45,7 @@ class LeanRoute(APIRoute):
         return handler
 
 
-def model_from_json(model: type[BaseModel], raw: bytes, content_type: str | None) -> BaseModel:
+def model_from_json(model: type[M], raw: bytes, content_type: str | None) -> M:
     """``raw`` validated as ``model``: a ``UsageError`` if it cannot be read as JSON, the
     ``RequestValidationError`` FastAPI would raise if it is not a ``model``."""
     if not raw:
