@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
-import sys
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from edgeship.runtime.backend import BackendOptions, Prepared, require
 from edgeship.release.bundle import CHAT_TEMPLATE_META
 from edgeship.runtime.chat import ChatTemplate, choose_template, missing_template_hint
 from edgeship.runtime.plan import plan_gguf
+from edgeship.runtime.rss import libc
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -96,13 +95,13 @@ def _silent_log(bindings: Any) -> Iterator[None]:
     verbose=False the lines go to /dev/null anyway. The no-op is libc's abs(int): C callers
     clean up the arguments, so the text and user data it ignores do no harm.
     """
-    libc = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    if libc is None:
+    c = libc()
+    if c is None:
         yield
         return
     previous, data = bindings.llama_log_callback(), ctypes.c_void_p()
     bindings.llama_log_get(ctypes.byref(previous), ctypes.byref(data))
-    bindings.llama_log_set(ctypes.cast(ctypes.CDLL(libc).abs, bindings.llama_log_callback), None)
+    bindings.llama_log_set(ctypes.cast(c.abs, bindings.llama_log_callback), None)
     try:
         yield
     finally:

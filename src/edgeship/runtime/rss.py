@@ -21,7 +21,8 @@ def rss_bytes() -> int:
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
+def libc() -> ctypes.CDLL | None:
+    """The C library on Linux (looked up once: find_library runs ldconfig), else None."""
     name = ctypes.util.find_library("c")
     return ctypes.CDLL(name) if name and sys.platform.startswith("linux") else None
 
@@ -33,7 +34,7 @@ def return_free_memory() -> None:
     after the first big free, so later big buffers come from the heap, and free() there does
     not shrink the process. Without this each swap left tens of MiB resident.
     """
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    c = libc()
+    trim = getattr(c, "malloc_trim", None) if c is not None else None
     if trim is not None:
         trim(0)
