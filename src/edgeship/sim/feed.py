@@ -58,8 +58,11 @@ class TallyFeed:
         return int(np.count_nonzero((self.where >= 0) & (self.where <= phase)))
 
     def place_of(self, i: int) -> int | Assignment:
-        w = int(self.where[i])
-        return w if w >= 0 else self._fixed[-1 - w]
+        return self._place_at(int(self.where[i]))
+
+    def _place_at(self, code: int) -> int | Assignment:
+        """A place code as the engine knows the place: a phase (>= 0) or a fixed assignment (< 0)."""
+        return code if code >= 0 else self._fixed[-1 - code]
 
     def feed(self, idx: np.ndarray, reports: Reports, health: Health) -> None:
         """Bring the tally up to date with the latest reports of devices ``idx`` (sorted, unique)."""
@@ -91,7 +94,7 @@ class TallyFeed:
         assert isinstance(answers, Orders)  # decide_tally's orders, worked out per (place, class)
         offset = len(self._fixed)
         for row in range(self._table.shape[0]):
-            where: int | Assignment = row - offset if row >= offset else self._fixed[offset - 1 - row]
+            where = self._place_at(row - offset)
             for cls in range(CLASSES):
                 a = answers.answer(where, cls)
                 self._table[row, cls] = NO_ORDER if a.release is None else ROLL_BACK if a.rollback else INSTALL
@@ -151,8 +154,7 @@ class TallyFeed:
         for v in np.flatnonzero(counts).tolist():
             c = int(counts[v])
             row, cls_ = divmod(v, CLASSES)
-            place: int | Assignment = row - offset if row >= offset else self._fixed[offset - 1 - row]
-            self.tally.count(place, cls_, sign * c)
+            self.tally.count(self._place_at(row - offset), cls_, sign * c)
 
     def _move(self, idx: np.ndarray, pool: np.ndarray, kind: np.ndarray, *, remove: bool, health: Health) -> None:
         has = pool >= 0
