@@ -16,6 +16,7 @@ from edgeship.rollout.engine import (
     promote,
     reordered,
     resume,
+    row_key,
 )
 from edgeship.rollout.experiment import Arms, Experiment, ExperimentVerdict, collect, evaluate
 from edgeship.rollout.health import HealthMargins, HealthMetrics
@@ -66,4 +67,5 @@ __all__ = [
     "promote",
     "reordered",
     "resume",
+    "row_key",
 ]

@@ -478,13 +478,15 @@ def reordered(tally: Tally, before: Rollout, after: Rollout) -> set[str]:
             continue  # not targeted or skipped: the same answer in every state
         differs = verdicts.get((where, cls))
         if differs is None:
-            differs = verdicts[where, cls] = _row(old.answer(where, cls)) != _row(new.answer(where, cls))
+            differs = verdicts[where, cls] = row_key(old.answer(where, cls)) != row_key(new.answer(where, cls))
         if differs:
             out.add(device_id)
     return out
 
 
-def _row(a: Assignment) -> tuple[object, ...] | None:
+def row_key(a: Assignment) -> tuple[object, ...] | None:
+    """What a device's stored assignment row holds of ``a`` (None: no row): two answers with the
+    same key write the same row, which is what ``reordered`` relies on."""
     return None if a.release is None else (a.release, a.rollback, a.window, a.notice)
 
 

@@ -38,6 +38,7 @@ from edgeship.rollout import (
     promote,
     reordered,
     resume,
+    row_key,
 )
 from edgeship.rollout.codec import rollout_from_dict, rollout_to_dict
 from edgeship.server import rollout_schemas as schemas
@@ -288,7 +289,7 @@ def materialize(
         have = current.get(device_id)
         if have is not None and have[0] != record.id and owners[str(have[0])] > record.created_at:
             continue
-        key = (a.release, a.rollback, a.window, a.notice)
+        key = row_key(a)
         values = answers.get(key)
         if values is None:  # a handful of distinct answers: build each once
             name, version = parse_ref(refs[a.release])
