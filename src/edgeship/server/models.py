@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -69,6 +70,13 @@ class EnrollToken(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    # Partial: almost every device has no decommissioned_at, and a full index on it lured the
+    # planners into "IS NULL" scans of the whole fleet (SQLite, for a check-in batch's IN list
+    # and every page of the device list). The change feed's ``> since`` reads use this one.
+    __table_args__ = (
+        Index("ix_devices_decommissioned_at", "decommissioned_at",
+              sqlite_where=text("decommissioned_at IS NOT NULL"), postgresql_where=text("decommissioned_at IS NOT NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
@@ -84,7 +92,7 @@ class Device(Base):
     # Indexed: the rollout job reads the devices changed since its last pass by these.
     enrolled_at: Mapped[datetime] = mapped_column(index=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
-    decommissioned_at: Mapped[datetime | None] = mapped_column(index=True)
+    decommissioned_at: Mapped[datetime | None]
 
 
 class Assignment(Base):
