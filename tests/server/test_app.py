@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -102,3 +103,21 @@ def test_server_init_takes_online_keys_from_an_encrypted_workspace(tmp_path: Pat
     assert again.id and (tmp_path / "data" / "keys" / "timestamp.pem").is_file()
     with pytest.raises(ConflictError, match="already holds another repository"):
         init_data_dir(settings, Workspace.init(tmp_path / "other", passphrase=None))
+
+
+def test_request_ids_are_unique_in_a_process_and_across_a_fork() -> None:
+    from edgeship.server.middleware import _request_ids
+
+    ids = [_request_ids.next() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ID goes back to the parent
+        os.write(write, _request_ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    # A forked worker draws its own prefix: the same counter value must not repeat an ID.
+    assert child[:16] != _request_ids.next()[:16] and child not in ids

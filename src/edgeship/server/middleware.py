@@ -6,12 +6,15 @@ through without being buffered.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeship.server.logs import request_id
@@ -22,6 +25,25 @@ access_log = logging.getLogger("edgeship.server.access")
 _REPO_KINDS = {"metadata", "releases", "blobs", "deltas"}
 
 
+class _RequestIds:
+    """Request IDs of 32 hex digits: a random prefix per process and a counter. Unique like
+    uuid4's (the prefix is drawn again in a forked child), at a quarter of the cost."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 class ObserveMiddleware:
     """Gives each request an ID (``X-Request-ID``, kept if the client sent a sane one), times it and logs it."""
 
@@ -29,13 +51,15 @@ class ObserveMiddleware:
         self.app = app
         self.metrics = metrics
         self.log_requests = log_requests
+        # Label children by (method, route, status): ``labels()`` validates and locks on every call.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else _request_ids.next()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -55,8 +79,11 @@ class ObserveMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            key = (scope["method"], route, status)
+            if (children := self._children.get(key)) is None:
+                children = self._children[key] = (self.metrics.requests.labels(key[0], route, str(status)), self.metrics.latency.labels(route))
+            children[0].inc()
+            children[1].observe(elapsed)
             if route.startswith("/repo/"):
                 kind = scope["path"].split("/")[2]
                 self.metrics.bytes_served.labels(kind if kind in _REPO_KINDS else "other").inc(sent)
