@@ -97,6 +97,28 @@ def test_drain_first_when_both_releases_do_not_fit(device: Device, models: Model
         assert {x[3] for x in load.answers} == {a, b}
 
 
+def test_a_drain_first_swap_measures_the_drain_from_when_the_old_release_stopped_taking_requests(
+        device: Device, models: Models) -> None:
+    a, b = two_releases(device, models)
+    one = prepare_release(device.store.release_dir(a), BackendOptions(threads=1, n_ctx=256)).memory
+    with BackgroundServer(config_for(device, memory_budget=int(one * 1.5))) as server:
+        host = server.runtime.host
+        in_flight = host.lease()
+        swapped: list = []
+        t = threading.Thread(target=lambda: swapped.append(server.runtime.swap(b)))
+        with host._cond:  # the swap prepares b, then waits for this lock while a still takes requests
+            t.start()
+            time.sleep(0.5)
+            unblocked = time.perf_counter()
+        until(lambda: host.current is None)  # a stopped taking requests after `unblocked`
+        in_flight.close()  # a's last request ends
+        idle = time.perf_counter()
+        t.join(timeout=60)
+    [o] = swapped
+    assert o.drain_first and o.old_freed
+    assert 0 < o.drain_seconds <= idle - unblocked  # not counted from the end of prepare, 0.5 s before
+
+
 def test_swap_waits_for_in_flight_work_on_the_old_release(device: Device, models: Models) -> None:
     _, b = two_releases(device, models)
     with BackgroundServer(config_for(device)) as server, RuntimeClient(device.root, server.url) as client:

@@ -56,6 +56,7 @@ class _Slot:
     retired: bool = False
     closing: bool = False
     closed: threading.Event = field(default_factory=threading.Event)
+    retired_at: float = 0.0  # perf_counter when it was retired (no longer the serving slot): its drain starts here
     idle_at: float = 0.0  # perf_counter when, retired, its last request ended
     freed_at: float = 0.0  # perf_counter when its models were freed
 
@@ -148,7 +149,7 @@ class ModelHost:
     def _retire(self, slot: _Slot) -> bool:
         """Stop new leases on ``slot`` and free it once idle; True if freed within the drain timeout."""
         with self._cond:
-            slot.retired = True
+            slot.retired, slot.retired_at = True, time.perf_counter()
             close = self._claim_close(slot)
         if close:
             self._free(slot)
@@ -228,8 +229,7 @@ class ModelHost:
         ended = time.perf_counter()
         drain = free = 0.0
         if old is not None:
-            retired = serving if not drain_first else started + prepare_seconds
-            drain = (old.idle_at if freed else ended) - retired
+            drain = (old.idle_at if freed else ended) - old.retired_at
             free = old.freed_at - old.idle_at if freed else 0.0
         release = new.release
         return SwapOutcome(release_id=release.release_id,
