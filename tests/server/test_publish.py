@@ -76,7 +76,9 @@ def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Call
     code, out, _ = push("2.1.0", "--no-upload", "--json")
     assert code == 0 and json.loads(out)["server"] is None and json.loads(out)["not_uploaded"] == "--no-upload"
     assert "app@2.1.0" not in on_server()
-    assert push("2.1.1", "--no-upload", "--server", f.url)[0] == 0  # --no-upload wins, e.g. over $EDGESHIP_SERVER
+    code, out, _ = push("2.1.1", "--no-upload", "--server", f.url)  # --no-upload wins, e.g. over $EDGESHIP_SERVER
+    said = " ".join(out.split())
+    assert code == 0 and "not uploaded (--no-upload)" in said and "server init" not in said  # asked: no hint to name a server
     assert "app@2.1.1" not in on_server()
 
     # The server does not answer: the push fails, says the release is signed but not uploaded, and sync finishes it.
@@ -92,7 +94,8 @@ def test_push_uploads_to_the_workspace_server_or_says_it_did_not(new_fleet: Call
     ws.config.server_url = ""
     ws.save_config()
     code, out, _ = push("2.3.0")
-    assert code == 0 and "not uploaded (edgeship.toml names no server)" in " ".join(out.split())
+    said = " ".join(out.split())
+    assert code == 0 and "not uploaded (edgeship.toml names no server)" in said and "once `edgeship server init`" in said
 
 
 def test_upload_resumes_after_a_cut_connection(fleet: Fleet) -> None:

@@ -4,6 +4,7 @@ them to --server, else to the workspace's server (edgeship.toml), unless --no-up
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +33,27 @@ def upload_target(server: str | None, configured: str, no_upload: bool) -> str |
     return server or configured or None
 
 
+class NotUploaded(StrEnum):
+    """Why signed releases were not uploaded; the value is what the console and --json say."""
+
+    ASKED = "--no-upload"
+    NO_SERVER = "edgeship.toml names no server"
+
+
 @dataclass(frozen=True)
 class Upload:
     server: dict[str, Any] | None  # what the server reported, once uploaded
-    not_uploaded: str | None  # why not, when not
+    not_uploaded: NotUploaded | None  # why not, when not
 
     def to_json(self) -> dict[str, Any]:
-        return {"server": self.server, "not_uploaded": self.not_uploaded}
+        return {"server": self.server, "not_uploaded": self.not_uploaded.value if self.not_uploaded else None}
 
     def say(self) -> None:
         if self.server is not None:
             console.print(f"uploaded to {self.server['url']}: {len(self.server['uploaded'])} file(s), {self.server['skipped']} already there")
             return
         console.print(f"[yellow]not uploaded[/] ({self.not_uploaded}): devices cannot get it yet; `edgeship server sync` uploads it"
-                      + ("" if self.not_uploaded == "--no-upload" else " once `edgeship server init` (or --server URL) names a server"))
+                      + ("" if self.not_uploaded is NotUploaded.ASKED else " once `edgeship server init` (or --server URL) names a server"))
 
 
 def upload_signed(ws: Workspace, server: str | None, no_upload: bool, token: str | None, ca: Path | None, kept: str) -> Upload:
@@ -53,7 +61,7 @@ def upload_signed(ws: Workspace, server: str | None, no_upload: bool, token: str
     what is safe already (signed, written) should the upload fail, so nobody signs it again."""
     target = upload_target(server, ws.config.server_url, no_upload)
     if target is None:
-        return Upload(None, "--no-upload" if no_upload else "edgeship.toml names no server")
+        return Upload(None, NotUploaded.ASKED if no_upload else NotUploaded.NO_SERVER)
     try:
         with operator_client(target, token, ca, ws.root) as client:
             return Upload(sync_to_server(ws, client), None)
