@@ -12,9 +12,12 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from edgeship.store.fsutil import write_atomic
 
 FILE = "runtime-cpu.json"  # {release_id: {component: why}}
+_SHAPE = TypeAdapter(dict[str, dict[str, str]], config=ConfigDict(strict=True))
 log = logging.getLogger(__name__)
 
 
@@ -24,20 +27,20 @@ class CpuFallbacks:
         self._moves = self._read()
 
     def _read(self) -> dict[str, dict[str, str]]:
+        # Losing the file only costs a trial's fallback: accelerators are tried again on the next swap.
         try:
-            data = json.loads(self.path.read_bytes())
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            # Losing it only costs a trial's fallback: accelerators are tried again on the next swap.
-            log.warning("ignoring %s, which cannot be read (%s): every model follows its plan", self.path, exc)
+        except OSError as exc:
+            log.warning("ignoring %s, which cannot be read (%s): every model follows its plan", self.path, exc.strerror)
             return {}
-        if not isinstance(data, dict) or not all(
-                isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
-                for m in data.values()):
-            log.warning("ignoring %s: not a map of release -> component -> reason", self.path)
+        try:
+            return _SHAPE.validate_json(raw)
+        except ValidationError:
+            log.warning("ignoring %s: not JSON of release -> component -> reason (damaged?): every model follows its plan",
+                        self.path)
             return {}
-        return data
 
     def get(self, release_id: str) -> dict[str, str]:
         """Components of ``release_id`` to run on the CPU, each with why (empty: follow the plan)."""
