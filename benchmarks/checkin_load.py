@@ -67,7 +67,7 @@ def extract_baseline(ref: str, into: Path) -> Path:
 def run_backend(backend: str, args: argparse.Namespace, work: Path, src: Path | None) -> dict:
     """One server (``src`` first on its path, else this tree's), one fresh database, one load."""
     database_url, schema = postgres_schema(args.database_url, APP_NAME) if backend == "postgresql" else ("", None)
-    setup = prepare(work, database_url)
+    setup = prepare(work, database_url, src)
     procs = Processes()
     try:
         server, url = start_server(procs, setup, workers=args.workers, env={"PYTHONPATH": str(src or REPO / "src")})

@@ -77,14 +77,20 @@ function done(summary, latency, requests)
 end
 """
 
-def cli(*args: str | Path) -> None:
-    """An edgeship command, in this process (no second start-up of the CLI), its output dropped."""
-    from edgeship.cli.main import run
+def cli(*args: str | Path, src: Path | None = None) -> None:
+    """An edgeship command, its output dropped: in this process (no second start-up of the
+    CLI), or with ``src`` (another commit's sources, see checkin_load.py) in a subprocess."""
+    argv = [str(a) for a in args]
+    if src is not None:
+        done = subprocess.run([*CLI, *argv], env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True)
+        code = done.returncode
+    else:
+        from edgeship.cli.main import run
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = run([str(a) for a in args])
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = run(argv)
     if code != 0:
-        raise SystemExit(f"`edgeship {' '.join(map(str, args))}` failed with exit code {code}")
+        raise SystemExit(f"`edgeship {' '.join(argv)}` failed with exit code {code}")
 
 
 def postgres_schema(base: str, application_name: str = "") -> tuple[str, str]:
@@ -132,14 +138,16 @@ class Setup:
     database_url: str
 
 
-def prepare(work: Path, database_url: str = "") -> Setup:
+def prepare(work: Path, database_url: str = "", src: Path | None = None) -> Setup:
+    """The workspace and data dir, made by this tree's CLI or by ``src``'s: a server runs on a
+    database its own code migrated (a newer tree's migrations are unknown to an older server)."""
     work.mkdir(parents=True, exist_ok=True)
     ws = work / "ws"
     (work / "config.json").write_text('{"threshold": 0.5}')
-    cli("init", ws, "--no-encrypt")
-    cli("release", "push", "app", "-v", "1.0.0", "-c", f"config={work / 'config.json'}", "-w", ws)
+    cli("init", ws, "--no-encrypt", src=src)
+    cli("release", "push", "app", "-v", "1.0.0", "-c", f"config={work / 'config.json'}", "-w", ws, src=src)
     data = work / "data"
-    cli("server", "init", "--data-dir", data, "--database-url", database_url, "-w", ws)
+    cli("server", "init", "--data-dir", data, "--database-url", database_url, "-w", ws, src=src)
     admin = tomllib.loads((ws / "edgeship.toml").read_text())["server"]["admin_token"]
     return Setup(work, ws, data, admin, database_url)
 
