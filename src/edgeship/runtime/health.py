@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
@@ -21,6 +22,9 @@ from edgeship.runtime.llama import GenerationParams, LlamaBackend
 from edgeship.runtime.release import LoadedRelease
 from edgeship.runtime.rss import rss_bytes
 from edgeship.runtime.tensors import from_npy
+
+if TYPE_CHECKING:
+    from edgeship.runtime.onnx import OnnxBackend
 
 _SSIM_WINDOW = 7
 PSNR_IDENTICAL = 999.0  # dB; any real threshold is far below
@@ -62,34 +66,30 @@ class HealthVerdict(BaseModel):
 def run_suite(release: LoadedRelease) -> HealthReport:
     """Run every inference check of the release's own suite; memory is measured last, after the others."""
     checks = release.manifest.health.inference_checks()
-    results: list[CheckResult] = []
-    for i, check in enumerate(checks):
-        if isinstance(check, RssCheck):
-            continue
-        component = None
-        try:
-            backend = _backend(release, check)
-            component = backend.component.name
-            result = _llm(backend, i, check) if isinstance(check, LlmCheck) else _image(release, backend, i, check)
-            results.append(result.model_copy(update={"component": component}))
-        except EdgeshipError as exc:
-            results.append(CheckResult(index=i, type=check.type, component=component, error=str(exc)))
+    results = [_measure(release, i, c) for i, c in enumerate(checks) if not isinstance(c, RssCheck)]
     rss = rss_bytes()
     results += [CheckResult(index=i, type=c.type, rss_bytes=rss) for i, c in enumerate(checks) if isinstance(c, RssCheck)]
     return HealthReport(release_id=release.release_id, results=sorted(results, key=lambda r: r.index), rss_bytes=rss)
 
 
-def _backend(release: LoadedRelease, check: LlmCheck | ImageCheck) -> Backend:
-    """The model ``check`` runs on: the one it names, else the release's only one of its kind."""
-    if isinstance(check, LlmCheck):
-        return release.backend(check.component, LlamaBackend, "text")
-    from edgeship.runtime.onnx import OnnxBackend
+def _measure(release: LoadedRelease, index: int, check: LlmCheck | ImageCheck) -> CheckResult:
+    """One check on the model it names, else the release's only one of its kind; an error is its result (it fails)."""
+    backend: Backend | None = None
+    try:
+        if isinstance(check, LlmCheck):
+            backend = llm = release.backend(check.component, LlamaBackend, "text")
+            result = _llm(llm, index, check)
+        else:
+            from edgeship.runtime.onnx import OnnxBackend
 
-    return release.backend(check.component, OnnxBackend, "tensor")
+            backend = onnx = release.backend(check.component, OnnxBackend, "tensor")
+            result = _image(release, onnx, index, check)
+    except EdgeshipError as exc:
+        result = CheckResult(index=index, type=check.type, error=str(exc))
+    return result.model_copy(update={"component": backend.component.name if backend else None})
 
 
-def _llm(backend: Backend, index: int, check: LlmCheck) -> CheckResult:
-    assert isinstance(backend, LlamaBackend)
+def _llm(backend: LlamaBackend, index: int, check: LlmCheck) -> CheckResult:
     params = GenerationParams(max_tokens=check.max_tokens, temperature=0.0, seed=check.seed)
     started = time.perf_counter()
     if check.chat:
@@ -112,11 +112,9 @@ def _file(release: LoadedRelease, name: str) -> Path:
                         hint="add the file as a component of the release")
 
 
-def _image(release: LoadedRelease, backend: Backend, index: int, check: ImageCheck) -> CheckResult:
+def _image(release: LoadedRelease, backend: OnnxBackend, index: int, check: ImageCheck) -> CheckResult:
     from edgeship.runtime import imaging
-    from edgeship.runtime.onnx import OnnxBackend
 
-    assert isinstance(backend, OnnxBackend)
     data, reference = _file(release, check.input).read_bytes(), _file(release, check.reference).read_bytes()
     started = time.perf_counter()
     if imaging.is_image(data):

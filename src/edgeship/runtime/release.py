@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from edgeship.agent.store import CURRENT, DeviceStore
 from edgeship.errors import EdgeshipError, NotFoundError, RuntimeBackendError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 _RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
 log = logging.getLogger(__name__)
+B = TypeVar("B", bound=Backend)
 
 
 @dataclass
@@ -37,7 +38,7 @@ class LoadedRelease:
     adapters: dict[str, LoraAdapter] = field(default_factory=dict)
     default_adapters: tuple[AdapterChoice, ...] = ()  # what a request naming no adapters runs with
 
-    def backend(self, model: str | None, kind: type, what: str) -> Backend:
+    def backend(self, model: str | None, kind: type[B], what: str) -> B:
         """The backend named ``model`` (None: the only one of its kind), or NotFoundError listing what exists."""
         fitting = {name: b for name, b in self.backends.items() if isinstance(b, kind)}
         if model is None and len(fitting) == 1:

@@ -180,9 +180,7 @@ class Runtime:
 
     @staticmethod
     def _text_backend(release: LoadedRelease, model: str | None) -> LlamaBackend:
-        backend = release.backend(model, LlamaBackend, "text")
-        assert isinstance(backend, LlamaBackend)
-        return backend
+        return release.backend(model, LlamaBackend, "text")
 
     def completion(self, req: CompletionRequest) -> dict[str, Any] | TokenStream:
         params = req.params(COMPLETION_MAX_TOKENS)
@@ -241,7 +239,6 @@ class Runtime:
 
         with self.host.lease() as lease:
             backend = lease.release.backend(model, OnnxBackend, "tensor")
-            assert isinstance(backend, OnnxBackend)
             dtypes = {s.name: s.dtype for s in backend.inputs}
             arrays = {n: v if isinstance(v, np.ndarray) else from_json(n, v, dtypes.get(n, np.dtype(np.float32)))
                       for n, v in inputs.items()}
@@ -260,7 +257,6 @@ class Runtime:
 
         with self.host.lease() as lease:
             backend = lease.release.backend(model, OnnxBackend, "tensor")
-            assert isinstance(backend, OnnxBackend)
             started = time.perf_counter()
             image = backend.run_image(data)
             seconds = time.perf_counter() - started
