@@ -78,11 +78,6 @@ def _book(record: RolloutRecord, views: list[DeviceView]) -> Book:
     return Tally(rollout_from_dict(record.document), views)
 
 
-def _state(record: RolloutRecord) -> RolloutState | None:
-    """What of a record moves after it starts: a rollout's state (an experiment's answers never move)."""
-    return None if record.kind == rollouts.EXPERIMENT else rollout_from_dict(record.document).state
-
-
 @dataclass
 class FleetCache:
     """This instance's book of each live rollout's and experiment's fleet, and how far it has read the change feed.
@@ -148,16 +143,15 @@ class FleetCache:
     def rebase(self, record: RolloutRecord) -> None:
         """Take the record's stored state as the one its rows match; if another hand moved it
         (an operator, another instance), the devices whose order that changed join ``freed``."""
-        if record.id not in self.synced:
+        if record.id not in self.synced or record.kind == rollouts.EXPERIMENT:  # an experiment's answers never move
             return
-        state, seen = _state(record), self.synced[record.id]
-        if state == seen:
+        rollout, seen = rollout_from_dict(record.document), self.synced[record.id]
+        if rollout.state == seen:
             return
         tally = self.books[record.id][1]
         assert isinstance(tally, Tally) and seen is not None  # only rollouts have states
-        rollout = rollout_from_dict(record.document)
         self.freed |= reordered(tally, dataclasses.replace(rollout, state=seen), rollout)
-        self.synced[record.id] = state
+        self.synced[record.id] = rollout.state
 
 
 def tick(ctx: ServerContext, now: float | None = None, cache: FleetCache | None = None) -> int:
@@ -187,11 +181,12 @@ def tick(ctx: ServerContext, now: float | None = None, cache: FleetCache | None 
                 cache.rebase(record)  # moved since the read above: by an operator, or another instance
                 only = looked | cache.freed if record.id in cache.synced else None
                 book = cache.books[record.id][1]
+                state: RolloutState | None = None  # what of a record moves after it starts: a rollout's state
                 if isinstance(book, Arms):
                     withdrawn = experiments.assign(session, record, at, book.releases, only)
                 else:
-                    _, withdrawn = rollouts.evaluate(session, record, at, tally=book, changed=only)
-                state = _state(record)
+                    decision, withdrawn = rollouts.evaluate(session, record, at, tally=book, changed=only)
+                    state = decision.rollout.state  # as stored in the record's document
             cache.synced[record.id] = state  # committed: the rows match this state
             cache.freed.update(withdrawn)
     except BaseException:
