@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeship.errors import UsageError
 from edgeship.rollout import MaintenanceWindow, next_switch_time
@@ -92,3 +94,42 @@ def test_bad_windows_are_usage_errors(text: str) -> None:
 def test_unknown_zone_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="time zone"):
         MaintenanceWindow.parse("02:00-04:00").next_open(0.0, "Mars/Olympus")
+
+
+
+def _reference_openings(w: MaintenanceWindow, begin: float, end: float, tz_name: str) -> list[tuple[float, float]]:
+    """The openings as listed before next_open stopped at the first: the oracle for both."""
+    tz = ZoneInfo(tz_name)
+    day = datetime.fromtimestamp(begin, tz) - timedelta(days=1)
+    out: list[tuple[float, float]] = []
+    while True:
+        end_day = day + timedelta(days=1) if w.end < w.start else day
+        opens = datetime.combine(day.date(), w.start, tzinfo=tz).timestamp()
+        closes = datetime.combine(end_day.date(), w.end, tzinfo=tz).timestamp()
+        if opens >= end:
+            return out
+        if closes > begin and closes > opens:
+            out.append((opens, closes))
+        day += timedelta(days=1)
+
+
+# Zones with DST both ways, half-hour offsets and DST steps, and a day that was skipped (Apia, 2011-12-30).
+ZONES = [BERLIN, NEW_YORK, "UTC", "Asia/Tokyo", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata",
+         "Pacific/Apia", "America/St_Johns", "Europe/London"]
+wall_times = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 1, 15, 30, 45, 59]))
+# 2011-2026, at whole minutes (every wall-clock edge is one) or anywhere in between
+instants = st.one_of(st.integers(1_293_840_000 // 60, 1_798_761_600 // 60).map(lambda m: m * 60.0),
+                     st.floats(1_293_840_000, 1_798_761_600))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(start=wall_times, end=wall_times, zone=st.sampled_from(ZONES), at=instants, days=st.floats(0, 40))
+def test_openings_computed_as_taken_answer_as_the_listed_ones(start: str, end: str, zone: str, at: float,
+                                                                days: float) -> None:
+    if start == end:
+        return
+    w = MaintenanceWindow.parse(f"{start}-{end}")
+    assert list(w.openings(at, at + days * 86400, zone)) == _reference_openings(w, at, at + days * 86400, zone)
+    [(first, _), *_] = _reference_openings(w, at, at + 3 * 86400, zone)
+    assert w.next_open(at, zone) == max(first, at)  # only the first opening computed
+    assert w.contains(at, zone) == (first <= at)

@@ -8,6 +8,7 @@ device is told at least that long before it switches.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -85,23 +86,23 @@ class MaintenanceWindow:
     def next_open(self, earliest: float, tz_name: str) -> float:
         """The first instant at or after ``earliest`` that lies inside the window."""
         # A window skipped by DST may push us to the next day: three days cover every case.
-        for opens, _ in self.openings(earliest, earliest + 3 * 86400.0, tz_name)[:1]:
+        for opens, _ in self.openings(earliest, earliest + 3 * 86400.0, tz_name):
             return max(opens, earliest)
         raise AssertionError(f"no opening of {self} within three days of {earliest} in {tz_name}")
 
-    def openings(self, begin: float, end: float, tz_name: str) -> list[tuple[float, float]]:
+    def openings(self, begin: float, end: float, tz_name: str) -> Iterator[tuple[float, float]]:
         """The window's intervals [opens, closes) in zone ``tz_name`` that close after ``begin``
-        and open before ``end``, in order (UTC timestamps; days a DST change empties are left out)."""
+        and open before ``end``, in order (UTC timestamps; days a DST change empties are left out).
+        Computed as they are taken, so a caller that needs the first computes only that one."""
         tz = zone(tz_name)
         # A window that opened the day before may still be open (midnight crossing).
         day = datetime.fromtimestamp(begin, tz) - timedelta(days=1)
-        out: list[tuple[float, float]] = []
         while True:
             opens, closes = self._interval(day, tz)
             if opens >= end:
-                return out
+                return
             if closes > begin and closes > opens:
-                out.append((opens, closes))
+                yield opens, closes
             day += timedelta(days=1)
 
 

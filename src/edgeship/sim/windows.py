@@ -23,7 +23,7 @@ class SwitchTimes:
         self._openings: list[tuple[np.ndarray, np.ndarray]] = []
         if window is not None:
             for tz in zones:
-                spans = window.openings(begin, end, tz)
+                spans = list(window.openings(begin, end, tz))
                 self._openings.append((np.array([o for o, _ in spans]), np.array([c for _, c in spans])))
 
     def __call__(self, notified: np.ndarray, zone: np.ndarray) -> np.ndarray:
