@@ -48,8 +48,8 @@ class VirtualFleet:
 
     def __init__(self, fleet: Fleet, config: SimConfig, feed: TallyFeed) -> None:
         n = len(fleet)
-        self.devices = fleet
-        self._fleet, self._config, self._feed = fleet, config, feed
+        self.devices = fleet  # what each device is (hardware, zone, link): fixed for the run
+        self._config, self._feed = config, feed
         self._rng = np.random.default_rng([config.seed, 0x5EED])
         rng = self._rng
         self._error = rng.uniform(0.002, 0.012, n)
@@ -129,7 +129,7 @@ class VirtualFleet:
     def views(self) -> list[DeviceView]:
         """Every device as last reported, one object each: for checks on small fleets."""
         release, previous = self._feed.rollout.release, self._feed.rollout.previous_release
-        fleet = self._fleet
+        fleet = self.devices
         err, lat, out = self.health(np.arange(len(fleet)), self.health_kind)
         return [
             DeviceView(fleet.device_id(i), fleet.tags(i), fleet.facts(i), release if self.on_release[i] else previous,
@@ -160,9 +160,9 @@ class VirtualFleet:
     def _checkin_delay(self, idx: np.ndarray) -> np.ndarray:
         # A poller at a random phase: the next check-in is anywhere within one period.
         rng = self._rng
-        delay = rng.uniform(0.0, 1.0, len(idx)) * self._fleet.checkin_s[idx]
+        delay = rng.uniform(0.0, 1.0, len(idx)) * self.devices.checkin_s[idx]
         # Pilot devices sit in the lab, always online.
-        offline = (rng.random(len(idx)) < self._config.faults.offline) & ~self._fleet.pilot[idx]
+        offline = (rng.random(len(idx)) < self._config.faults.offline) & ~self.devices.pilot[idx]
         delay[offline] += rng.exponential(OFFLINE_MEAN_S, int(np.count_nonzero(offline)))
         return delay
 
@@ -224,7 +224,7 @@ class VirtualFleet:
                 handler(self, idx[mine], t[mine])
 
     def _download(self, idx: np.ndarray, t: np.ndarray) -> None:
-        took = self._config.release_size / self._fleet.link_bps[idx]
+        took = self._config.release_size / self.devices.link_bps[idx]
         # A crash mid-download costs a reboot; the download resumes where it stopped.
         took += self._reboots(len(idx), self._config.faults.crash_download)
         self._report(idx, DeviceState.DOWNLOADING)
@@ -244,7 +244,7 @@ class VirtualFleet:
         self._at(bad[~out], done[~out], _DOWNLOAD)
 
     def _staged(self, idx: np.ndarray, t: np.ndarray) -> None:
-        at = np.maximum(t, self._switch_times(self._notified[idx], self._fleet.zone[idx]))
+        at = np.maximum(t, self._switch_times(self._notified[idx], self.devices.zone[idx]))
         later = at > t
         self._report(idx[later], DeviceState.WAITING_WINDOW)
         self._report(idx[~later], DeviceState.STAGED)
@@ -266,7 +266,7 @@ class VirtualFleet:
         cfg, rng = self._config, self._rng
         self._installing[idx] = False
         self._at(idx, NEVER, _NONE)
-        bad = rng.random(len(idx)) < cfg.release_bad_rate * _FRAGILITY[self._fleet.hardware[idx]]
+        bad = rng.random(len(idx)) < cfg.release_bad_rate * _FRAGILITY[self.devices.hardware[idx]]
         caught = bad & (rng.random(len(idx)) < cfg.bad_trial_failure)
         # The agent's own rollback: it stays on the previous release, its target stays.
         self._report(idx[caught], DeviceState.ROLLED_BACK)
