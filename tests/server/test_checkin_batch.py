@@ -5,6 +5,7 @@ answer; a refused check-in in a batch does not affect the others."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from edgeship.server import fleet as fleet_mod
 from edgeship.server import schemas
@@ -261,3 +262,65 @@ def test_group_commit_serves_a_second_event_loop() -> None:
         return await asyncio.wait_for(group.submit(5), 5)
 
     assert asyncio.run(later()) == 6
+
+
+_RAW = "SELECT CAST(state AS TEXT), CAST(current AS TEXT), CAST(previous AS TEXT), CAST(facts AS TEXT), CAST(last_seen_at AS TEXT) FROM devices WHERE id = :id"
+
+
+def test_a_batch_stores_what_the_column_types_store(fresh_database_url: str) -> None:
+    """Each check-in of a batch leaves the device's row exactly as an UPDATE of the same values
+    through the columns' types leaves a twin device's, byte for byte at the driver: JSON null (not SQL NULL) for a
+    report without ``current``/``previous``, facts kept when a report sends none, the
+    timestamp in the column's own format (SQLite compares it as text in the change feed).
+    Names, versions and facts carry quotes, backslashes and non-ASCII text."""
+    db = Database(fresh_database_url)
+    db.migrate()
+    try:
+        with db.write() as session:
+            token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
+        creds = []
+        for _ in range(4):
+            with db.write() as session:
+                answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts(arch="x86_64")), 30)
+            creds.append(Credential(answer.device_id, answer.secret))
+        hostile = "it's \"quoted\" \\ ; DROP TABLE devices; -- ünïcødé ✓"
+        reports = [
+            {"state": "committed", "current": {"name": "app", "version": hostile, "release_id": None}},
+            {"state": "trial", "previous": {"name": "a'b", "version": "1.0", "release_id": "r" * 64},
+             "facts": {"arch": "arm64", "ram": 2**40, "note": hostile, "nested": {"list": [1, 2.5, None, True]}}},
+        ]
+        checked_in, twins = creds[:2], creds[2:]
+        rows = []
+        for report in reports:  # the first report sends no facts: the enrollment's are kept
+            with db.write() as session:
+                calls = [fleet_mod.CheckinCall(c, c.id, schemas.CheckinRequest.model_validate(report)) for c in checked_in]
+                assert all(isinstance(r, schemas.CheckinResponse) for r in fleet_mod.checkin_batch(session, calls, 30))
+            with db.write() as session:  # the same values bound through the columns' types, on the twins
+                for c, twin in zip(checked_in, twins):
+                    req = schemas.CheckinRequest.model_validate(report)
+                    values = {
+                        "state": req.state,
+                        "current": req.current.model_dump() if req.current else None,
+                        "previous": req.previous.model_dump() if req.previous else None,
+                        "last_seen_at": session.get(DeviceRow, c.id).last_seen_at,  # type: ignore[union-attr]
+                    }
+                    if req.facts is not None:
+                        values["facts"] = req.facts.model_dump(exclude_none=True)
+                    session.execute(update(DeviceRow).where(DeviceRow.id == twin.id).values(values))
+            with db.engine.connect() as conn:
+                for c, twin in zip(checked_in, twins):
+                    got, want = (conn.exec_driver_sql(*_driver_sql(conn.dialect.name, _RAW, id=i)).one() for i in (c.id, twin.id))
+                    assert got == want
+                rows.append(got)
+        after_first, after_second = rows
+        assert after_first[2] == "null" and json.loads(after_first[3]) == {"arch": "x86_64"}
+        assert after_second[1] == "null" and json.loads(after_second[3])["note"] == hostile
+    finally:
+        db.dispose()
+
+
+def _driver_sql(dialect: str, sql: str, **params: str) -> tuple[str, tuple | dict]:
+    """``sql`` with ``:name`` parameters in the driver's own parameter style."""
+    if dialect == "sqlite":
+        return sql, params
+    return sql.replace(":id", "%(id)s"), params
