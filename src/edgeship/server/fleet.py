@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
+import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import ARRAY, JSON, ColumnElement, Text, Update, bindparam, cast, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.broker import mosquitto_hash
@@ -127,20 +128,42 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
 
 
 _D = Device.__table__.c
-_CHECKIN_FIELDS = ("state", "current", "previous", "last_seen_at")
-# Check-in is the server's hottest path, so a batch of check-ins (``GroupCommit``) costs a
-# fixed number of statements whatever its size: one SELECT of the batch's devices (credential,
-# tags), at most two UPDATEs sent as executemany (with and without new facts), and the
-# batch's assignment lookup. The UPDATE repeats the credential test, so that a device
-# decommissioned or re-keyed between the two statements (another instance, on PostgreSQL)
-# is not written: its missing row count sends the batch down the per-device path.
-_DEVICES = select(_D.id, _D.secret_hash, _D.tags).where(_D.id.in_(bindparam("ids", expanding=True)), _D.decommissioned_at.is_(None))
-_CHECKIN = (
-    update(Device.__table__)
-    .where(_D.id == bindparam("device_id"), _D.secret_hash == bindparam("presented_hash"), _D.decommissioned_at.is_(None))
-    .values({f: bindparam(f) for f in _CHECKIN_FIELDS})
-)
-_CHECKIN_FACTS = _CHECKIN.values(facts=bindparam("facts"))
+# One batch row: what each check-in writes, as text (JSON values already serialized).
+_BATCH = ("device_id", "presented_hash", "state", "current", "previous", "facts")
+
+
+@functools.cache
+def _checkin_statement(dialect: str) -> Update:
+    """Check-in is the server's hottest path, so a whole batch of check-ins (``GroupCommit``)
+    is written by this one UPDATE whatever its size (once more for each device that calls
+    again in the same batch, see ``_rounds``): it joins the batch's rows to their
+    devices, writes those whose credential matches (and are not decommissioned), and returns
+    them with their tags. What it did not write is refused, and the slow path says why."""
+    if dialect == "postgresql":
+        # One array per column: PostgreSQL then knows how many rows the batch has. It assumes
+        # 100 rows of a JSON set function, and then hashes the whole devices table instead of
+        # looking the batch's devices up by key.
+        batch = func.unnest(*(bindparam(c, type_=ARRAY(Text)) for c in _BATCH)).table_valued(*_BATCH).render_derived(name="v")
+    else:  # SQLite: one JSON array of rows
+        rows = func.json_each(bindparam("batch")).table_valued("value")
+        batch = select(*(rows.c.value.op("->>")(literal_column(str(i))).label(c) for i, c in enumerate(_BATCH))).subquery("v")
+    v = batch.c
+
+    def as_json(text: ColumnElement[Any]) -> ColumnElement[Any]:
+        return cast(text, JSON) if dialect == "postgresql" else text  # SQLite's JSON is text; a CAST would make it a number
+
+    return (
+        update(Device.__table__)
+        .where(_D.id == v.device_id, _D.secret_hash == v.presented_hash, _D.decommissioned_at.is_(None))
+        .values(
+            state=v.state,
+            current=as_json(v.current),
+            previous=as_json(v.previous),
+            facts=func.coalesce(as_json(v.facts), _D.facts),  # facts change only when sent
+            last_seen_at=bindparam("now"),  # bound through the column's type, as every other write of it
+        )
+        .returning(_D.id, _D.tags)
+    )
 
 
 @dataclass(frozen=True)
@@ -156,26 +179,28 @@ def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: i
     """Record what each device reports and answer what it should run, all in the caller's one
     transaction (``GroupCommit`` batches concurrent check-ins). A refused call gets its error
     in its place and the others go on: a refusal writes nothing."""
-    now = _now()
     conn = session.connection()
-    stored = {r.id: r for r in conn.execute(_DEVICES, {"ids": sorted({c.device_id for c in calls})})}
+    statement = _checkin_statement(conn.dialect.name)
+    now = _now()
+    written: dict[int, dict[str, Any]] = {}  # call index: its device's tags
+    for round_ in _rounds(calls):
+        rows = [_batch_row(calls[i]) for i in round_]
+        tags = dict(conn.execute(statement, {**_batch_params(conn.dialect.name, rows), "now": now}).all())
+        written.update({i: tags[calls[i].device_id] for i in round_ if calls[i].device_id in tags})
     devices: list[DeviceIdentity | EdgeshipError] = []
-    writes: dict[bool, list[dict[str, Any]]] = {False: [], True: []}  # by "sends facts"
-    for call in calls:
-        row = stored.get(call.device_id)
-        if row is not None and call.cred.id == call.device_id and hmac.compare_digest(call.cred.secret_hash, row.secret_hash):
-            devices.append(DeviceIdentity(call.device_id, row.tags))
-            writes[call.req.facts is not None].append(_checkin_values(call, now))
+    for i, call in enumerate(calls):
+        if i in written:
+            devices.append(DeviceIdentity(call.device_id, written[i]))
             continue
         try:  # the slow path says why (unknown, wrong secret, decommissioned, someone else's)
-            devices.append(require_device(session, call.cred, call.device_id))
+            require_device(session, call.cred, call.device_id)
         except EdgeshipError as exc:
             devices.append(exc)
-    for with_facts, values in writes.items():
-        if values and conn.execute(_CHECKIN_FACTS if with_facts else _CHECKIN, values).rowcount != len(values):
-            # Changed since the SELECT: end the transaction, so that each call is written
-            # alone and finds the device as it now is (GroupCommit retries them one by one).
-            raise ConflictError("a device changed while it checked in", hint="check in again")
+            continue
+        # Accepted now, yet the UPDATE did not write it: the device changed in between (another
+        # instance). End the transaction, so that each call is written alone and finds the
+        # device as it now is (GroupCommit retries them one by one).
+        raise ConflictError("a device changed while it checked in", hint="check in again")
     assignments = resolve_assignments(session, [d for d in devices if isinstance(d, DeviceIdentity)])
     return [
         d if isinstance(d, EdgeshipError)
@@ -184,19 +209,44 @@ def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: i
     ]
 
 
-def _checkin_values(call: CheckinCall, now: datetime) -> dict[str, Any]:
+def _rounds(calls: list[CheckinCall]) -> list[list[int]]:
+    """The indices of the calls to write, in rounds that hold each device at most once (one
+    UPDATE cannot write a row twice), a device's calls in their order: the later report is
+    the one that stays, as if the calls had run one by one. A call presenting another
+    device's credential is left out: the slow path refuses it."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, call in enumerate(calls):
+        if call.cred.id != call.device_id:
+            continue
+        n = seen.get(call.device_id, 0)
+        seen[call.device_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _batch_row(call: CheckinCall) -> tuple[str | None, ...]:
+    """The call's row of the batch. JSON values are serialized as the JSON column type does
+    (``json.dumps``, and None is JSON null), facts only when sent (SQL NULL keeps the stored)."""
     req = call.req
-    values: dict[str, Any] = {
-        "device_id": call.device_id,
-        "presented_hash": call.cred.secret_hash,
-        "state": req.state,
-        "current": req.current.model_dump() if req.current else None,
-        "previous": req.previous.model_dump() if req.previous else None,
-        "last_seen_at": now,
-    }
-    if req.facts is not None:
-        values["facts"] = req.facts.model_dump(exclude_none=True)
-    return values
+    return (
+        call.device_id,
+        call.cred.secret_hash,
+        req.state,
+        json.dumps(req.current.model_dump() if req.current else None),
+        json.dumps(req.previous.model_dump() if req.previous else None),
+        json.dumps(req.facts.model_dump(exclude_none=True)) if req.facts is not None else None,
+    )
+
+
+def _batch_params(dialect: str, rows: list[tuple[str | None, ...]]) -> dict[str, Any]:
+    """The batch's parameters of ``_checkin_statement``: a list per column (PostgreSQL), one
+    JSON array of rows (SQLite)."""
+    if dialect == "postgresql":
+        return dict(zip(_BATCH, map(list, zip(*rows))))
+    return {"batch": json.dumps(rows)}
 
 
 def get_device(session: Session, device_id: str) -> Device:
