@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from edgeship.server import fleet as fleet_mod
 from edgeship.server import schemas
 from edgeship.server.credentials import Credential
+from edgeship.server.context import ServerContext
 from edgeship.server.db import Database
 from edgeship.server.group_commit import GroupCommit
 from edgeship.server.models import Device as DeviceRow
@@ -324,3 +325,40 @@ def _driver_sql(dialect: str, sql: str, **params: str) -> tuple[str, tuple | dic
     if dialect == "sqlite":
         return sql, params
     return sql.replace(":id", "%(id)s"), params
+
+
+def test_a_batch_on_a_connection_that_died_idle_is_written_again(tmp_path: Path) -> None:
+    """Check-in batches take their pooled connection without the pool's liveness test (a round
+    trip each). PostgreSQL ends the idle connection (as a restart does): the next batch fails
+    on it, and is written again, whole, on a fresh connection."""
+    with postgres_schema() as url:
+        ctx = ServerContext.build(ServerSettings(data_dir=tmp_path / "data", database_url=url))
+        try:
+            ctx.db.migrate()
+            creds = _enrolled_in(ctx.db, 3)
+            req = schemas.CheckinRequest.model_validate(_checkin("1.0.1"))
+            calls = [fleet_mod.CheckinCall(c, c.id, req) for c in creds]
+            assert all(isinstance(r, schemas.CheckinResponse) for r in ctx._write_checkins(calls))
+            with ctx.db.write(ping=False) as session:  # the pooled connection the batches use
+                pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with ctx.db.engine.begin() as conn:
+                assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar_one()
+            req = schemas.CheckinRequest.model_validate(_checkin("1.0.2"))
+            results = ctx._write_checkins([fleet_mod.CheckinCall(c, c.id, req) for c in creds])
+            assert all(isinstance(r, schemas.CheckinResponse) for r in results), results
+            with ctx.db.read() as session:
+                stored = session.scalars(select(DeviceRow.current).where(DeviceRow.id.in_([c.id for c in creds]))).all()
+            assert [s["version"] for s in stored] == ["1.0.2"] * 3
+        finally:
+            ctx.db.dispose()
+
+
+def _enrolled_in(db: Database, n: int) -> list[Credential]:
+    with db.write() as session:
+        token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate())
+    creds = []
+    for _ in range(n):
+        with db.write() as session:
+            answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts()), 30)
+        creds.append(Credential(answer.device_id, answer.secret))
+    return creds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from sqlalchemy.exc import DBAPIError
 
 from edgeship.errors import UsageError
 from edgeship.server import fleet, schemas
@@ -32,8 +33,21 @@ class ServerContext:
         self.checkins = GroupCommit(self._write_checkins)
 
     def _write_checkins(self, calls: list[fleet.CheckinCall]) -> list[schemas.CheckinResponse | Exception]:
-        """One batch of check-ins, one transaction (in a worker thread, see ``GroupCommit``)."""
-        with self.db.write() as session:
+        """One batch of check-ins, one transaction (in a worker thread, see ``GroupCommit``).
+
+        Its connection is not pinged first (a round trip per batch): one that died idle in
+        the pool (the database restarted) fails the batch, the pool then drops its
+        connections, and the batch is written once more on a fresh one. Writing a batch again
+        is safe even if the failure came after its commit: a check-in rewrites the same report."""
+        try:
+            return self._write_checkins_once(calls)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._write_checkins_once(calls)
+
+    def _write_checkins_once(self, calls: list[fleet.CheckinCall]) -> list[schemas.CheckinResponse | Exception]:
+        with self.db.write(ping=False) as session:
             return list(fleet.checkin_batch(session, calls, self.settings.poll_interval_s))
 
     @classmethod

@@ -36,6 +36,10 @@ class Database:
         self.engine = make_engine(url)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
+        # Check-in batches skip the pool's liveness test (pre-ping), one more round trip per
+        # transaction on check-in's hot path: their pool of its own, with no pre-ping.
+        self._unpinged = make_engine(url, pre_ping=False) if self.dialect == "postgresql" else self.engine
+        self._write_unpinged = sessionmaker(self._unpinged.execution_options(**{_WRITE: True}), expire_on_commit=False)
         database = make_url(url).database
         self._writers = WriterQueue(Path(f"{database}.write-lock")) if self.dialect == "sqlite" and database else None
 
@@ -49,9 +53,12 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction that commits on clean exit and rolls back on any error."""
-        with self._writers or nullcontext(), self._write() as session, session.begin():
+    def write(self, ping: bool = True) -> Iterator[Session]:
+        """A transaction that commits on clean exit and rolls back on any error. ``ping=False``:
+        on a pooled connection not tested first, for callers that write again, on a fresh
+        connection, what fails on a dead one (``DBAPIError.connection_invalidated``)."""
+        factory = self._write if ping else self._write_unpinged
+        with self._writers or nullcontext(), factory() as session, session.begin():
             yield session
 
     def on_write(self, committing: Callable[[Session], None], committed: Callable[[Session], None],
@@ -59,9 +66,10 @@ class Database:
         """Call ``committing(session)`` just before a write transaction commits, ``committed(session)``
         once it has (``rolled_back`` if it did not): for work that must not happen before the
         commit, such as push notices."""
-        event.listen(self._write, "before_commit", committing)
-        event.listen(self._write, "after_commit", committed)
-        event.listen(self._write, "after_soft_rollback", lambda session, _previous: rolled_back(session))
+        for factory in {self._write, self._write_unpinged}:
+            event.listen(factory, "before_commit", committing)
+            event.listen(factory, "after_commit", committed)
+            event.listen(factory, "after_soft_rollback", lambda session, _previous: rolled_back(session))
 
     def ping(self) -> None:
         try:
@@ -78,7 +86,8 @@ class Database:
             raise ServerError(f"cannot migrate the database: {exc.orig}", hint="check --database-url and that the database exists") from exc
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in {self.engine, self._unpinged}:
+            engine.dispose()
         if self._writers is not None:
             self._writers.close()
 
@@ -111,13 +120,15 @@ class WriterQueue:
         os.close(self._fd)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``; ``pre_ping``: test a pooled PostgreSQL connection before each use
+    (a database restart leaves the pool's connections dead)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _tune_sqlite(engine)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, ColumnElement, Text, Update, bindparam, cast, func, literal_column, or_, select, update
+from sqlalchemy import JSON, ColumnElement, Update, bindparam, cast, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from edgeship.broker import mosquitto_hash
@@ -128,7 +128,8 @@ def enroll(session: Session, req: schemas.EnrollRequest, poll_interval_s: int) -
 
 
 _D = Device.__table__.c
-# One batch row: what each check-in writes, as text (JSON values already serialized).
+# One row of the batch (a JSON array of such rows): what a check-in writes, as text (its
+# JSON values serialized as the JSON column type serializes them).
 _BATCH = ("device_id", "presented_hash", "state", "current", "previous", "facts")
 
 
@@ -139,14 +140,12 @@ def _checkin_statement(dialect: str) -> Update:
     again in the same batch, see ``_rounds``): it joins the batch's rows to their
     devices, writes those whose credential matches (and are not decommissioned), and returns
     them with their tags. What it did not write is refused, and the slow path says why."""
-    if dialect == "postgresql":
-        # One array per column: PostgreSQL then knows how many rows the batch has. It assumes
-        # 100 rows of a JSON set function, and then hashes the whole devices table instead of
-        # looking the batch's devices up by key.
-        batch = func.unnest(*(bindparam(c, type_=ARRAY(Text)) for c in _BATCH)).table_valued(*_BATCH).render_derived(name="v")
-    else:  # SQLite: one JSON array of rows
-        rows = func.json_each(bindparam("batch")).table_valued("value")
-        batch = select(*(rows.c.value.op("->>")(literal_column(str(i))).label(c) for i, c in enumerate(_BATCH))).subquery("v")
+    elements = (func.json_array_elements if dialect == "postgresql" else func.json_each)(bindparam("batch", type_=JSON))
+    rows = elements.table_valued("value")
+    # The LIMIT (the batch's size) tells PostgreSQL's planner how many rows there are: it
+    # assumes 100 of a JSON set function, and then hashes the whole devices table instead of
+    # looking the batch's devices up by key.
+    batch = select(*(rows.c.value.op("->>")(literal_column(str(i))).label(c) for i, c in enumerate(_BATCH))).limit(bindparam("n")).subquery("v")
     v = batch.c
 
     def as_json(text: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -185,7 +184,7 @@ def checkin_batch(session: Session, calls: list[CheckinCall], poll_interval_s: i
     written: dict[int, dict[str, Any]] = {}  # call index: its device's tags
     for round_ in _rounds(calls):
         rows = [_batch_row(calls[i]) for i in round_]
-        tags = dict(conn.execute(statement, {**_batch_params(conn.dialect.name, rows), "now": now}).all())
+        tags = dict(conn.execute(statement, {"batch": rows, "n": len(rows), "now": now}).all())
         written.update({i: tags[calls[i].device_id] for i in round_ if calls[i].device_id in tags})
     devices: list[DeviceIdentity | EdgeshipError] = []
     for i, call in enumerate(calls):
@@ -239,14 +238,6 @@ def _batch_row(call: CheckinCall) -> tuple[str | None, ...]:
         json.dumps(req.previous.model_dump() if req.previous else None),
         json.dumps(req.facts.model_dump(exclude_none=True)) if req.facts is not None else None,
     )
-
-
-def _batch_params(dialect: str, rows: list[tuple[str | None, ...]]) -> dict[str, Any]:
-    """The batch's parameters of ``_checkin_statement``: a list per column (PostgreSQL), one
-    JSON array of rows (SQLite)."""
-    if dialect == "postgresql":
-        return dict(zip(_BATCH, map(list, zip(*rows))))
-    return {"batch": json.dumps(rows)}
 
 
 def get_device(session: Session, device_id: str) -> Device:
