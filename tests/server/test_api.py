@@ -229,6 +229,23 @@ def test_inputs_the_fuzzer_found_get_4xx_not_5xx(fleet: Fleet) -> None:
     assert fleet.admin.post("/v1/admin/webhooks", json={"url": "https://x.example/\x00", "secret": "s" * 16}).status_code == 422
 
 
+
+def test_a_lone_surrogate_is_refused_before_it_can_poison_the_device_list(fleet: Fleet) -> None:
+    """A device's facts holding an unpaired "\\udfff" were stored, and then every answer that
+    carried them (device list and show) failed to encode: 500 for the operator."""
+    d = fleet.enroll()
+    json_body = {**d.auth, "content-type": "application/json"}
+    event = b'{"events": [{"id": "e1", "time": "2026-01-01T00:00:00Z", "type": "metrics", "data": {"note": "\\ud800"}}]}'
+    with fleet.anon() as c:
+        r = c.post(f"/v1/devices/{d.id}/checkin", content=b'{"state": "idle", "facts": {"custom": "x\\udfff"}}', headers=json_body)
+        assert r.status_code == 422 and "lone UTF-16 surrogate" in r.json()["error"]["message"], r.text
+        r = c.post(f"/v1/devices/{d.id}/events", content=event, headers=json_body)
+        assert r.status_code == 422 and "lone UTF-16 surrogate" in r.json()["error"]["message"], r.text
+        r = c.post(f"/v1/devices/{d.id}/checkin", content=b'{"state": "idle", "facts": {"custom": "\\ud83d\\ude00"}}', headers=json_body)
+        assert r.status_code == 200, r.text  # a pair is one character
+    assert fleet.admin.get(f"/v1/admin/devices/{d.id}").json()["facts"]["custom"] == "\U0001f600"
+    assert fleet.admin.get("/v1/admin/devices").status_code == 200
+
 def test_checkin_refusals_match_the_other_routes(fleet: Fleet) -> None:
     """Check-ins are answered by a fast path before FastAPI's router (fast_checkin.py): its
     refusals must be the ones every other route gives for the same faults."""

@@ -30,3 +30,12 @@ def test_the_federated_metrics_header_is_read_as_strictly() -> None:
         loads(b"\xff\xfe{", "the body")
     with pytest.raises(UsageError, match="^the body holds a number of too many digits"):
         loads("9" * 5000, "the body")
+
+
+def test_lone_surrogates_are_refused_and_pairs_kept() -> None:
+    assert loads(b'{"face": "\\ud83d\\ude00", "path": "C:\\\\ud800"}', "x") == {"face": "\U0001f600", "path": "C:\\ud800"}
+    for text in (b'{"os": "x\\udfff"}', b'["\\ud800"]', b'{"k\\uDBFF": 1}', b'{"a": {"b": ["\\ud83d"]}}', '"\ud800"'):
+        with pytest.raises(UsageError, match="^the body holds a lone UTF-16 surrogate"):
+            loads(text, "the body")
+    with pytest.raises(UsageError, match="^the body cannot be parsed"):  # a surrogate encoded as UTF-8 bytes
+        loads(b'{"os": "\xed\xa0\x80"}', "the body")
