@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from edgeship.agent.api import device_facts, parse_facts
 from edgeship.errors import UsageError
 from edgeship.release.bundle import ComponentSpec, build_release, parse_requirements
 from edgeship.release.manifest import ComponentKind
+from edgeship.server.schemas import Facts
 from tests.agent.harness import Device, Releases, Server
 
 # An architecture this machine is not, so only an override can satisfy it.
@@ -75,3 +77,13 @@ def test_a_bad_fact_stops_the_agent_before_it_starts(tmp_path: Path, releases: R
     d = Device(Server.create(releases.ws, tmp_path / "server"), tmp_path / "dev", releases.root(), "dev=x", "token")
     r = d.run("--fact", "arch=arm 64")
     assert r.returncode != 0 and "one word" in r.stderr and not (d.data / "identity.json").exists()
+
+
+def test_facts_the_os_hands_over_undecoded_are_sent_as_valid_unicode() -> None:
+    # A hostname or argument that is not UTF-8 reaches Python as lone surrogates (surrogateescape);
+    # the server refuses those, so sent as they were, every check-in of the device would fail.
+    raw = b"caf\xe9-bench".decode("utf-8", "surrogateescape")
+    facts = device_facts("UTC", {"hostname": raw, "os": "x\ud800"})
+    assert facts["hostname"].startswith("caf") and facts["hostname"].endswith("-bench") and "\ufffd" in facts["hostname"]
+    assert json.dumps(facts, ensure_ascii=False).encode()  # valid Unicode throughout
+    assert Facts.model_validate(facts).hostname == facts["hostname"]

@@ -95,7 +95,7 @@ def parse_facts(items: Iterable[str]) -> dict[str, str | int]:
 def device_facts(timezone: str, overrides: Mapping[str, str | int] | None = None) -> dict[str, Any]:
     """What the device says about itself at enrollment and check-in, and checks releases against."""
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
+    facts = {
         "arch": platform.machine(),
         "ram": ram,
         "accelerator": "none",
@@ -105,6 +105,14 @@ def device_facts(timezone: str, overrides: Mapping[str, str | int] | None = None
         "hostname": platform.node(),
         **(overrides or {}),
     }
+    return {k: _unicode(v) if isinstance(v, str) else v for k, v in facts.items()}
+
+
+def _unicode(text: str) -> str:
+    """``text`` as valid Unicode: bytes the OS handed over undecoded (a hostname or a ``--fact``
+    that is not UTF-8 comes as lone surrogates) become U+FFFD, which the server accepts; it
+    refuses lone surrogates, and would refuse every check-in of this device."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class DeviceClient:
