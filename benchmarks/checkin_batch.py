@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.checkin_load import extract_baseline
-from benchmarks.checkins import drop_schema, postgres_schema
+from benchmarks.checkins import add_fleet_options, chosen_backends, drop_schema, postgres_schema
 from benchmarks.procstat import cpu_s
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,21 +135,17 @@ def main() -> None:
         child(Path(data_dir), database_url, Path(devices_file), int(batch), int(batches))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--database-url", default=os.environ.get("EDGESHIP_TEST_DATABASE_URL", ""), help="PostgreSQL base URL")
-    parser.add_argument("--devices", type=int, default=10_000)
+    add_fleet_options(parser)
     parser.add_argument("--batch", type=int, default=16, help="check-ins per batch (random devices)")
     parser.add_argument("--batches", type=int, default=1500, help="measured batches per process")
     parser.add_argument("--rounds", type=int, default=3, help="processes per server, baseline and this tree in turn")
     parser.add_argument("--baseline", default="", help="git commit whose code is measured too ('' for this tree only)")
     args = parser.parse_args()
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    if "postgresql" in backends and not args.database_url:
-        raise SystemExit("PostgreSQL needs --database-url or $EDGESHIP_TEST_DATABASE_URL")
+    chosen = chosen_backends(args)
     with tempfile.TemporaryDirectory(prefix="edgeship-batch-") as tmp:
         servers = {f"baseline {args.baseline}": extract_baseline(args.baseline, Path(tmp) / "baseline")} if args.baseline else {}
         servers["this tree"] = REPO / "src"
-        for backend in backends:
+        for backend in chosen:
             work = Path(tmp) / backend
             work.mkdir()
             runs = run_backend(backend, args, work, servers)

@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.checkins import (
+    add_fleet_options,
+    chosen_backends,
     drop_schema,
     enroll_fleet,
     postgres_schema,
@@ -104,9 +106,7 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path, src: Path | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--database-url", default=os.environ.get("EDGESHIP_TEST_DATABASE_URL", ""), help="PostgreSQL base URL")
-    parser.add_argument("--devices", type=int, default=10_000)
+    add_fleet_options(parser)
     parser.add_argument("--duration", type=int, default=20, help="seconds of load")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (the bound on in-flight requests)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
@@ -118,13 +118,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark drives load with wrk: apt-get install wrk")
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    if "postgresql" in backends and not args.database_url:
-        raise SystemExit("PostgreSQL needs --database-url or EDGESHIP_TEST_DATABASE_URL")
+    chosen = chosen_backends(args)
     results = []
     with tempfile.TemporaryDirectory(prefix="edgeship-bench-") as tmp:
         baseline = extract_baseline(args.baseline, Path(tmp) / "baseline") if args.baseline else None
-        for backend in backends:
+        for backend in chosen:
             before = None
             for src in ([baseline] if baseline else []) + [None]:
                 result = run_backend(backend, args, Path(tmp) / f"{backend}-{'baseline' if src else 'tree'}", src)

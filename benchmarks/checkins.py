@@ -4,6 +4,7 @@ one release, a server data dir, devices enrolled through the API, and ``wrk`` (D
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import io
@@ -91,6 +92,21 @@ def cli(*args: str | Path, src: Path | None = None) -> None:
             code = run(argv)
     if code != 0:
         raise SystemExit(f"`edgeship {' '.join(argv)}` failed with exit code {code}")
+
+
+def add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a check-in benchmark's databases and fleet (``chosen_backends`` reads them)."""
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--database-url", default=os.environ.get("EDGESHIP_TEST_DATABASE_URL", ""), help="PostgreSQL base URL")
+    parser.add_argument("--devices", type=int, default=10_000)
+
+
+def chosen_backends(args: argparse.Namespace) -> list[str]:
+    """The databases ``--backend`` names, or exit saying what PostgreSQL lacks."""
+    chosen = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if "postgresql" in chosen and not args.database_url:
+        raise SystemExit("PostgreSQL needs --database-url or $EDGESHIP_TEST_DATABASE_URL")
+    return chosen
 
 
 def postgres_schema(base: str, application_name: str = "") -> tuple[str, str]:
