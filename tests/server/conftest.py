@@ -17,6 +17,10 @@ import pytest
 
 from edgeship.cli.main import run
 from edgeship.client import OperatorClient
+from edgeship.server import fleet as fleet_mod
+from edgeship.server import schemas
+from edgeship.server.credentials import Credential
+from edgeship.server.db import Database
 from edgeship.store.digest import Digest
 from edgeship.workspace import Workspace
 from tests.helpers.seaweedfs import seaweedfs  # noqa: F401 - the S3 tests' fixture
@@ -164,3 +168,15 @@ def new_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
     for f in started:
         f.admin.close()
         f.server.stop()
+
+
+def enrolled_in(db: Database, n: int, facts: schemas.Facts | None = None) -> list[Credential]:
+    """``n`` devices enrolled straight into ``db`` (tag k=v), each presenting ``facts``."""
+    with db.write() as session:
+        token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
+    creds = []
+    for _ in range(n):
+        with db.write() as session:
+            answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=facts or schemas.Facts()), 30)
+        creds.append(Credential(answer.device_id, answer.secret))
+    return creds

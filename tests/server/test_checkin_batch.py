@@ -27,7 +27,7 @@ from edgeship.server.models import Device as DeviceRow
 from edgeship.server.problems import Forbidden, Unauthorized
 from edgeship.server.settings import ServerSettings
 from tests.helpers.server import postgres_schema
-from tests.server.conftest import Fleet, start_fleet
+from tests.server.conftest import Fleet, enrolled_in, start_fleet
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -159,14 +159,7 @@ def test_refused_checkins_in_a_batch_leave_the_others_stored(tmp_path: Path) -> 
     db = Database(f"sqlite:///{tmp_path / 'batch.db'}")
     db.migrate()
     try:
-        with db.write() as session:
-            token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
-        enrolled = []
-        for _ in range(2):
-            with db.write() as session:
-                answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts()), 30)
-            enrolled.append(Credential(answer.device_id, answer.secret))
-        good, other = enrolled
+        good, other = enrolled_in(db, 2)
         req = schemas.CheckinRequest.model_validate(_checkin("9.9.9"))
         calls = [
             fleet_mod.CheckinCall(good, good.id, req),
@@ -277,13 +270,7 @@ def test_a_batch_stores_what_the_column_types_store(fresh_database_url: str) -> 
     db = Database(fresh_database_url)
     db.migrate()
     try:
-        with db.write() as session:
-            token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
-        creds = []
-        for _ in range(4):
-            with db.write() as session:
-                answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts(arch="x86_64")), 30)
-            creds.append(Credential(answer.device_id, answer.secret))
+        creds = enrolled_in(db, 4, schemas.Facts(arch="x86_64"))
         hostile = "it's \"quoted\" \\ ; DROP TABLE devices; -- ünïcødé ✓"
         reports = [
             {"state": "committed", "current": {"name": "app", "version": hostile, "release_id": None}},
@@ -335,7 +322,7 @@ def test_a_batch_on_a_connection_that_died_idle_is_written_again(tmp_path: Path)
         ctx = ServerContext.build(ServerSettings(data_dir=tmp_path / "data", database_url=url))
         try:
             ctx.db.migrate()
-            creds = _enrolled_in(ctx.db, 3)
+            creds = enrolled_in(ctx.db, 3)
             req = schemas.CheckinRequest.model_validate(_checkin("1.0.1"))
             calls = [fleet_mod.CheckinCall(c, c.id, req) for c in creds]
             assert all(isinstance(r, schemas.CheckinResponse) for r in ctx._write_checkins(calls))
@@ -351,14 +338,3 @@ def test_a_batch_on_a_connection_that_died_idle_is_written_again(tmp_path: Path)
             assert [s["version"] for s in stored] == ["1.0.2"] * 3
         finally:
             ctx.db.dispose()
-
-
-def _enrolled_in(db: Database, n: int) -> list[Credential]:
-    with db.write() as session:
-        token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate())
-    creds = []
-    for _ in range(n):
-        with db.write() as session:
-            answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts()), 30)
-        creds.append(Credential(answer.device_id, answer.secret))
-    return creds

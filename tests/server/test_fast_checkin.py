@@ -23,7 +23,7 @@ from edgeship.server.credentials import Credential
 from edgeship.server.db import Database
 from edgeship.server.models import Device as DeviceRow
 from edgeship.server.problems import Unauthorized
-from tests.server.conftest import Fleet
+from tests.server.conftest import Fleet, enrolled_in
 
 
 def _checkin(version: str, **more: Any) -> dict:
@@ -63,17 +63,6 @@ def _counted(fleet: Fleet) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("edgeship_http_requests_total{") and label in line)
 
 
-def _enrolled(db: Database, n: int) -> list[Credential]:
-    with db.write() as session:
-        token = fleet_mod.create_enroll_token(session, schemas.EnrollTokenCreate(tags={"k": "v"}))
-    creds = []
-    for _ in range(n):
-        with db.write() as session:
-            answer = fleet_mod.enroll(session, schemas.EnrollRequest(token=token.token, facts=schemas.Facts(arch="old")), 30)
-        creds.append(Credential(answer.device_id, answer.secret))
-    return creds
-
-
 @pytest.fixture
 def db(fresh_database_url: str) -> Any:
     database = Database(fresh_database_url)
@@ -85,7 +74,7 @@ def db(fresh_database_url: str) -> Any:
 def test_a_batch_stores_each_devices_own_report(db: Database) -> None:
     """One batch mixing check-ins with and without facts, one device twice: each row holds its
     own device's report, and facts change only where facts were sent."""
-    a, b, c = _enrolled(db, 3)
+    a, b, c = enrolled_in(db, 3, schemas.Facts(arch="old"))
     req = schemas.CheckinRequest.model_validate
     calls = [
         fleet_mod.CheckinCall(a, a.id, req(_checkin("1.0.0", facts={"arch": "new-a"}))),
@@ -110,7 +99,7 @@ def test_a_device_that_changes_around_the_write_is_answered_as_it_was_written(db
     UPDATE refused it (no command does that today; a re-keyed device would): not acknowledged,
     since nothing of it was written; the batch fails, and GroupCommit then writes each call
     alone."""
-    good, gone = _enrolled(db, 2)
+    good, gone = enrolled_in(db, 2, schemas.Facts(arch="old"))
     req = schemas.CheckinRequest.model_validate(_checkin("1.0.0"))
     calls = [fleet_mod.CheckinCall(good, good.id, req), fleet_mod.CheckinCall(gone, gone.id, req)]
 
